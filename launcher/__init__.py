@@ -1,0 +1,1 @@
+"""Starts the whole mesh on one machine: `python -m launcher` (what `make run` does)."""

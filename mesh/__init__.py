@@ -1,0 +1,1 @@
+"""Shared contracts and cross-cutting pieces of convertmesh: errors, bus, blobs, logs."""
