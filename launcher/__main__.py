@@ -1,0 +1,36 @@
+"""`make run`: the whole mesh in the foreground; Ctrl-C or SIGTERM stops all of it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from launcher.mesh import LocalMesh, MeshConfig, development_keys
+
+
+def main() -> int:
+    config = MeshConfig.from_env()
+    if not config.api_keys:
+        config.api_keys = development_keys()
+        tenant, key = config.api_keys.split(":", 1)
+        print(f"API_KEYS not set: development key for tenant {tenant!r}: {key}", flush=True)
+    mesh = LocalMesh(config)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        mesh.start()
+        print(f"convertmesh is up: {mesh.http_url} (gRPC {mesh.grpc_target})", flush=True)
+        while not stop.wait(0.5):
+            if dead := mesh.exited():
+                print(f"a service exited: {dead}; stopping", file=sys.stderr, flush=True)
+                return 1
+        return 0
+    finally:
+        mesh.stop()
+        print("convertmesh stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

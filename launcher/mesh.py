@@ -1,0 +1,151 @@
+"""The whole mesh as local processes: nats-server, orchestrator, three workers, gateway.
+
+Used by `make run` (foreground, Ctrl-C stops everything) and by the end-to-end tests (free
+ports, temporary data directory).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.nats import NatsServer, free_port, start_nats
+
+SERVICES = ("orchestrator", "image", "media", "archive", "gateway")
+
+
+@dataclass
+class MeshConfig:
+    data_dir: Path
+    http_port: int = 8080
+    grpc_port: int = 50051
+    nats_port: int = 4222
+    api_keys: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> MeshConfig:
+        return cls(
+            data_dir=Path(os.environ.get("DATA_DIR", ".data")).resolve(),
+            http_port=int(os.environ.get("HTTP_PORT", "8080")),
+            grpc_port=int(os.environ.get("GRPC_PORT", "50051")),
+            nats_port=int(os.environ.get("NATS_PORT", "4222")),
+            api_keys=os.environ.get("API_KEYS", ""),
+        )
+
+    @classmethod
+    def ephemeral(cls, data_dir: Path, api_keys: str, **extra_env: str) -> MeshConfig:
+        """Free ports everywhere: for tests."""
+        return cls(
+            data_dir=data_dir,
+            http_port=free_port(),
+            grpc_port=free_port(),
+            nats_port=free_port(),
+            api_keys=api_keys,
+            extra_env=dict(extra_env),
+            log_dir=data_dir / "logs",
+        )
+
+
+def development_keys() -> str:
+    return f"dev:{secrets.token_urlsafe(24)}"
+
+
+class LocalMesh:
+    def __init__(self, config: MeshConfig) -> None:
+        self.config = config
+        self.nats: NatsServer | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.config.grpc_port}"
+
+    def environment(self) -> dict[str, str]:
+        c = self.config
+        env = dict(os.environ)
+        env.update(
+            NATS_URL=f"nats://127.0.0.1:{c.nats_port}",
+            GRPC_PORT=str(c.grpc_port),
+            HTTP_PORT=str(c.http_port),
+            API_KEYS=c.api_keys,
+            SCRATCH_DIR=str(c.data_dir / "scratch"),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(c.extra_env)
+        return env
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        c = self.config
+        (c.data_dir / "scratch").mkdir(parents=True, exist_ok=True)
+        if c.log_dir:
+            c.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats = start_nats(
+            c.data_dir / "nats",
+            port=c.nats_port,
+            log_file=c.log_dir / "nats.log" if c.log_dir else None,
+        )
+        env = self.environment()
+        for name in SERVICES:
+            self.start_service(name, env)
+        self.wait_ready(ready_timeout)
+
+    def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
+        output = (self.config.log_dir / f"{name}.log").open("ab") if self.config.log_dir else None
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=env or self.environment(),
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        """Waits until /healthz answers 200: gateway, orchestrator and NATS all up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("the mesh did not become healthy in time")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to every service (gateway first, NATS last), then SIGKILL stragglers."""
+        for name in reversed(SERVICES):
+            process = self.processes.get(name)
+            if process and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.nats:
+            self.nats.stop()
+
+    def exited(self) -> dict[str, int]:
+        return {
+            name: code
+            for name, process in self.processes.items()
+            if (code := process.poll()) is not None
+        }

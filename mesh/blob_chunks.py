@@ -1,0 +1,134 @@
+"""How blob chunks move: cut to a fixed size for writing, pulled back in order for reading.
+
+Reads use an ephemeral pull consumer with no acks and keep two pull requests of half a batch in
+flight, so the broker never waits for the client to ask and at most one batch is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext, api
+
+from mesh.errors import MeshError, Reason
+
+# The JetStream API prefix of a default account; a JetStream domain would change it.
+JS_API = "$JS.API"
+PULL_EXPIRES_SECONDS = 10.0
+CONSUMER_IDLE_SECONDS = 30.0
+# nats-py drops messages past a subscription's pending limit (64 MiB by default); a batch of
+# 128 chunks of 128 KiB stays well below it.
+MAX_BATCH = 128
+
+
+def unavailable(error: BaseException) -> MeshError:
+    return MeshError(
+        Reason.UNAVAILABLE, "The blob store is unavailable; retry later.", cause=repr(error)
+    )
+
+
+async def rechunk(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
+    """Yields `size`-byte pieces (the last one shorter) with one copy at most per byte."""
+    pending = bytearray()
+    async for piece in chunks:
+        if not pending and len(piece) == size and isinstance(piece, bytes):
+            yield piece
+            continue
+        view = memoryview(piece)
+        start = 0
+        if pending:
+            start = min(size - len(pending), len(view))
+            pending += view[:start]
+            if len(pending) < size:
+                continue
+            yield bytes(pending)
+            pending.clear()
+        while len(view) - start >= size:
+            yield bytes(view[start : start + size])
+            start += size
+        pending += view[start:]
+    if pending:
+        yield bytes(pending)
+
+
+def _status(msg: Msg) -> str | None:
+    if msg.headers is None or msg.data:
+        return None
+    status: str | None = msg.headers.get(api.Header.STATUS)
+    return status
+
+
+async def pull(
+    js: JetStreamContext, stream: str, subject: str, total: int, batch: int
+) -> AsyncGenerator[bytes, None]:
+    """Yields the `total` messages on `subject`, in stream order; deletes its consumer on exit."""
+    config = api.ConsumerConfig(
+        ack_policy=api.AckPolicy.NONE,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subject=subject,
+        # A backstop: a reader killed before its `finally` leaves nothing behind for long.
+        inactive_threshold=CONSUMER_IDLE_SECONDS,
+        mem_storage=True,
+        num_replicas=1,
+    )
+    # nats-py has no public accessor for the connection under a JetStream context.
+    nc = js._nc
+    inbox = nc.new_inbox()
+    received: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def deliver(msg: Msg) -> None:
+        received.put_nowait(msg)
+
+    try:
+        consumer = (await js.add_consumer(stream, config)).name
+    except nats.errors.Error as error:
+        raise unavailable(error) from error
+    sub = await nc.subscribe(inbox, cb=deliver)
+    next_subject = f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+    half = max(1, min(batch, MAX_BATCH) // 2)
+    requested = got = 0
+
+    async def request() -> None:
+        nonlocal requested
+        amount = min(half, total - requested)
+        ask: dict[str, Any] = {"batch": amount, "expires": int(PULL_EXPIRES_SECONDS * 1e9)}
+        await nc.publish(next_subject, json.dumps(ask).encode(), reply=inbox)
+        requested += amount
+
+    try:
+        while requested < min(total, 2 * half):
+            await request()
+        while got < total:
+            async with asyncio.timeout(PULL_EXPIRES_SECONDS + 5):
+                msg = await received.get()
+            status = _status(msg)
+            if status == "100":
+                continue
+            if status is not None:
+                # Only a purge under a reader (the blob was replaced or deleted) gets here.
+                raise MeshError(
+                    Reason.UNAVAILABLE, "The blob changed while it was read.", status=status
+                )
+            got += 1
+            if got % half == 0 and requested < total:
+                await request()
+            yield msg.data
+    except (TimeoutError, nats.errors.Error) as error:
+        raise unavailable(error) from error
+    finally:
+        await _release(js, sub, stream, consumer)
+
+
+async def _release(js: JetStreamContext, sub: Subscription, stream: str, consumer: str) -> None:
+    try:
+        await sub.unsubscribe()
+        await js.delete_consumer(stream, consumer)
+    except nats.errors.Error:
+        # The broker is unreachable: the consumer's idle threshold removes it later.
+        pass

@@ -1,0 +1,268 @@
+"""The worker runtime: a durable pull consumer per service and the life of one task.
+
+For each task: skip it if its job was cancelled or the file is already done (a redelivery after
+a crash), report STARTED, stream the source into a scratch directory, run the service's
+handler, stream the output into the object store, publish SUCCEEDED, and only then ack.
+A `MeshError` that can never succeed publishes FAILED and terms the message; anything that may
+succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
+
+from mesh import blobs
+from mesh.bus import streams
+from mesh.bus import tasks as results
+from mesh.bus.tasks import TaskSpec
+from mesh.errors import MeshError, Reason
+from mesh.jobs.v1 import jobs_pb2
+from mesh.outcome import Outcome
+from mesh.state.v1 import state_pb2
+from mesh.tasks.v1 import tasks_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    service: str
+    worker_name: str
+    concurrency: int = 1
+    ack_wait_seconds: float = 30.0
+    max_deliver: int = 4
+    retry_delay_seconds: float = 2.0
+    scratch_dir: Path | None = None
+    progress_interval_seconds: float = 0.5
+    drain_seconds: float = 20.0
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets: the task, its source on disk, and where to write the output."""
+
+    task: TaskSpec
+    source: Path
+    output: Path
+    scratch: Path
+    report_progress: Callable[[float], None]
+
+
+Handler = Callable[[TaskContext], Awaitable[Outcome]]
+
+
+class Worker:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, settings: RuntimeSettings, handler: Handler
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._settings = settings
+        self._handler = handler
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stops fetching; tasks in flight finish (or are released after `drain_seconds`)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        s = self._settings
+        subscription = await self._js.pull_subscribe(
+            streams.task_subject(s.service),
+            durable=s.service,
+            stream=streams.TASKS_STREAM,
+            config=ConsumerConfig(
+                durable_name=s.service,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=s.ack_wait_seconds,
+                max_deliver=s.max_deliver,
+                max_ack_pending=max(4, s.concurrency * 4),
+                filter_subject=streams.task_subject(s.service),
+            ),
+        )
+        slots = [asyncio.create_task(self._slot(subscription)) for _ in range(s.concurrency)]
+        await self._stopping.wait()
+        _, pending = await asyncio.wait(slots, timeout=s.drain_seconds)
+        for slot in pending:
+            slot.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _slot(self, subscription: JetStreamContext.PullSubscription) -> None:
+        while not self._stopping.is_set():
+            try:
+                messages = await subscription.fetch(1, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:  # connection trouble: wait for the reconnect
+                log.warning("fetch failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                try:
+                    await self._process(message)
+                except asyncio.CancelledError:
+                    with contextlib.suppress(Exception):
+                        await message.nak()
+                    raise
+
+    async def _process(self, message: Msg) -> None:
+        s = self._settings
+        try:
+            task = TaskSpec.from_proto(tasks_pb2.Task.FromString(message.data))
+        except Exception:
+            log.error("undecodable task dropped", extra={"subject": message.subject})
+            await message.term()
+            return
+        if await self._already_settled(task):
+            await message.ack()
+            return
+        deliveries = message.metadata.num_delivered or 1
+        last_try = deliveries >= s.max_deliver
+        heartbeat = asyncio.create_task(self._keep_alive(message))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{s.service}-", dir=s.scratch_dir))
+        started = time.monotonic()
+        try:
+            await self._publish(results.started(task, s.worker_name), f"{task.task_id}.start")
+            outcome, size = await self._convert(task, scratch)
+            await self._publish(
+                results.succeeded(task, s.worker_name, outcome, size), f"{task.task_id}.end"
+            )
+            await message.ack()
+            log.info(
+                "task done",
+                extra={"task": task.task_id, "seconds": round(time.monotonic() - started, 3)},
+            )
+        except MeshError as error:
+            if error.reason.retryable and not last_try:
+                await self._retry(message, task, error)
+            else:
+                await self._fail(message, task, error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("task failed unexpectedly", extra={"task": task.task_id})
+            if last_try:
+                await self._fail(message, task, MeshError(Reason.INTERNAL))
+            else:
+                await self._retry(message, task, exc)
+        finally:
+            heartbeat.cancel()
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _convert(self, task: TaskSpec, scratch: Path) -> tuple[Outcome, int]:
+        source = scratch / "source"
+        output = scratch / "output"
+        await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, task.source_blob, source)
+        reporter = _ProgressReporter(self, task)
+        context = TaskContext(task, source, output, scratch, reporter.report)
+        try:
+            outcome = await self._handler(context)
+        finally:
+            reporter.close()
+        if not output.exists():
+            raise MeshError(Reason.INTERNAL, "The converter produced no output.")
+        info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, task.output_blob, output)
+        return outcome, info.size
+
+    async def _already_settled(self, task: TaskSpec) -> bool:
+        try:
+            kv = await self._js.key_value(streams.JOBS_BUCKET)
+            entry = await kv.get(streams.job_key(task.tenant, task.job_id))
+        except KeyNotFoundError:
+            return True  # the job expired or never existed: nothing to do
+        record = state_pb2.JobRecord.FromString(entry.value or b"")
+        if record.job.status == jobs_pb2.JOB_STATUS_CANCELLED:
+            return True
+        files = record.job.files
+        if task.file_index < len(files):
+            status = files[task.file_index].status
+            return status in (jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED)
+        return False
+
+    async def _retry(self, message: Msg, task: TaskSpec, error: Exception) -> None:
+        deliveries = message.metadata.num_delivered or 1
+        delay = self._settings.retry_delay_seconds * (2 ** (deliveries - 1))
+        log.warning(
+            "task will be retried",
+            extra={"task": task.task_id, "error": str(error), "delay": delay},
+        )
+        with contextlib.suppress(Exception):
+            await message.nak(delay=delay)
+
+    async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
+        log.info(
+            "task failed", extra={"task": task.task_id, "reason": error.reason.value}
+        )
+        try:
+            await self._publish(
+                results.failed(task, self._settings.worker_name, error), f"{task.task_id}.end"
+            )
+        except Exception:
+            # The failure is not durable yet: let JetStream redeliver instead of losing it.
+            log.exception("could not publish failure", extra={"task": task.task_id})
+            with contextlib.suppress(Exception):
+                await message.nak(delay=self._settings.retry_delay_seconds)
+            return
+        await message.term()
+
+    async def _keep_alive(self, message: Msg) -> None:
+        interval = self._settings.ack_wait_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await message.in_progress()
+
+    async def _publish(self, result: tasks_pb2.Result, msg_id: str | None) -> None:
+        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        await self._js.publish(
+            streams.result_subject(self._settings.service),
+            result.SerializeToString(),
+            headers=headers,
+        )
+
+
+class _ProgressReporter:
+    """Turns the handler's frequent progress calls into a few result messages a second."""
+
+    def __init__(self, worker: Worker, task: TaskSpec) -> None:
+        self._worker = worker
+        self._task = task
+        self._last_sent = 0.0
+        self._last_percent = -1
+        self._pending: asyncio.Task[None] | None = None
+
+    def report(self, fraction: float) -> None:
+        percent = max(0, min(99, int(fraction * 100)))
+        now = time.monotonic()
+        interval = self._worker._settings.progress_interval_seconds
+        if percent <= self._last_percent or now - self._last_sent < interval:
+            return
+        if self._pending is not None and not self._pending.done():
+            return
+        self._last_sent, self._last_percent = now, percent
+        message = results.progressed(self._task, self._worker._settings.worker_name, percent)
+        self._pending = asyncio.create_task(self._send(message))
+
+    async def _send(self, message: tasks_pb2.Result) -> None:
+        with contextlib.suppress(Exception):
+            await self._worker._publish(message, None)
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()

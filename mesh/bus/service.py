@@ -1,0 +1,74 @@
+"""Running a worker service: settings every worker shares, connect, consume, stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from mesh.bus import connection, streams
+from mesh.bus.runtime import Handler, RuntimeSettings, Worker
+
+log = logging.getLogger(__name__)
+
+
+def env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What every worker reads from the environment; limits of the conversion itself are the
+    service's own settings."""
+
+    nats_url: str
+    runtime: RuntimeSettings
+    task_seconds: float
+    task_memory_bytes: int | None
+    log_level: str
+
+    @classmethod
+    def from_env(cls, service: str, task_seconds: float, task_memory_mb: float) -> WorkerSettings:
+        prefix = service.upper()
+        scratch = os.environ.get("SCRATCH_DIR")
+        memory_mb = env_number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb)
+        return cls(
+            nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+            runtime=RuntimeSettings(
+                service=service,
+                worker_name=f"{service}@{socket.gethostname()}:{os.getpid()}",
+                concurrency=int(env_number(f"{prefix}_CONCURRENCY", os.cpu_count() or 1)),
+                ack_wait_seconds=env_number("TASK_ACK_WAIT_SECONDS", 30.0),
+                max_deliver=int(env_number("TASK_MAX_DELIVER", 4)),
+                scratch_dir=Path(scratch) if scratch else None,
+            ),
+            task_seconds=env_number(f"{prefix}_TASK_SECONDS", task_seconds),
+            task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,
+            log_level=os.environ.get("LOG_LEVEL", "INFO"),
+        )
+
+
+async def serve(settings: WorkerSettings, handler: Handler) -> None:
+    """Consumes the service's tasks until SIGTERM/SIGINT, then drains."""
+    service = settings.runtime.service
+    nc = await connection.connect(settings.nats_url, f"worker-{service}")
+    js = nc.jetstream()
+    await streams.ensure(js, streams.Retention())
+    worker = Worker(nc, js, settings.runtime, handler)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    log.info("worker consuming", extra={"subject": streams.task_subject(service)})
+    await worker.run()
+    await nc.drain()
+    log.info("worker stopped")

@@ -1,0 +1,103 @@
+"""Tasks and results as plain dataclasses, converted to protobuf only on the wire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mesh.errors import MeshError
+from mesh.jobs.v1 import jobs_pb2
+from mesh.options import ConversionOptions
+from mesh.outcome import Outcome
+from mesh.tasks.v1 import tasks_pb2
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    task_id: str
+    job_id: str
+    tenant: str
+    file_index: int
+    source_blob: str
+    source_format: str
+    source_family: str
+    filename: str
+    options: ConversionOptions
+    output_blob: str
+    compress: bool
+
+    def to_proto(self) -> tasks_pb2.Task:
+        return tasks_pb2.Task(
+            task_id=self.task_id,
+            job_id=self.job_id,
+            tenant=self.tenant,
+            file_index=self.file_index,
+            source_blob=self.source_blob,
+            source_format=self.source_format,
+            source_family=self.source_family,
+            filename=self.filename,
+            options=self.options.to_proto(),
+            output_blob=self.output_blob,
+            job_type=jobs_pb2.JOB_TYPE_COMPRESS if self.compress else jobs_pb2.JOB_TYPE_CONVERT,
+        )
+
+    @classmethod
+    def from_proto(cls, message: tasks_pb2.Task) -> TaskSpec:
+        return cls(
+            task_id=message.task_id,
+            job_id=message.job_id,
+            tenant=message.tenant,
+            file_index=message.file_index,
+            source_blob=message.source_blob,
+            source_format=message.source_format,
+            source_family=message.source_family,
+            filename=message.filename,
+            options=ConversionOptions.from_proto(message.options),
+            output_blob=message.output_blob,
+            compress=message.job_type == jobs_pb2.JOB_TYPE_COMPRESS,
+        )
+
+
+def started(task: TaskSpec, worker: str) -> tasks_pb2.Result:
+    return _result(task, worker, tasks_pb2.RESULT_KIND_STARTED)
+
+
+def progressed(task: TaskSpec, worker: str, percent: int) -> tasks_pb2.Result:
+    result = _result(task, worker, tasks_pb2.RESULT_KIND_PROGRESS)
+    result.progress = percent
+    return result
+
+
+def succeeded(task: TaskSpec, worker: str, outcome: Outcome, size: int) -> tasks_pb2.Result:
+    result = _result(task, worker, tasks_pb2.RESULT_KIND_SUCCEEDED)
+    result.progress = 100
+    result.output_blob = task.output_blob
+    result.output_size = size
+    result.mime_type = outcome.mime_type
+    result.output_format = outcome.format
+    if outcome.width is not None:
+        result.width = outcome.width
+    if outcome.height is not None:
+        result.height = outcome.height
+    if outcome.duration is not None:
+        result.duration = outcome.duration
+    if outcome.applied_quality is not None:
+        result.applied_quality = outcome.applied_quality
+    return result
+
+
+def failed(task: TaskSpec, worker: str, error: MeshError) -> tasks_pb2.Result:
+    result = _result(task, worker, tasks_pb2.RESULT_KIND_FAILED)
+    result.error_code = error.reason.value
+    result.error_message = error.message
+    return result
+
+
+def _result(task: TaskSpec, worker: str, kind: tasks_pb2.ResultKind.ValueType) -> tasks_pb2.Result:
+    return tasks_pb2.Result(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        tenant=task.tenant,
+        file_index=task.file_index,
+        kind=kind,
+        worker=worker,
+    )

@@ -1,0 +1,293 @@
+"""The archive pipelines: convert (wrap, repack, recompress), extract, pack_directory.
+
+Pure synchronous code; the worker runs it inside a sandboxed child process that also holds
+the wall-clock limit. Every failure is a MeshError; partial outputs are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from mesh.errors import MeshError, Reason
+from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
+from mesh.options import ConversionOptions
+from mesh.outcome import Outcome
+from services.archive import levels
+from services.archive.detect import SINGLE_STREAMS, TAR_FAMILY, detect, require_archive
+from services.archive.extraction import PathConflict, write_file
+from services.archive.limits import ArchiveLimits, Budget
+from services.archive.members import SKIP_REASONS, Entry, Kind, Member
+from services.archive.names import UnsafeName, from_filename, normalise
+from services.archive.outputs import ARCHIVE_OUTPUTS, KEEP_FORMAT, open_sink
+from services.archive.readers import CHUNK, members
+from services.archive.writers import Sink
+
+log = logging.getLogger(__name__)
+
+_SINGLE_SUFFIXES = {"gz": (".gz", ".gzip", ".z"), "bz2": (".bz2", ".bzip2"), "xz": (".xz",)}
+
+
+def _single_name(filename: str, kind: str) -> str:
+    """The member name of a bare gz/bz2/xz stream without a stored name: filename minus
+    its compression suffix."""
+    base = from_filename(filename)
+    lower = base.lower()
+    for suffix in _SINGLE_SUFFIXES.get(kind, ()):
+        if lower.endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _printable(raw: str) -> str:
+    return raw.replace("\x00", "\\0")[:256]
+
+
+def _metered(chunks: Iterator[bytes], budget: Budget) -> Iterator[bytes]:
+    """Charges each chunk to the budget before anyone writes it."""
+    written = 0
+    for chunk in chunks:
+        budget.charge(written, len(chunk))
+        written += len(chunk)
+        yield chunk
+
+
+def _admitted(member: Member, budget: Budget, seen: set[str]) -> tuple[str | None, str | None]:
+    """(normalised name, None) for a member to copy, (None, reason) for one to skip."""
+    budget.admit_entry()
+    try:
+        name = normalise(member.name, budget.limits.max_name_bytes)
+    except UnsafeName as unsafe:
+        return None, unsafe.reason
+    if member.kind in SKIP_REASONS:
+        return None, SKIP_REASONS[member.kind]
+    if member.kind is Kind.FILE and name in seen:
+        return None, "duplicate name"
+    seen.add(name)
+    return name, None
+
+
+def _copy_members(source: Iterator[Member], sink: Sink, budget: Budget) -> list[Entry]:
+    """Repacks every safe member into the sink; returns the skipped ones."""
+    skipped: list[Entry] = []
+    seen: set[str] = set()
+    for member in source:
+        name, reason = _admitted(member, budget, seen)
+        if name is None:
+            skipped.append(Entry(_printable(member.name), member.size or 0, None, reason))
+            continue
+        if member.kind is Kind.DIR:
+            sink.add_dir(name, member.mtime, member.mode)
+            continue
+        budget.check_declared(member.size)
+        sink.add_file(
+            name, _metered(member.chunks(), budget), member.size, member.mtime, member.mode
+        )
+    return skipped
+
+
+def _holds_one_file(source: Path, kind: str, limits: ArchiveLimits, filename: str) -> bool:
+    if kind in SINGLE_STREAMS:
+        return True
+    if kind in TAR_FAMILY:
+        return False
+    budget = Budget(limits, source.stat().st_size)
+    files = 0
+    for member in members(source, kind, budget, filename):
+        budget.admit_entry()
+        files += member.kind is Kind.FILE
+        if files > 1:
+            return False
+    return files == 1
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+
+
+def _close_quietly(sink: Sink) -> None:
+    with contextlib.suppress(Exception):
+        sink.close()
+
+
+def _fill(sink: Sink, fill: Iterator[None] | None = None) -> None:
+    """Runs `fill` (which adds entries) then closes the sink; a failure closes it quietly."""
+    try:
+        for _ in fill or ():
+            pass
+    except BaseException:
+        _close_quietly(sink)
+        raise
+    sink.close()
+
+
+def convert(
+    source: Path,
+    output: Path,
+    source_format: str,
+    filename: str,
+    options: ConversionOptions,
+    limits: ArchiveLimits,
+    scratch: Path,
+    rar_binary: str | None = None,
+) -> Outcome:
+    """Wraps a file, or repacks/recompresses an archive, into `options.format`.
+
+    An empty format keeps the input's format at the strongest setting (compress jobs).
+    """
+    kind = detect(source, source_format)
+    if kind is None and INPUT_FAMILIES.get(source_format) is Family.ARCHIVE:
+        raise MeshError(Reason.CORRUPT_INPUT, f"The {source_format} file is damaged.")
+    target = options.format or (KEEP_FORMAT[kind] if kind else "")
+    if target not in ARCHIVE_OUTPUTS:
+        raise MeshError(
+            Reason.UNSUPPORTED_PAIR,
+            "The archive service writes zip, tar, tgz, 7z, gz, bz2, xz or rar.",
+        )
+    compression = options.compression if options.format else levels.MAX_COMPRESSION
+    try:
+        if kind is None:
+            name = from_filename(filename)
+            sink = open_sink(
+                target, output, compression, scratch, single=True, rar_binary=rar_binary
+            )
+            mtime = source.stat().st_mtime
+            size = source.stat().st_size
+            _fill(sink, _adding(sink, name, _file_chunks(source), size, mtime))
+        else:
+            _repack(
+                source, output, kind, target, filename, compression, limits, scratch, rar_binary
+            )
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    return Outcome(
+        format=target,
+        mime_type=OUTPUT_FORMATS[target].mime_type,
+        applied_quality=compression,
+    )
+
+
+def _adding(
+    sink: Sink, name: str, data: Iterator[bytes], size: int | None, mtime: float | None
+) -> Iterator[None]:
+    sink.add_file(name, data, size, mtime, None)
+    yield None
+
+
+def _repack(
+    source: Path,
+    output: Path,
+    kind: str,
+    target: str,
+    filename: str,
+    compression: int,
+    limits: ArchiveLimits,
+    scratch: Path,
+    rar_binary: str | None,
+) -> None:
+    single_name = _single_name(filename, kind)
+    single = target in ("gz", "bz2", "xz") and _holds_one_file(source, kind, limits, single_name)
+    budget = Budget(limits, source.stat().st_size)
+    sink = open_sink(target, output, compression, scratch, single=single, rar_binary=rar_binary)
+    skipped: list[Entry] = []
+
+    def fill() -> Iterator[None]:
+        skipped.extend(_copy_members(members(source, kind, budget, single_name), sink, budget))
+        yield None
+
+    _fill(sink, fill())
+    if skipped:
+        log.warning(
+            "archive repack skipped %d entries: %s",
+            len(skipped),
+            sorted({entry.skipped_reason or "" for entry in skipped}),
+        )
+
+
+def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits) -> list[Entry]:
+    """Writes the archive's regular files under `dest`; links, devices and unsafe names are
+    skipped and reported (skipped_reason), never created."""
+    kind = require_archive(source, source_format)
+    budget = Budget(limits, source.stat().st_size)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    entries: list[Entry] = []
+    seen: set[str] = set()
+    for member in members(source, kind, budget, _single_name(source.name, kind)):
+        name, reason = _admitted(member, budget, seen)
+        if name is None:
+            entries.append(Entry(_printable(member.name), member.size or 0, None, reason))
+            continue
+        if member.kind is Kind.DIR:
+            continue
+        budget.check_declared(member.size)
+        try:
+            path, size = write_file(root, name, _metered(member.chunks(), budget), member.mtime)
+        except PathConflict:
+            entries.append(Entry(name, member.size or 0, None, "path taken by another entry"))
+            continue
+        entries.append(Entry(name, size, path))
+    return entries
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or "/" in suffix:
+        stem, suffix = name, ""
+    counter = 2
+    while True:
+        candidate = f"{stem} ({counter}){'.' + suffix if suffix else ''}"
+        if candidate not in taken:
+            return candidate
+        counter += 1
+
+
+def pack_directory(
+    entries: Sequence[tuple[str, Path]],
+    output: Path,
+    format: str,  # noqa: A002 - the contract's field name
+    compression: int,
+    rar_binary: str | None = None,
+) -> Outcome:
+    """Packs regular files (name in archive, path on disk) into one archive of `format`.
+
+    Names are normalised (unsafe ones fall back to `file-N`) and deduplicated with ` (N)`.
+    """
+    scratch = Path(tempfile.mkdtemp(dir=output.parent, prefix=".pack-"))
+    single = len(entries) == 1
+    try:
+        sink = open_sink(format, output, compression, scratch, single=single, rar_binary=rar_binary)
+        _fill(sink, _packing(sink, entries))
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Outcome(
+        format=format, mime_type=OUTPUT_FORMATS[format].mime_type, applied_quality=compression
+    )
+
+
+def _packing(sink: Sink, entries: Sequence[tuple[str, Path]]) -> Iterator[None]:
+    taken: set[str] = set()
+    for index, (raw_name, path) in enumerate(entries, start=1):
+        info = path.lstat()
+        if not path.is_file() or path.is_symlink():
+            raise MeshError(Reason.INTERNAL, "A result to pack is not a regular file.")
+        try:
+            name = normalise(raw_name, 1024)
+        except UnsafeName:
+            name = f"file-{index}"
+        name = _unique(name, taken)
+        taken.add(name)
+        sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)
+        yield None

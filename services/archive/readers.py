@@ -1,0 +1,198 @@
+"""Readers: every archive kind as an iterator of Members whose data is a lazy chunk stream.
+
+zip goes through zipfile (stored, deflate, bzip2, lzma; other methods through libarchive),
+the tar family through tarfile's streaming mode, bare gz/bz2/xz as a one-member archive,
+7z and rar through libarchive. Iteration is strictly sequential and nothing is read whole.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import stat
+import struct
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+from mesh.errors import MeshError, Reason
+from services.archive.detect import TAR_FAMILY
+from services.archive.failures import translated
+from services.archive.libarchive_reader import libarchive_members
+from services.archive.limits import Budget
+from services.archive.members import Kind, Member
+from services.archive.zipcheck import preflight
+
+CHUNK = 64 * 1024
+_ZIPFILE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+_UNICODE_PATH_EXTRA = 0x7075
+_UTF8_FLAG = 0x800
+
+
+def _stream_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    with stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk
+
+
+def _kind_from_mode(mode: int, is_dir: bool) -> Kind:
+    if stat.S_ISLNK(mode):
+        return Kind.SYMLINK
+    if is_dir or stat.S_ISDIR(mode):
+        return Kind.DIR
+    if mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
+        return Kind.OTHER
+    return Kind.FILE
+
+
+def _unicode_path(extra: bytes) -> str | None:
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, length = struct.unpack("<HH", extra[pos : pos + 4])
+        body = extra[pos + 4 : pos + 4 + length]
+        if tag == _UNICODE_PATH_EXTRA and len(body) > 5 and body[0] == 1:
+            return body[5:].decode("utf-8", "replace")
+        pos += 4 + length
+    return None
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    unicode_path = _unicode_path(info.extra)
+    if unicode_path:
+        return unicode_path
+    if info.flag_bits & _UTF8_FLAG:
+        return info.filename
+    # Unflagged names are cp437 by the spec but UTF-8 in practice (most modern tools).
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
+def _zip_mtime(info: zipfile.ZipInfo) -> float | None:
+    try:
+        return datetime(*info.date_time).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def _zip_members(path: Path, budget: Budget) -> Iterator[Member]:
+    preflight(path, budget)
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        if any(info.flag_bits & 0x1 for info in infos):
+            raise MeshError(
+                Reason.PASSWORD_REQUIRED,
+                "The archive is encrypted; password-protected archives are not supported.",
+            )
+        if any(info.compress_type not in _ZIPFILE_METHODS for info in infos):
+            yield from libarchive_members(path)
+            return
+        for info in infos:
+            mode = info.external_attr >> 16
+            yield Member(
+                name=_zip_name(info),
+                kind=_kind_from_mode(mode, info.is_dir()),
+                size=info.file_size,
+                mtime=_zip_mtime(info),
+                mode=(mode & 0o777) or None,
+                chunks=lambda info=info: translated(_stream_chunks(archive.open(info))),
+            )
+
+
+def _tar_kind(info: tarfile.TarInfo) -> Kind:
+    if info.issym():
+        return Kind.SYMLINK
+    if info.islnk():
+        return Kind.HARDLINK
+    if info.isdir():
+        return Kind.DIR
+    if info.isreg():
+        return Kind.FILE
+    return Kind.OTHER
+
+
+def _tar_chunks(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Iterator[bytes]:
+    stream = archive.extractfile(info)
+    if stream is None:
+        return iter(())
+    return _stream_chunks(stream)
+
+
+def _tar_members(path: Path, compression: str) -> Iterator[Member]:
+    with path.open("rb") as raw, tarfile.open(fileobj=raw, mode=f"r|{compression}") as archive:
+        while (info := archive.next()) is not None:
+            # tarfile keeps every header it has seen; streaming must not.
+            archive.members.clear()
+            yield Member(
+                name=info.name,
+                kind=_tar_kind(info),
+                size=info.size,
+                mtime=float(info.mtime),
+                mode=info.mode & 0o777,
+                chunks=lambda info=info: translated(_tar_chunks(archive, info)),
+            )
+
+
+def gzip_header(path: Path) -> tuple[str | None, int]:
+    """(FNAME, MTIME) from a gzip header; the name is None when absent or empty."""
+    with path.open("rb") as stream:
+        head = stream.read(64 * 1024)
+    if len(head) < 10 or not head.startswith(b"\x1f\x8b"):
+        return None, 0
+    flags = head[3]
+    mtime = int.from_bytes(head[4:8], "little")
+    pos = 10
+    if flags & 0x04:
+        pos += 2 + int.from_bytes(head[10:12], "little")
+    if not flags & 0x08:
+        return None, mtime
+    end = head.find(b"\x00", pos)
+    raw = head[pos:end] if end >= 0 else b""
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        name = raw.decode("latin-1")
+    return name or None, mtime
+
+
+def _open_single(path: Path, kind: str) -> IO[bytes]:
+    if kind == "gz":
+        return gzip.open(path, "rb")
+    if kind == "bz2":
+        return bz2.open(path, "rb")
+    return lzma.open(path, "rb")
+
+
+def _single_members(path: Path, kind: str, name: str) -> Iterator[Member]:
+    mtime: float | None = None
+    if kind == "gz":
+        header_name, header_mtime = gzip_header(path)
+        name = header_name or name
+        mtime = float(header_mtime) or None
+    yield Member(
+        name=name,
+        kind=Kind.FILE,
+        mtime=mtime,
+        chunks=lambda: translated(_stream_chunks(_open_single(path, kind))),
+    )
+
+
+def members(path: Path, kind: str, budget: Budget, single_name: str) -> Iterator[Member]:
+    """The members of an archive of `kind` (see detect.ARCHIVE_KINDS). `single_name` names the
+    one member of a bare gz/bz2/xz stream without a stored name."""
+    if kind == "zip":
+        source = _zip_members(path, budget)
+    elif kind in TAR_FAMILY:
+        source = _tar_members(path, TAR_FAMILY[kind])
+    elif kind in ("gz", "bz2", "xz"):
+        source = _single_members(path, kind, single_name)
+    elif kind in ("7z", "rar"):
+        source = libarchive_members(path)
+    else:
+        raise MeshError(Reason.UNSUPPORTED_FORMAT, f"Unknown archive kind {kind!r}.")
+    return translated(source)

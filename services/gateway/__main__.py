@@ -1,0 +1,26 @@
+"""`python -m services.gateway`: load settings, configure logs, serve HTTP until SIGTERM."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from mesh import logs
+from services.gateway.app import create_app
+from services.gateway.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure("gateway", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

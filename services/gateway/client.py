@@ -1,0 +1,124 @@
+"""The gateway's only backend: the orchestrator's JobService over gRPC.
+
+Every failure comes back as a `MeshError` (the orchestrator's own, or UNAVAILABLE when it
+cannot be reached), so routes never see gRPC types.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mesh.errors import MeshError, Reason, from_grpc_error
+from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+
+UPLOAD_CHUNK = 256 * 1024
+
+
+class JobClient:
+    def __init__(self, target: str, timeout: float) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                ("grpc.enable_retries", 1),
+            ],
+        )
+        self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def healthy(self) -> bool:
+        """True when the orchestrator answers and reports SERVING (it can reach NATS)."""
+        try:
+            response = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=2.0
+            )
+        except grpc.RpcError:
+            return False
+        return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def upload(
+        self, tenant: str, filename: str, content_type: str, chunks: AsyncIterator[bytes]
+    ) -> jobs_pb2.BlobRef:
+        async def requests() -> AsyncIterator[jobs_pb2.UploadBlobRequest]:
+            yield jobs_pb2.UploadBlobRequest(
+                header=jobs_pb2.BlobHeader(
+                    tenant=tenant, filename=filename, content_type=content_type
+                )
+            )
+            async for chunk in chunks:
+                # gRPC messages stay small whatever size the multipart parser hands us.
+                for start in range(0, len(chunk), UPLOAD_CHUNK):
+                    yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
+
+        try:
+            response = await self._stub.UploadBlob(requests())
+        except grpc.RpcError as error:
+            raise from_grpc_error(error) from None
+        return response.blob
+
+    async def delete_blob(self, tenant: str, blob_id: str) -> None:
+        with contextlib.suppress(MeshError):
+            await self._call(
+                self._stub.DeleteBlob, jobs_pb2.DeleteBlobRequest(tenant=tenant, blob_id=blob_id)
+            )
+
+    async def create_job(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.Job:
+        response: jobs_pb2.CreateJobResponse = await self._call(self._stub.CreateJob, request)
+        return response.job
+
+    async def get_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
+        job: jobs_pb2.Job = await self._call(
+            self._stub.GetJob, jobs_pb2.GetJobRequest(tenant=tenant, job_id=job_id)
+        )
+        return job
+
+    async def list_jobs(self, request: jobs_pb2.ListJobsRequest) -> jobs_pb2.ListJobsResponse:
+        response: jobs_pb2.ListJobsResponse = await self._call(self._stub.ListJobs, request)
+        return response
+
+    async def cancel_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
+        job: jobs_pb2.Job = await self._call(
+            self._stub.CancelJob, jobs_pb2.CancelJobRequest(tenant=tenant, job_id=job_id)
+        )
+        return job
+
+    async def read_output(
+        self, tenant: str, job_id: str, index: int
+    ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:
+        """The output's header, then its bytes as a stream (the call stays open meanwhile)."""
+        call = self._stub.ReadOutput(
+            jobs_pb2.ReadOutputRequest(tenant=tenant, job_id=job_id, index=index)
+        )
+        try:
+            first = await call.read()
+        except grpc.RpcError as error:
+            raise from_grpc_error(error) from None
+        if first is grpc.aio.EOF or first.WhichOneof("part") != "header":
+            call.cancel()
+            raise MeshError(Reason.INTERNAL)
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    message = await call.read()
+                    if message is grpc.aio.EOF:
+                        return
+                    yield message.chunk
+            finally:
+                call.cancel()
+
+        return first.header, body()
+
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: object) -> object:
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.RpcError as error:
+            raise from_grpc_error(error) from None

@@ -1,0 +1,405 @@
+"""Streaming multipart/form-data: text fields are collected, file parts are piped to an upload.
+
+The body is read from `request.stream()` and fed to python-multipart's push parser. Each file
+part's bytes go to the caller's `Upload` through a bounded queue as they arrive, so a slow
+upload slows the reading of the request instead of growing memory; nothing is spooled to disk.
+
+Cleanup contract: when `read_multipart` fails (a limit, a malformed body, a failed upload, a
+disconnect), it cancels the upload in flight and calls `discard` for every blob already stored
+before re-raising. Once it has returned, the blobs belong to the caller: `read_form` also
+discards them when validation fails, and `discard_uploads` is there for later failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+
+from mesh.errors import MeshError, Reason
+from services.gateway.filenames import display_filename
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# Part names that carry the job's files (API.md Conventions); other file parts are ignored.
+_FILE_FIELD = re.compile(r"files(\[\d*\])?|file")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
+_DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class FormLimits:
+    """Bounds on one request body. Sync routes pass smaller byte limits than jobs."""
+
+    max_files: int = 100
+    max_file_bytes: int = 2048 * MiB
+    max_body_bytes: int = 4096 * MiB
+    max_field_bytes: int = 64 * 1024
+    max_fields: int = 1000
+    # Chunks buffered between the request and one upload: the memory a slow upload can cost.
+    pipe_depth: int = 4
+
+
+DEFAULT_LIMITS = FormLimits()
+
+
+class StoredBlob(Protocol):
+    """What an upload reports about the blob it stored."""
+
+    @property
+    def blob_id(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def detected_format(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+
+
+class Upload(Protocol):
+    """Stores one file. Must read `chunks` to the end; a partial read is treated as a bug."""
+
+    def __call__(
+        self, filename: str, content_type: str, chunks: AsyncIterator[bytes], /
+    ) -> Awaitable[StoredBlob]: ...
+
+
+class Discard(Protocol):
+    def __call__(self, blob_id: str, /) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    field: str  # the part name: files, files[], files[N] or file
+    filename: str  # display only, see filenames.display_filename
+    content_type: str  # as the client declared it; routing never trusts it
+    blob_id: str
+    size: int
+    detected_format: str
+    family: str
+
+
+@dataclass(frozen=True)
+class ParsedForm:
+    fields: dict[str, list[str]]
+    files: tuple[UploadedFile, ...]
+
+    def last(self, name: str) -> str | None:
+        """The field's last value, like Starlette's FormData.get."""
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+
+def _too_large(message: str, limit: str, maximum: int) -> MeshError:
+    return MeshError(Reason.TOO_LARGE, message, limit=limit, max=maximum)
+
+
+def _body_too_large(limits: FormLimits) -> MeshError:
+    limit = limits.max_body_bytes
+    return _too_large(f"The request body is larger than {limit} bytes.", "maxBodyBytes", limit)
+
+
+def _malformed(problem: str) -> MeshError:
+    return MeshError(
+        Reason.INVALID_FIELD,
+        "The request body is not valid multipart/form-data.",
+        fields={"body": problem},
+    )
+
+
+class _Pipe:
+    """One file's chunks on their way to its upload task, with backpressure."""
+
+    def __init__(self, upload: Upload, filename: str, content_type: str, depth: int) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=depth)
+        self._drained = False
+        self._task = asyncio.ensure_future(upload(filename, content_type, self._chunks()))
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self._queue.get()) is not None:
+            yield chunk
+        self._drained = True
+
+    def _raise_stopped(self) -> None:
+        self._task.result()  # re-raises the upload's own error
+        raise MeshError(Reason.INTERNAL)  # the upload returned without reading the whole file
+
+    async def send(self, chunk: bytes | None) -> None:
+        """Queues a chunk (None ends the file); waits while the queue is full."""
+        if self._task.done():
+            self._raise_stopped()
+        if not self._queue.full():
+            self._queue.put_nowait(chunk)
+            return
+        put = asyncio.ensure_future(self._queue.put(chunk))
+        try:
+            await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not put.done():
+                put.cancel()
+        if not put.done() or put.cancelled():
+            self._raise_stopped()
+
+    async def close(self) -> StoredBlob:
+        await self.send(None)
+        blob = await self._task
+        if not self._drained:
+            raise MeshError(Reason.INTERNAL)
+        return blob
+
+    async def abort(self) -> str | None:
+        """Stops the upload; returns the id of a blob it managed to store anyway."""
+        self._task.cancel()
+        await asyncio.wait({self._task})
+        if self._task.cancelled() or self._task.exception() is not None:
+            return None
+        return self._task.result().blob_id
+
+
+@dataclass
+class _TextPart:
+    name: str
+    data: bytearray
+
+
+@dataclass
+class _FilePart:
+    name: str
+    filename: str
+    content_type: str
+    pipe: _Pipe
+    size: int = 0
+
+
+class _SkippedPart:
+    """A file under a name that is not a file field: read past, stored nowhere."""
+
+
+_Part = _TextPart | _FilePart | _SkippedPart
+
+
+@dataclass(frozen=True)
+class _PartStart:
+    headers: dict[bytes, bytes]
+
+
+# Events the synchronous parser callbacks leave for the async side: a part's headers, a piece
+# of its data, or None when it ends.
+_Event = _PartStart | bytes | None
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.pending: list[_Event] = []
+        self.finished = False
+        self._headers: dict[bytes, bytes] = {}
+        self._name = bytearray()
+        self._value = bytearray()
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        return {
+            "on_part_begin": self._headers.clear,
+            "on_header_field": lambda data, start, end: self._name.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": lambda: self.pending.append(_PartStart(dict(self._headers))),
+            "on_part_data": lambda data, start, end: self.pending.append(data[start:end]),
+            "on_part_end": lambda: self.pending.append(None),
+            "on_end": self._end,
+        }
+
+    def _header_end(self) -> None:
+        self._headers[bytes(self._name).strip().lower()] = bytes(self._value).strip()
+        self._name.clear()
+        self._value.clear()
+
+    def _end(self) -> None:
+        self.finished = True
+
+    def take(self) -> list[_Event]:
+        events, self.pending = self.pending, []
+        return events
+
+
+class _Reader:
+    def __init__(self, upload: Upload, limits: FormLimits) -> None:
+        self.upload = upload
+        self.limits = limits
+        self.fields: dict[str, list[str]] = {}
+        self.files: list[UploadedFile] = []
+        self.part: _Part | None = None
+        self.field_count = 0
+
+    async def read(self, request: Request, boundary: bytes) -> None:
+        events = _Events()
+        try:
+            parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
+        except FormParserError as error:
+            raise _malformed("the boundary is invalid") from error
+        body_bytes = 0
+        async for chunk in request.stream():
+            body_bytes += len(chunk)
+            if body_bytes > self.limits.max_body_bytes:
+                raise _body_too_large(self.limits)
+            try:
+                parser.write(chunk)
+            except FormParserError as error:
+                raise _malformed("the parts could not be parsed") from error
+            for event in events.take():
+                await self._handle(event)
+        if not events.finished:
+            raise _malformed("the body ended before the closing boundary")
+
+    async def _handle(self, event: _Event) -> None:
+        if isinstance(event, _PartStart):
+            self.part = self._begin(event.headers)
+        elif event is None:
+            await self._end()
+        else:
+            await self._data(event)
+
+    def _begin(self, headers: dict[bytes, bytes]) -> _Part:
+        disposition, options = parse_options_header(headers.get(b"content-disposition"))
+        if disposition != b"form-data" or not options.get(b"name"):
+            raise _malformed("a part has no form-data name")
+        # Headers are raw bytes (latin-1 round trip); clients send UTF-8 names.
+        name = options[b"name"].decode("utf-8", "replace")
+        if b"filename" not in options:
+            self.field_count += 1
+            if self.field_count > self.limits.max_fields:
+                maximum = self.limits.max_fields
+                raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
+            return _TextPart(name, bytearray())
+        if not _FILE_FIELD.fullmatch(name):
+            return _SkippedPart()
+        if len(self.files) >= self.limits.max_files:
+            maximum = self.limits.max_files
+            raise _too_large(f"A request may carry at most {maximum} files.", "maxFiles", maximum)
+        filename = display_filename(options[b"filename"].decode("utf-8", "replace"))
+        content_type = _content_type(headers.get(b"content-type", b""))
+        pipe = _Pipe(self.upload, filename, content_type, self.limits.pipe_depth)
+        return _FilePart(name, filename, content_type, pipe)
+
+    async def _data(self, data: bytes) -> None:
+        part = self.part
+        if isinstance(part, _TextPart):
+            part.data.extend(data)
+            if len(part.data) > self.limits.max_field_bytes:
+                limit = self.limits.max_field_bytes
+                message = f"The field '{part.name}' is larger than {limit} bytes."
+                raise _too_large(message, "maxFieldBytes", limit)
+        elif isinstance(part, _FilePart):
+            part.size += len(data)
+            if part.size > self.limits.max_file_bytes:
+                limit = self.limits.max_file_bytes
+                message = f"The file '{part.filename}' is larger than {limit} bytes."
+                raise _too_large(message, "maxFileBytes", limit)
+            await part.pipe.send(data)
+
+    async def _end(self) -> None:
+        part = self.part
+        if isinstance(part, _TextPart):
+            try:
+                value = part.data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                fields = {part.name: "must be UTF-8 text"}
+                raise MeshError(
+                    Reason.INVALID_FIELD, "A field is not UTF-8 text.", fields=fields
+                ) from error
+            self.fields.setdefault(part.name, []).append(value)
+        elif isinstance(part, _FilePart):
+            blob = await part.pipe.close()
+            self.files.append(
+                UploadedFile(
+                    part.name,
+                    part.filename,
+                    part.content_type,
+                    blob.blob_id,
+                    blob.size,
+                    blob.detected_format,
+                    blob.family,
+                )
+            )
+        self.part = None
+
+    async def abandon(self, discard: Discard) -> None:
+        blob_ids = [uploaded.blob_id for uploaded in self.files]
+        if isinstance(self.part, _FilePart):
+            stray = await self.part.pipe.abort()
+            if stray is not None:
+                blob_ids.append(stray)
+        await _discard_all(blob_ids, discard)
+
+
+def _content_type(raw: bytes) -> str:
+    media_type = raw.decode("latin-1").split(";", 1)[0].strip().lower()
+    return media_type if _MEDIA_TYPE.fullmatch(media_type) else _DEFAULT_CONTENT_TYPE
+
+
+def _boundary(request: Request) -> bytes:
+    media_type, params = parse_options_header(request.headers.get("content-type"))
+    if media_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise MeshError(
+            Reason.INVALID_FIELD,
+            "Send the form as multipart/form-data.",
+            fields={"Content-Type": "must be multipart/form-data with a boundary"},
+        )
+    return params[b"boundary"]
+
+
+async def _discard_all(blob_ids: list[str], discard: Discard) -> None:
+    for blob_id in blob_ids:
+        try:
+            await discard(blob_id)
+        except Exception:
+            # The original failure matters to the client; a leftover blob is the store's GC's job.
+            log.warning("could not discard blob %s", blob_id, exc_info=True)
+
+
+async def discard_uploads(files: tuple[UploadedFile, ...], discard: Discard) -> None:
+    """Discards every uploaded blob, logging (not raising) individual failures."""
+    await _discard_all([uploaded.blob_id for uploaded in files], discard)
+
+
+async def read_multipart(
+    request: Request, upload: Upload, discard: Discard, limits: FormLimits = DEFAULT_LIMITS
+) -> ParsedForm:
+    """Reads the whole form, storing each file through `upload` as its bytes arrive."""
+    boundary = _boundary(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise _body_too_large(limits)
+    reader = _Reader(upload, limits)
+    try:
+        await reader.read(request, boundary)
+    except BaseException:
+        await reader.abandon(discard)
+        raise
+    return ParsedForm(reader.fields, tuple(reader.files))
+
+
+T = TypeVar("T")
+
+
+async def read_form(
+    request: Request,
+    parse: Callable[[ParsedForm], T],
+    upload: Upload,
+    discard: Discard,
+    limits: FormLimits = DEFAULT_LIMITS,
+) -> T:
+    """Reads and validates the form; no stored blob survives a failure of either step."""
+    form = await read_multipart(request, upload, discard, limits)
+    try:
+        return parse(form)
+    except BaseException:
+        await discard_uploads(form.files, discard)
+        raise

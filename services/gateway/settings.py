@@ -1,0 +1,61 @@
+"""Gateway settings, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`tenant:key,tenant:key` -> {key: tenant}; names the bad entry when one is malformed."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        tenant, sep, key = item.partition(":")
+        if not sep or not key or not _TENANT.match(tenant):
+            raise ValueError(
+                "API_KEYS must be tenant:key pairs separated by commas; tenant names use "
+                f"letters, digits, '-' and '_' (bad entry starts with {item[:8]!r})"
+            )
+        keys[key] = tenant
+    return keys
+
+
+@dataclass(frozen=True)
+class Settings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    orchestrator: str = "127.0.0.1:50051"
+    api_keys: dict[str, str] = field(default_factory=dict)
+    max_files: int = 100
+    max_file_bytes: int = 2 * 1024**3
+    max_body_bytes: int = 4 * 1024**3
+    rpc_timeout_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            http_host=os.environ.get("HTTP_HOST", cls.http_host),
+            http_port=env_int("HTTP_PORT", cls.http_port),
+            orchestrator=os.environ.get(
+                "ORCHESTRATOR_ADDR", f"127.0.0.1:{env_int('GRPC_PORT', 50051)}"
+            ),
+            api_keys=parse_api_keys(os.environ.get("API_KEYS", "")),
+            max_files=env_int("MAX_FILES_PER_JOB", cls.max_files),
+            max_file_bytes=env_int("MAX_FILE_BYTES", cls.max_file_bytes),
+            max_body_bytes=env_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            log_level=os.environ.get("LOG_LEVEL", cls.log_level),
+        )

@@ -1,0 +1,1 @@
+"""Image conversion: decode, orient, resize and encode still and animated images."""

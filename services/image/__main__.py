@@ -1,0 +1,21 @@
+"""`python -m services.image`: the image worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mesh import logs, sandbox
+from mesh.bus import service
+from services.image import worker
+from services.image.settings import Settings
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure("image", settings.worker.log_level)
+    sandbox.preload(worker.PRELOAD)
+    asyncio.run(service.serve(settings.worker, worker.handler(settings)))
+
+
+if __name__ == "__main__":
+    main()

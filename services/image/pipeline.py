@@ -1,0 +1,159 @@
+"""The image conversion pipeline, as a fixed list of small steps.
+
+1. pick the output format and check the pair;
+2. read the source header and check the pixel/frame limits (nothing decoded yet);
+3. plan the resize from the preset's box and check the output size;
+4. load through libvips `thumbnail` (shrink-on-load, EXIF orientation, ICC → sRGB);
+5. shape: pad for `contain`, reset the orientation tag, flatten alpha the output cannot hold;
+6. write once: a raster encoder, the target-size search, the SVG tracer or the PDF writer.
+
+Pure and synchronous: the worker runs `convert` in a sandboxed child process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyvips
+
+from mesh.errors import MeshError, Reason
+from mesh.options import ConversionOptions, Mode, box_for
+from mesh.outcome import Outcome
+from services.image import encode, pdfwrite, svgtrace, targetsize
+from services.image.decode import Source, corrupt, open_source
+from services.image.limits import ImageLimits, check_output, guard_pillow
+from services.image.resize import Plan, plan
+
+__all__ = ["ImageLimits", "convert"]
+
+OUTPUT_FORMATS = frozenset(encode.ENCODERS) | {"svg", "pdf"}
+_MULTI_FRAME_OUTPUTS = encode.ANIMATED_OUTPUTS | {"pdf"}
+_ORIENTATION_FIELDS = ("orientation", "exif-ifd0-Orientation")
+
+
+def convert(
+    source: Path,
+    output: Path,
+    source_format: str,
+    options: ConversionOptions,
+    limits: ImageLimits,
+) -> Outcome:
+    """Converts one image file; raises MeshError with the reason for every failure."""
+    guard_pillow(limits)
+    target = _output_format(options.format or source_format, source_format)
+    opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
+    resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
+    check_output(resize.width, resize.height, opened.frames, limits)
+    try:
+        image = opened.load(resize, options.auto_orient)
+        image = _shape(image, resize, opened, target, options)
+        return _write(
+            image,
+            source=source,
+            output=output,
+            target=target,
+            options=options,
+            opened=opened,
+            resize=resize,
+        )
+    except pyvips.Error as error:
+        raise corrupt() from error
+
+
+def _output_format(target: str, source_format: str) -> str:
+    if target not in OUTPUT_FORMATS or (target == "svg" and source_format == "svg"):
+        raise MeshError(
+            Reason.UNSUPPORTED_PAIR,
+            f"A {source_format} image cannot be converted to '{target}'.",
+            source=source_format,
+            target=target,
+        )
+    return target
+
+
+def _shape(
+    image: pyvips.Image, resize: Plan, opened: Source, target: str, options: ConversionOptions
+) -> pyvips.Image:
+    if options.auto_orient:
+        image = image.copy()
+        for name in _ORIENTATION_FIELDS:
+            if name in image.get_fields():
+                image.remove(name)
+    keeps_alpha = target in encode.ENCODERS and encode.ENCODERS[target].alpha
+    if image.hasalpha() and not keeps_alpha and not (target == "svg" and not options.mono):
+        image = image.flatten(background=_white(image))
+    if resize.pad:
+        image = _pad(image, resize, opened.frames, transparent=keeps_alpha)
+    return image
+
+
+def _white(image: pyvips.Image) -> list[float]:
+    peak = 65535.0 if image.format == "ushort" else 1.0 if image.format == "float" else 255.0
+    return [peak] * (image.bands - (1 if image.hasalpha() else 0))
+
+
+def _pad(image: pyvips.Image, resize: Plan, frames: int, transparent: bool) -> pyvips.Image:
+    if transparent and not image.hasalpha():
+        image = image.bandjoin_const([_white(image)[0]])
+    background = [0.0] * image.bands if transparent else _white(image)
+    page_height = image.height // frames
+    pages = [image.crop(0, i * page_height, image.width, page_height) for i in range(frames)]
+    padded = [
+        page.gravity(
+            "centre", resize.width, resize.height, extend="background", background=background
+        )
+        for page in pages
+    ]
+    result = pyvips.Image.arrayjoin(padded, across=1) if frames > 1 else padded[0]
+    if frames > 1:
+        result = result.copy()
+        result.set_type(pyvips.GValue.gint_type, "page-height", resize.height)
+    return result
+
+
+def _write(
+    image: pyvips.Image,
+    *,
+    source: Path,
+    output: Path,
+    target: str,
+    options: ConversionOptions,
+    opened: Source,
+    resize: Plan,
+) -> Outcome:
+    page_height = image.height // opened.frames if opened.frames > 1 else image.height
+    if target == "svg":
+        width, height = svgtrace.trace(image, output, options.compression, options.mono)
+        return Outcome("svg", "image/svg+xml", width, height, applied_quality=options.compression)
+    if target == "pdf":
+        passthrough = source if _jpeg_untouched(opened, resize, options) else None
+        quality = pdfwrite.write(image, output, opened.frames, options.compression, passthrough)
+        return Outcome("pdf", "application/pdf", image.width, page_height, applied_quality=quality)
+    encoder = encode.ENCODERS[target]
+    encoding = encode.Encoding(
+        target,
+        encode.quality_for(target, options.compression),
+        lossless=options.lossless,
+        keep_metadata=not options.strip_metadata,
+    )
+    width = image.width
+    if options.mode is Mode.TARGET_SIZE:
+        fitted = targetsize.search(image, output, opened.frames, encoding, options.target_bytes)
+        encoding, width, page_height = fitted.encoding, fitted.width, fitted.height
+    else:
+        encode.save(image, output, encoding)
+    lossless = encoding.lossless or not encoder.lossy
+    quality = None if lossless else encoding.quality
+    return Outcome(target, encoder.mime_type, width, page_height, applied_quality=quality)
+
+
+def _jpeg_untouched(opened: Source, resize: Plan, options: ConversionOptions) -> bool:
+    """A JPEG whose pixels the pipeline would not change can go into a PDF as it is."""
+    return (
+        opened.format == "jpg"
+        and opened.bands in (1, 3)
+        and not opened.has_icc
+        and (opened.orientation == 1 or not options.auto_orient)
+        and (resize.width, resize.height) == (opened.width, opened.page_height)
+        and resize.thumbnail_width == resize.thumbnail_height  # no box at all
+    )

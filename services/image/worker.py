@@ -1,0 +1,33 @@
+"""The image worker's handler: run the pipeline in a sandboxed child process."""
+
+from __future__ import annotations
+
+from mesh import sandbox
+from mesh.bus.runtime import Handler, TaskContext
+from mesh.outcome import Outcome
+from services.image import pipeline
+from services.image.settings import Settings
+
+PRELOAD = ("services.image.pipeline",)
+
+
+def handler(settings: Settings) -> Handler:
+    limits = sandbox.SandboxLimits(
+        wall_seconds=settings.worker.task_seconds,
+        memory_bytes=settings.worker.task_memory_bytes,
+    )
+
+    async def handle(context: TaskContext) -> Outcome:
+        task = context.task
+        return await sandbox.run_isolated(
+            pipeline.convert,
+            context.source,
+            context.output,
+            task.source_format,
+            task.options,
+            settings.limits,
+            limits=limits,
+            on_progress=context.report_progress,
+        )
+
+    return handle

@@ -1,0 +1,1 @@
+"""The orchestrator: the gRPC JobService, job state in KV, dispatch and results."""

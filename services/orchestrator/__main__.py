@@ -1,0 +1,63 @@
+"""`python -m services.orchestrator`: load settings, configure logs, serve until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from grpc_health.v1 import health_pb2
+from grpc_health.v1._async import HealthServicer
+
+from mesh import logs
+from mesh.bus import connection, streams
+from services.orchestrator.results import consume_results
+from services.orchestrator.server import SERVICE_NAME, JobService, create_server
+from services.orchestrator.settings import Settings
+from services.orchestrator.store import JobStore
+
+log = logging.getLogger("orchestrator")
+
+
+async def serve(settings: Settings) -> None:
+    health = HealthServicer()
+
+    async def on_nats_state(connected: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if connected else (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        await health.set("", status)
+        await health.set(SERVICE_NAME, status)
+
+    await on_nats_state(False)
+    nc = await connection.connect(settings.nats_url, "orchestrator", on_nats_state)
+    js = nc.jetstream()
+    await streams.ensure(js, streams.Retention(seconds=settings.retention_seconds))
+    store = await JobStore.open(js)
+    server, port = create_server(
+        JobService(js, store, settings), health, settings.grpc_host, settings.grpc_port
+    )
+    await server.start()
+    log.info("orchestrator listening", extra={"port": port})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    consumer = asyncio.create_task(consume_results(js, store, stop))
+    await stop.wait()
+    log.info("orchestrator stopping")
+    await health.enter_graceful_shutdown()
+    await server.stop(grace=5)
+    await consumer
+    await nc.drain()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure("orchestrator", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

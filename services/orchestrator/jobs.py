@@ -1,0 +1,180 @@
+"""Creating jobs: check each file's upload and route, write the record, dispatch its tasks."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+
+from nats.js import JetStreamContext
+
+from mesh.bus import streams
+from mesh.bus.tasks import TaskSpec
+from mesh.errors import MeshError, Reason
+from mesh.jobs.v1 import jobs_pb2
+from mesh.options import ConversionOptions
+from mesh.state.v1 import state_pb2
+from services.orchestrator import routing, state
+from services.orchestrator.store import JobExistsError, JobStore
+
+log = logging.getLogger(__name__)
+
+# Job ids made from an idempotency key live in their own namespace.
+_REQUEST_NAMESPACE = uuid.UUID("6f1c1a0e-8a57-4c4e-9d1e-5b9a3f3c2e11")
+
+
+def job_id_for(tenant: str, request_id: str) -> str:
+    """A fresh id, or for a request id the same id every time: retries create nothing new."""
+    if not request_id:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{tenant}\x00{request_id}"))
+
+
+def request_hash(request: jobs_pb2.CreateJobRequest) -> str:
+    stable = jobs_pb2.CreateJobRequest()
+    stable.CopyFrom(request)
+    stable.request_id = ""
+    return hashlib.sha256(stable.SerializeToString(deterministic=True)).hexdigest()
+
+
+class JobCreator:
+    def __init__(
+        self, js: JetStreamContext, store: JobStore, max_files: int, dedup_window: float
+    ) -> None:
+        self._dedup_window = dedup_window
+        self._js = js
+        self._store = store
+        self._max_files = max_files
+
+    async def create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.Job:
+        tenant = request.tenant
+        if not request.files:
+            raise MeshError(Reason.INVALID_FIELD, "At least one file is required.", fields={
+                "files": "at least one file is required"
+            })
+        if len(request.files) > self._max_files:
+            raise MeshError(
+                Reason.TOO_LARGE,
+                f"A job may have at most {self._max_files} files.",
+                limit="files_per_job",
+                max=self._max_files,
+            )
+        job_id = job_id_for(tenant, request.request_id)
+        fingerprint = request_hash(request)
+        if request.request_id:
+            existing = await self._existing(tenant, job_id, fingerprint)
+            if existing is not None:
+                return existing
+        record = await self._build(request, job_id, fingerprint)
+        try:
+            await self._store.create(record)
+        except JobExistsError:
+            # A concurrent retry with the same key won the race: answer with its job.
+            existing = await self._existing(tenant, job_id, fingerprint)
+            if existing is None:
+                raise MeshError(Reason.UNAVAILABLE, "Job creation raced; retry.") from None
+            return existing
+        await self.dispatch(record)
+        return record.job
+
+    async def _existing(self, tenant: str, job_id: str, fingerprint: str) -> jobs_pb2.Job | None:
+        try:
+            record, _ = await self._store.get(tenant, job_id)
+        except MeshError as error:
+            if error.reason is Reason.NOT_FOUND:
+                return None
+            raise
+        if record.request_hash != fingerprint:
+            raise MeshError(Reason.IDEMPOTENCY_MISMATCH, jobId=job_id)
+        age = time.time() - record.job.created_at.seconds
+        if record.job.status == jobs_pb2.JOB_STATUS_PENDING and age < self._dedup_window:
+            # The first attempt may have died before dispatching; inside the duplicate window
+            # a second dispatch of a task that did go out is dropped by JetStream.
+            await self.dispatch(record)
+        return record.job
+
+    async def _build(
+        self, request: jobs_pb2.CreateJobRequest, job_id: str, fingerprint: str
+    ) -> state_pb2.JobRecord:
+        tenant = request.tenant
+        stamp = state.now()
+        job = jobs_pb2.Job(
+            job_id=job_id,
+            tenant=tenant,
+            job_type=request.job_type or jobs_pb2.JOB_TYPE_CONVERT,
+            status=jobs_pb2.JOB_STATUS_PENDING,
+            created_at=stamp,
+            updated_at=stamp,
+            create_archive=request.create_archive,
+        )
+        record = state_pb2.JobRecord(
+            job=job,
+            request_id=request.request_id,
+            callback_url=request.callback_url,
+            callback_secret=request.callback_secret,
+            request_hash=fingerprint,
+        )
+        job = record.job  # the constructor copied `job`; build on the record's own
+        problems: dict[str, str] = {}
+        for index, spec in enumerate(request.files):
+            upload = await self._store.get_upload(tenant, spec.blob_id)
+            blob = upload.blob
+            try:
+                output = routing.resolve_output(blob.detected_format, spec.options.format)
+                service = routing.route(blob.detected_format, output)
+            except MeshError as error:
+                problems[str(index)] = error.message
+                continue
+            options = spec.options
+            options.format = output
+            record.tasks.append(
+                state_pb2.FileTask(
+                    index=index,
+                    task_id=f"{job_id}.{index}",
+                    service=service,
+                    source_blob=f"src/{spec.blob_id}",
+                    output_blob=f"out/{job_id}/{index}",
+                    options=options,
+                )
+            )
+            job.files.append(
+                jobs_pb2.FileResult(
+                    index=index,
+                    filename=spec.filename or upload.filename,
+                    status=jobs_pb2.FILE_STATUS_PENDING,
+                    original_size=blob.size,
+                    detected_format=blob.detected_format,
+                    output_format=output,
+                )
+            )
+        if problems:
+            first = next(iter(problems.values()))
+            message = first if len(problems) == 1 else f"{len(problems)} files cannot be converted."
+            raise MeshError(Reason.UNSUPPORTED_PAIR, message, files=problems)
+        return record
+
+    async def dispatch(self, record: state_pb2.JobRecord) -> None:
+        """Publishes one task per file; `Nats-Msg-Id` makes a repeated dispatch a no-op."""
+        job = record.job
+        for task in record.tasks:
+            item = job.files[task.index]
+            spec = TaskSpec(
+                task_id=task.task_id,
+                job_id=job.job_id,
+                tenant=job.tenant,
+                file_index=task.index,
+                source_blob=task.source_blob,
+                source_format=item.detected_format,
+                source_family=routing.family_of(item.detected_format),
+                filename=item.filename,
+                options=ConversionOptions.from_proto(task.options),
+                output_blob=task.output_blob,
+                compress=job.job_type == jobs_pb2.JOB_TYPE_COMPRESS,
+            )
+            await self._js.publish(
+                streams.task_subject(task.service),
+                spec.to_proto().SerializeToString(),
+                headers={"Nats-Msg-Id": task.task_id},
+            )
+        log.info("job dispatched", extra={"job": job.job_id, "files": len(record.tasks)})

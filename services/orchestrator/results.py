@@ -1,0 +1,67 @@
+"""Applies workers' results to job records: one durable pull consumer shared by all replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from mesh.bus import streams
+from mesh.errors import MeshError, Reason
+from mesh.tasks.v1 import tasks_pb2
+from services.orchestrator import state
+from services.orchestrator.store import JobStore
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "orchestrator"
+BATCH = 64
+
+
+async def consume_results(js: JetStreamContext, store: JobStore, stop: asyncio.Event) -> None:
+    subscription = await js.pull_subscribe(
+        "results.>",
+        durable=CONSUMER,
+        stream=streams.RESULTS_STREAM,
+        config=ConsumerConfig(
+            durable_name=CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            max_deliver=20,
+            max_ack_pending=1024,
+        ),
+    )
+    while not stop.is_set():
+        try:
+            messages = await subscription.fetch(BATCH, timeout=1.0)
+        except NatsTimeoutError:
+            continue
+        except Exception as exc:
+            log.warning("results fetch failed: %s", exc)
+            await asyncio.sleep(1.0)
+            continue
+        for message in messages:
+            try:
+                result = tasks_pb2.Result.FromString(message.data)
+            except Exception:
+                log.error("undecodable result dropped")
+                await message.term()
+                continue
+            try:
+                await store.mutate(
+                    result.tenant, result.job_id, lambda r, res=result: state.apply_result(r, res)
+                )
+            except MeshError as error:
+                if error.reason is Reason.NOT_FOUND:
+                    await message.ack()  # the job expired; nothing to apply it to
+                    continue
+                await message.nak(delay=1.0)
+                continue
+            except Exception:
+                log.exception("applying a result failed", extra={"job": result.job_id})
+                await message.nak(delay=1.0)
+                continue
+            await message.ack()

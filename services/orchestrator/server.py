@@ -1,0 +1,238 @@
+"""The gRPC JobService: every call the gateway (or an internal caller) makes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import nats.errors
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+from nats.js import JetStreamContext
+
+from mesh import blobs
+from mesh.bus import streams
+from mesh.errors import MeshError, Reason
+from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
+from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from mesh.state.v1 import state_pb2
+from services.orchestrator import state
+from services.orchestrator.jobs import JobCreator
+from services.orchestrator.settings import Settings
+from services.orchestrator.store import JobStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+MAX_PAGE = 100
+
+
+def _as_mesh_error(exc: Exception) -> MeshError:
+    if isinstance(exc, MeshError):
+        return exc
+    if isinstance(exc, nats.errors.Error | TimeoutError):
+        log.warning("nats unavailable: %r", exc)
+        return MeshError(Reason.UNAVAILABLE)
+    log.exception("unexpected error", exc_info=exc)
+    return MeshError(Reason.INTERNAL)
+
+
+def unary(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except Exception as exc:
+            await context.abort_with_status(_as_mesh_error(exc).to_grpc_status())
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+def streaming(
+    method: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]],
+) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]]:
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except Exception as exc:
+            await context.abort_with_status(_as_mesh_error(exc).to_grpc_status())
+
+    return wrapper
+
+
+class JobService(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, js: JetStreamContext, store: JobStore, settings: Settings) -> None:
+        self._js = js
+        self._store = store
+        self._settings = settings
+        self._creator = JobCreator(
+            js,
+            store,
+            settings.max_files_per_job,
+            streams.Retention().duplicate_window_seconds,
+        )
+
+    @unary
+    async def UploadBlob(  # noqa: N802 - gRPC method names are the proto's
+        self,
+        request_iterator: AsyncIterator[jobs_pb2.UploadBlobRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> jobs_pb2.UploadBlobResponse:
+        first = await anext(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise MeshError(Reason.INVALID_FIELD, "An upload must start with its header.")
+        header = first.header
+        blob_id = uuid.uuid4().hex
+        head = bytearray()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise MeshError(Reason.INVALID_FIELD, "Only one header per upload.")
+                if len(head) < SNIFF_BYTES:
+                    head.extend(message.chunk[: SNIFF_BYTES - len(head)])
+                yield message.chunk
+
+        info = await blobs.write_stream(
+            self._js,
+            streams.BLOBS_BUCKET,
+            f"src/{blob_id}",
+            chunks(),
+            max_bytes=self._settings.max_upload_bytes,
+        )
+        sniffed = sniff(bytes(head))
+        blob = jobs_pb2.BlobRef(
+            blob_id=blob_id,
+            size=info.size,
+            sha256=info.sha256,
+            detected_format=sniffed.format,
+            family=sniffed.family.value,
+        )
+        await self._store.put_upload(
+            blob_id,
+            state_pb2.UploadRecord(tenant=header.tenant, blob=blob, filename=header.filename),
+        )
+        return jobs_pb2.UploadBlobResponse(blob=blob)
+
+    @unary
+    async def DeleteBlob(  # noqa: N802
+        self, request: jobs_pb2.DeleteBlobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.DeleteBlobResponse:
+        await self._store.get_upload(request.tenant, request.blob_id)
+        await blobs.delete(self._js, streams.BLOBS_BUCKET, f"src/{request.blob_id}")
+        await self._store.delete_upload(request.blob_id)
+        return jobs_pb2.DeleteBlobResponse()
+
+    @unary
+    async def CreateJob(  # noqa: N802
+        self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.CreateJobResponse:
+        for spec in request.files:
+            if spec.options.format and spec.options.format not in OUTPUT_FORMATS:
+                raise MeshError(
+                    Reason.INVALID_FIELD,
+                    f"Unknown output format {spec.options.format!r}.",
+                    fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
+                )
+        return jobs_pb2.CreateJobResponse(job=await self._creator.create(request))
+
+    @unary
+    async def GetJob(  # noqa: N802
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        record, _ = await self._store.get(request.tenant, request.job_id)
+        return record.job
+
+    @unary
+    async def ListJobs(  # noqa: N802
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ListJobsResponse:
+        limit = min(max(request.limit or 20, 1), MAX_PAGE)
+        jobs, total = await self._store.list(
+            request.tenant, limit, max(request.offset, 0), request.status
+        )
+        return jobs_pb2.ListJobsResponse(jobs=jobs, total=total)
+
+    @unary
+    async def CancelJob(  # noqa: N802
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.Job:
+        def change(record: state_pb2.JobRecord) -> bool:
+            state.cancel(record)
+            return True
+
+        record, _ = await self._store.mutate(request.tenant, request.job_id, change)
+        return record.job
+
+    @streaming
+    async def WatchJob(  # noqa: N802
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[jobs_pb2.Job]:
+        await self._store.get(request.tenant, request.job_id)
+        async for record in self._store.watch(request.tenant, request.job_id):
+            yield record.job
+            if state.is_terminal(record.job):
+                return
+
+    @streaming
+    async def ReadOutput(  # noqa: N802
+        self, request: jobs_pb2.ReadOutputRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[jobs_pb2.ReadOutputResponse]:
+        record, _ = await self._store.get(request.tenant, request.job_id)
+        files = record.job.files
+        if not 0 <= request.index < len(files):
+            raise MeshError(Reason.NOT_FOUND, "No file with this index in the job.")
+        item = files[request.index]
+        if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
+            raise MeshError(Reason.CONFLICT, "This file has no output (yet).")
+        name = record.tasks[request.index].output_blob
+        info = await blobs.info(self._js, streams.BLOBS_BUCKET, name)
+        yield jobs_pb2.ReadOutputResponse(
+            header=jobs_pb2.OutputHeader(
+                filename=output_filename(item.filename, item.output_format),
+                mime_type=item.mime_type,
+                size=info.size,
+                sha256=info.sha256,
+            )
+        )
+        async for chunk in blobs.read_stream(self._js, streams.BLOBS_BUCKET, name):
+            yield jobs_pb2.ReadOutputResponse(chunk=chunk)
+
+
+def output_filename(filename: str, output_format: str) -> str:
+    """The download name: the client's name with the output format's extension."""
+    stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
+    extension = OUTPUT_FORMATS[output_format].extension if output_format in OUTPUT_FORMATS else ""
+    return f"{stem or 'output'}.{extension}" if extension else stem or "output"
+
+
+def create_server(
+    servicer: JobService, health: HealthServicer, host: str, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """A server with the JobService, health and reflection; port 0 picks a free port."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        ]
+    )
+    jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return server, bound

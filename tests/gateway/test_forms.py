@@ -1,0 +1,353 @@
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from mesh.errors import MeshError, Reason
+from mesh.formats import OUTPUT_FORMATS
+from mesh.options import PRESETS, ConversionOptions, Mode
+from services.gateway import forms
+from services.gateway.forms import (
+    JobForm,
+    SyncForm,
+    parse_compress_form,
+    parse_convert_form,
+    parse_job_form,
+)
+from services.gateway.multipart import ParsedForm, UploadedFile
+from tests.gateway.conftest import FormApp, MemoryBlobs, field_part, file_part, multipart_body
+
+
+def uploaded(index: int) -> UploadedFile:
+    return UploadedFile("files", f"{index}.png", "image/png", f"blob-{index}", 100, "png", "image")
+
+
+def form(files: int = 1, **fields: str | list[str]) -> ParsedForm:
+    values = {name: value if isinstance(value, list) else [value] for name, value in fields.items()}
+    return ParsedForm(values, tuple(uploaded(index) for index in range(files)))
+
+
+def options_of(parsed: JobForm | SyncForm) -> list[ConversionOptions]:
+    return [options for _, options in parsed.files]
+
+
+def bad_fields(parse: Callable[[ParsedForm], Any], parsed: ParsedForm) -> dict[str, str]:
+    with pytest.raises(MeshError) as caught:
+        parse(parsed)
+    assert caught.value.reason is Reason.INVALID_FIELD
+    fields: dict[str, str] = caught.value.detail["fields"]
+    return fields
+
+
+def png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 12), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+async def test_seed_curl_request_parses_to_the_job_it_describes() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, parse_job_form)
+    image = png_bytes()
+    parts = [
+        field_part("jobType", "convert"),
+        field_part("saveToStorage", "true"),
+        file_part("files", image, "photo.png", "image/png"),
+        field_part("formats", '["jpg"]'),
+        field_part("compressions", "[82]"),
+        field_part("resizes", '["original"]'),
+        field_part("createArchive", "false"),
+    ]
+
+    response = await app.post(multipart_body(parts))
+
+    assert response.status_code == 200, response.text
+    (job,) = app.results
+    assert (job.job_type, job.create_archive, job.callback_url, job.callback_secret) == (
+        "convert",
+        False,
+        "",
+        "",
+    )
+    ((file, options),) = job.files
+    assert options == ConversionOptions(format="jpg", resize="original", compression=82)
+    assert (file.field, file.filename, file.content_type) == ("files", "photo.png", "image/png")
+    assert (file.size, file.detected_format, file.family) == (len(image), "png", "image")
+    assert file.blob_id in blobs.kept
+
+
+def test_option_table_covers_every_conversion_option() -> None:
+    table = {option.attr for option in forms._OPTIONS}
+    assert table == {f.name for f in dataclasses.fields(ConversionOptions)}
+
+
+def test_single_forms_apply_to_every_file() -> None:
+    job = parse_job_form(
+        form(
+            files=2,
+            format="WebP",
+            resize="width",
+            resizeWidth="800",
+            resizeHeight="600",
+            compression="70",
+            autoOrient="false",
+            mono="1",
+            mode="target-size",
+            targetBytes="50000",
+            lossless="true",
+            stripMetadata="1",
+        )
+    )
+    expected = ConversionOptions(
+        format="webp",
+        resize="width",
+        resize_width=800,
+        resize_height=600,
+        compression=70,
+        auto_orient=False,
+        mono=True,
+        mode=Mode.TARGET_SIZE,
+        target_bytes=50000,
+        lossless=True,
+        strip_metadata=True,
+    )
+    assert options_of(job) == [expected, expected]
+
+
+def test_per_file_arrays_set_each_file_and_win_over_single_forms() -> None:
+    job = parse_job_form(
+        form(
+            files=2,
+            format="gif",
+            formats='["png", "avif"]',
+            resizes='["square", "height"]',
+            resizeWidths="[640, null]",
+            resizeHeights='[null, "480"]',
+            compressions="[10, 90]",
+            autoOrients="[false, true]",
+            monos="[1, 0]",
+            modes='["quality", "target-size"]',
+            targetByteValues="[null, 1000]",
+            losslessValues='["true", false]',
+            stripMetadataValues="[true, 0]",
+        )
+    )
+    first, second = options_of(job)
+    assert first == ConversionOptions(
+        format="png",
+        resize="square",
+        resize_width=640,
+        compression=10,
+        auto_orient=False,
+        mono=True,
+        strip_metadata=True,
+        lossless=True,
+    )
+    assert second == ConversionOptions(
+        format="avif",
+        resize="height",
+        resize_height=480,
+        compression=90,
+        mode=Mode.TARGET_SIZE,
+        target_bytes=1000,
+    )
+
+
+def test_null_array_entry_falls_back_to_the_single_form() -> None:
+    job = parse_job_form(form(files=3, format="webp", formats='["png", null, ""]'))
+    assert [options.format for options in options_of(job)] == ["png", "webp", "webp"]
+
+
+def test_array_with_the_wrong_length_names_the_field() -> None:
+    fields = bad_fields(parse_job_form, form(files=2, format="jpg", compressions="[82]"))
+    assert fields == {"compressions": "must have 2 entries, one per file"}
+
+
+@pytest.mark.parametrize("raw", ["jpg", '{"a": 1}', "[1,", "[" * 60000])
+def test_array_that_is_not_a_json_array_is_refused(raw: str) -> None:
+    fields = bad_fields(parse_job_form, form(format="jpg", compressions=raw))
+    assert fields == {"compressions": "must be a JSON array with one entry per file"}
+
+
+def test_every_bad_field_is_reported_in_one_error() -> None:
+    parsed = form(
+        files=2,
+        format="bogus",
+        compression="101",
+        resize="huge",
+        autoOrient="maybe",
+        createArchive="2",
+        callbackUrl="ftp://example.com/hook",
+        compressions='[1, "x"]',
+        monos="[true]",
+    )
+    with pytest.raises(MeshError) as caught:
+        parse_job_form(parsed)
+    fields = caught.value.detail["fields"]
+    assert fields == {
+        "format": "must be one of " + ", ".join(OUTPUT_FORMATS),
+        "compression": "must be a whole number from 1 to 100",
+        "resize": "must be one of " + ", ".join(PRESETS),
+        "autoOrient": "must be true or false (or 1 or 0)",
+        "createArchive": "must be true or false (or 1 or 0)",
+        "callbackUrl": "must be an http or https URL of at most 2048 characters",
+        "compressions": "entry 2 must be a whole number from 1 to 100",
+        "monos": "must have 2 entries, one per file",
+    }
+    assert caught.value.message.startswith("8 fields are invalid: ")
+    assert all(name in caught.value.message for name in fields)
+    assert caught.value.reason.http_status == 400
+
+
+def test_bogus_format_is_named_with_the_valid_choices() -> None:
+    with pytest.raises(MeshError) as caught:
+        parse_job_form(form(format="jpegxl"))
+    assert caught.value.message.startswith("The field 'format' must be one of jpg, png, webp")
+    assert caught.value.detail["fields"].keys() == {"format"}
+
+
+def test_bogus_format_inside_an_array_names_the_entry() -> None:
+    fields = bad_fields(parse_job_form, form(files=2, formats='["png", "bmp"]'))
+    assert fields["formats"].startswith("entry 2 must be one of jpg")
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("1", True), ("TRUE", True), ("false", False), ("0", False)]
+)
+def test_boolean_fields_accept_true_false_1_0(raw: str, value: bool) -> None:
+    job = parse_job_form(form(format="png", createArchive=raw, mono=raw, saveToStorage=raw))
+    assert job.create_archive is value
+    assert options_of(job)[0].mono is value
+
+
+@pytest.mark.parametrize("raw", ["yes", "2", "on", "[true]"])
+def test_boolean_fields_refuse_other_words(raw: str) -> None:
+    assert bad_fields(parse_job_form, form(format="png", lossless=raw)).keys() == {"lossless"}
+
+
+def test_convert_requires_a_format_for_every_file() -> None:
+    assert bad_fields(parse_job_form, form()).keys() == {"format"}
+    fields = bad_fields(parse_job_form, form(files=2, formats='["png", null]'))
+    assert fields == {
+        "formats": "entry 2 is required for convert: one of " + ", ".join(OUTPUT_FORMATS)
+    }
+
+
+def test_compress_job_keeps_the_input_format_and_reads_quality() -> None:
+    job = parse_job_form(form(jobType="compress", quality="55"))
+    assert job.job_type == "compress"
+    assert options_of(job) == [ConversionOptions(format="", compression=55)]
+
+
+def test_compression_beats_quality_and_convert_ignores_quality() -> None:
+    compress = parse_job_form(form(jobType="compress", quality="55", compression="40"))
+    convert = parse_job_form(form(format="png", quality="55"))
+    assert options_of(compress)[0].compression == 40
+    assert options_of(convert)[0].compression == 82
+
+
+def test_unknown_job_type_is_named_without_a_spurious_format_error() -> None:
+    assert bad_fields(parse_job_form, form(jobType="zip")) == {
+        "jobType": "must be one of convert, compress"
+    }
+
+
+def test_width_and_height_presets_need_their_dimension() -> None:
+    assert bad_fields(parse_job_form, form(format="png", resize="width")) == {
+        "resizeWidth": "is required when resize is width"
+    }
+    assert bad_fields(parse_job_form, form(format="png", resize="height")) == {
+        "resizeHeight": "is required when resize is height"
+    }
+    fields = bad_fields(
+        parse_job_form,
+        form(files=2, format="png", resizes='["original", "width"]', resizeWidths="[500, null]"),
+    )
+    assert fields == {"resizeWidths": "entry 2 is required when resize is width"}
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "1.5", "abc", "70000"])
+def test_dimensions_must_be_positive_whole_pixels(raw: str) -> None:
+    assert bad_fields(parse_job_form, form(format="png", resizeWidth=raw)) == {
+        "resizeWidth": "must be a whole number from 1 to 65535"
+    }
+
+
+def test_target_size_mode_needs_target_bytes() -> None:
+    assert bad_fields(parse_job_form, form(format="jpg", mode="target-size")) == {
+        "targetBytes": "must be a positive number of bytes when mode is target-size"
+    }
+    assert bad_fields(parse_job_form, form(format="jpg", mode="smallest")).keys() == {"mode"}
+
+
+def test_at_least_one_file_is_required() -> None:
+    fields = bad_fields(parse_job_form, form(files=0, format="png", formats='["png"]'))
+    assert fields.keys() == {"files"}
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/convert?x=1", "http://10.0.0.5:8080/cb"]
+)
+def test_http_callback_urls_are_accepted_as_given(url: str) -> None:
+    job = parse_job_form(form(format="png", callbackUrl=url, callbackSecret="s3cret"))
+    assert (job.callback_url, job.callback_secret) == (url, "s3cret")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "http://",
+        "https://host:99999/",
+        "http://a b/",
+        "//host/x",
+        "http://[::1/",
+    ],
+)
+def test_other_callback_urls_are_refused(url: str) -> None:
+    assert bad_fields(parse_job_form, form(format="png", callbackUrl=url)).keys() == {"callbackUrl"}
+
+
+def test_unknown_fields_are_ignored_and_save_to_storage_false_is_accepted() -> None:
+    job = parse_job_form(form(format="png", saveToStorage="false", surprise="1", files_extra="x"))
+    assert options_of(job) == [ConversionOptions(format="png")]
+
+
+def test_empty_single_values_count_as_absent() -> None:
+    job = parse_job_form(form(format="png", resizeWidth="", compression="", jobType=""))
+    assert job.job_type == "convert"
+    assert options_of(job) == [ConversionOptions(format="png")]
+
+
+def test_sync_convert_form_reads_the_convert_fields() -> None:
+    sync = parse_convert_form(
+        form(files=2, formats='["png", "mp4"]', resize="email", createArchive="nonsense")
+    )
+    assert [(o.format, o.resize) for o in options_of(sync)] == [("png", "email"), ("mp4", "email")]
+    assert bad_fields(parse_convert_form, form()).keys() == {"format"}
+
+
+def test_sync_compress_form_keeps_the_format_and_reads_compress_fields() -> None:
+    sync = parse_compress_form(
+        form(
+            files=2,
+            format="png",
+            resize="email",
+            quality="60",
+            modes='["quality", "target-size"]',
+            targetByteValues="[null, 2048]",
+            losslessValues="[true, false]",
+            stripMetadata="true",
+        )
+    )
+    assert options_of(sync) == [
+        ConversionOptions(compression=60, lossless=True, strip_metadata=True),
+        ConversionOptions(
+            compression=60, mode=Mode.TARGET_SIZE, target_bytes=2048, strip_metadata=True
+        ),
+    ]

@@ -1,0 +1,298 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import tracemalloc
+from collections.abc import AsyncIterator
+
+from services.gateway.forms import parse_job_form
+from services.gateway.multipart import FormLimits, ParsedForm
+from tests.gateway.conftest import (
+    CLOSING,
+    FormApp,
+    MemoryBlobs,
+    field_part,
+    file_part,
+    identity,
+    multipart_body,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHUNK = 64 * 1024
+
+
+def parsed(app: FormApp) -> ParsedForm:
+    (form,) = app.results
+    assert isinstance(form, ParsedForm)
+    return form
+
+
+async def chunked(body: bytes, size: int = CHUNK) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_multi_megabyte_file_reaches_the_upload_intact() -> None:
+    data = PNG_MAGIC + os.urandom(5 * 1024 * 1024)
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity)
+    body = multipart_body([field_part("jobType", "convert"), file_part("files", data, "big.png")])
+
+    response = await app.post(chunked(body))
+
+    assert response.status_code == 200, response.text
+    (uploaded,) = parsed(app).files
+    assert uploaded.size == len(data)
+    assert blobs.digests[uploaded.blob_id] == hashlib.sha256(data).hexdigest()
+    assert (uploaded.detected_format, uploaded.family) == ("png", "image")
+    assert parsed(app).fields == {"jobType": ["convert"]}
+
+
+async def test_slow_upload_holds_back_the_request_and_memory_stays_bounded() -> None:
+    blobs = MemoryBlobs(chunk_delay=0.001)
+    app = FormApp(blobs, identity)
+    total_chunks = 480  # 30 MiB
+    digest = hashlib.sha256()
+    sent = 0
+    lead = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent, lead
+        yield file_part("files", b"", "big.bin").head()
+        for _ in range(total_chunks):
+            chunk = os.urandom(CHUNK)
+            digest.update(chunk)
+            sent += len(chunk)
+            lead = max(lead, sent - blobs.consumed)
+            yield chunk
+        yield b"\r\n" + CLOSING
+
+    tracemalloc.start()
+    try:
+        response = await app.post(body())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert response.status_code == 200, response.text
+    (uploaded,) = parsed(app).files
+    assert uploaded.size == total_chunks * CHUNK
+    assert blobs.digests[uploaded.blob_id] == digest.hexdigest()
+    # Without backpressure the request would run ~30 MiB ahead of the slow upload.
+    assert lead < 1024 * 1024, lead
+    assert peak < 4 * 1024 * 1024, peak
+
+
+async def test_every_file_part_name_is_accepted_in_order_and_others_are_ignored() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity)
+    names = ["files", "files[]", "files[0]", "file"]
+    parts = [
+        file_part(name, f"content {name}".encode(), f"{index}.txt")
+        for index, name in enumerate(names)
+    ]
+    parts.insert(2, file_part("attachment", b"not a job file", "x.txt"))
+
+    response = await app.post(multipart_body(parts))
+
+    assert response.status_code == 200, response.text
+    form = parsed(app)
+    assert [uploaded.field for uploaded in form.files] == names
+    assert [uploaded.filename for uploaded in form.files] == ["0.txt", "1.txt", "2.txt", "3.txt"]
+    assert blobs.uploads_started == 4
+
+
+async def test_fields_after_files_and_repeated_fields_are_kept() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    parts = [
+        file_part("files", b"abc", "a.txt"),
+        field_part("format", "png"),
+        field_part("format", "webp"),
+        field_part("note", "héllo ☃"),
+    ]
+
+    response = await app.post(multipart_body(parts))
+
+    assert response.status_code == 200, response.text
+    form = parsed(app)
+    assert form.fields == {"format": ["png", "webp"], "note": ["héllo ☃"]}
+    assert form.last("format") == "webp"
+    assert form.files[0].size == 3
+
+
+async def test_client_filenames_are_sanitised_before_the_upload_sees_them() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity)
+    hostile = "../../etc/pass\x00wd\u202egnp.exe".encode()
+    parts = [
+        file_part("files", b"1", hostile, "image/png; charset=x"),
+        file_part("files", b"2", "résumé 日本.png", "text/plain\x01evil"),
+        file_part("files", b"3", "C:\\Users\\me\\photo.jpg"),
+    ]
+
+    response = await app.post(multipart_body(parts))
+
+    assert response.status_code == 200, response.text
+    files = parsed(app).files
+    assert [f.filename for f in files] == ["passwdgnp.exe", "résumé 日本.png", "photo.jpg"]
+    assert [f.content_type for f in files] == [
+        "image/png",
+        "application/octet-stream",
+        "application/octet-stream",
+    ]
+    assert blobs.names[files[0].blob_id] == ("passwdgnp.exe", "image/png")
+
+
+async def test_wrong_content_type_is_an_invalid_field() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(b'{"format": "png"}', **{"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_FIELD"
+    assert "Content-Type" in response.json()["detail"]["fields"]
+
+
+async def test_multipart_without_boundary_is_an_invalid_field() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(b"", **{"content-type": "multipart/form-data"})
+    assert response.status_code == 400
+    assert "Content-Type" in response.json()["detail"]["fields"]
+
+
+async def test_garbage_body_is_malformed() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(b"this is not a multipart body at all")
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_FIELD"
+    assert "body" in response.json()["detail"]["fields"]
+
+
+async def test_part_without_name_is_malformed() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    body = multipart_body([field_part("x", "1")]).replace(b' name="x"', b"")
+    response = await app.post(body)
+    assert response.status_code == 400
+    assert "body" in response.json()["detail"]["fields"]
+
+
+async def test_truncated_body_discards_the_completed_upload_and_stops_the_open_one() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity)
+    body = multipart_body([file_part("files", b"first"), file_part("files", b"second" * 1000)])
+
+    response = await app.post(body[: -len(CLOSING) - 100])
+
+    assert response.status_code == 400
+    assert response.json()["detail"]["fields"]["body"].startswith("the body ended")
+    assert len(blobs.digests) == 1
+    assert blobs.kept == set()
+    assert app.results == []
+
+
+async def test_non_utf8_text_field_is_named() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(
+        multipart_body(
+            [
+                field_part("format", "x"),
+            ]
+        ).replace(b"\r\n\r\nx", b"\r\n\r\n\xff")
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"]["fields"] == {"format": "must be UTF-8 text"}
+
+
+async def test_file_over_the_per_file_limit_is_too_large_and_nothing_is_kept() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity, FormLimits(max_file_bytes=1000))
+    body = multipart_body([file_part("files", b"a" * 1000), file_part("files", b"b" * 5000)])
+
+    response = await app.post(chunked(body, 512))
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "TOO_LARGE"
+    assert response.json()["detail"] == {"limit": "maxFileBytes", "max": 1000}
+    assert len(blobs.digests) == 1  # the second upload was cancelled, never stored
+    assert blobs.kept == set()
+
+
+async def test_streamed_body_over_the_total_limit_is_too_large() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity, FormLimits(max_body_bytes=10_000))
+    body = multipart_body([file_part("files", b"a" * 4000), file_part("files", b"b" * 8000)])
+
+    response = await app.post(chunked(body, 1024))
+
+    assert response.status_code == 413
+    assert response.json()["detail"]["limit"] == "maxBodyBytes"
+    assert len(blobs.digests) == 1
+    assert blobs.kept == set()
+
+
+async def test_declared_length_over_the_total_limit_is_refused_before_any_upload() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity, FormLimits(max_body_bytes=100))
+    response = await app.post(multipart_body([file_part("files", b"a" * 1000)]))
+    assert response.status_code == 413
+    assert response.json()["detail"]["limit"] == "maxBodyBytes"
+    assert blobs.uploads_started == 0
+
+
+async def test_too_many_files_is_too_large_and_earlier_uploads_are_discarded() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity, FormLimits(max_files=2))
+    response = await app.post(multipart_body([file_part("files", b"x")] * 3))
+    assert response.status_code == 413
+    assert response.json()["detail"] == {"limit": "maxFiles", "max": 2}
+    assert len(blobs.discarded) == 2
+    assert blobs.kept == set()
+
+
+async def test_oversized_text_field_is_too_large() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(multipart_body([field_part("formats", "x" * (64 * 1024 + 1))]))
+    assert response.status_code == 413
+    assert response.json()["detail"]["limit"] == "maxFieldBytes"
+
+
+async def test_too_many_text_fields_is_too_large() -> None:
+    app = FormApp(MemoryBlobs(), identity, FormLimits(max_fields=3))
+    response = await app.post(multipart_body([field_part(f"f{i}", "1") for i in range(4)]))
+    assert response.status_code == 413
+    assert response.json()["detail"] == {"limit": "maxFields", "max": 3}
+
+
+async def test_upload_error_reaches_the_client_and_earlier_uploads_are_discarded() -> None:
+    blobs = MemoryBlobs(fail_on_file=2)
+    app = FormApp(blobs, identity)
+    response = await app.post(
+        multipart_body([file_part("files", b"ok"), file_part("files", b"bad")])
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "UNSUPPORTED_FORMAT"
+    assert len(blobs.discarded) == 1
+    assert blobs.kept == set()
+
+
+async def test_upload_that_stops_reading_early_is_an_internal_error_and_its_blob_discarded() -> (
+    None
+):
+    blobs = MemoryBlobs(stop_early=True)
+    app = FormApp(blobs, identity)
+    body = multipart_body([file_part("files", b"z" * 10_000)])
+    response = await app.post(chunked(body, 1024))
+    assert response.status_code == 500
+    assert len(blobs.digests) == 1
+    assert blobs.kept == set()
+
+
+async def test_validation_failure_discards_every_upload() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, parse_job_form)
+    parts = [file_part("files", b"1"), file_part("files", b"2"), field_part("format", "bogus")]
+
+    response = await app.post(multipart_body(parts))
+
+    assert response.status_code == 400
+    assert "format" in response.json()["detail"]["fields"]
+    assert len(blobs.digests) == 2
+    assert blobs.kept == set()

@@ -1,0 +1,70 @@
+"""Module-level functions the sandbox tests run in child processes (they must be importable)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from mesh.errors import MeshError, Reason
+from mesh.sandbox import report_progress
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def noop() -> None:
+    return None
+
+
+def child_pid() -> int:
+    return os.getpid()
+
+
+def reject(detail_value: str) -> None:
+    raise MeshError(Reason.UNSUPPORTED_FORMAT, "Not an image we can read.", sniffed=detail_value)
+
+
+def fail_unexpectedly() -> None:
+    raise ValueError("secret internal path /srv/scratch/abc")
+
+
+def sleep_with_grandchild(pid_file: str) -> None:
+    helper = subprocess.Popen(["sleep", "100"])
+    Path(pid_file).write_text(f"{os.getpid()} {helper.pid}")
+    time.sleep(100)
+
+
+def allocate(size: int) -> int:
+    return len(bytearray(size))
+
+
+def segfault() -> None:
+    ctypes.string_at(0)
+
+
+def kill_self(signum: int) -> None:
+    os.kill(os.getpid(), signal.Signals(signum))
+
+
+def exit_quietly() -> None:
+    os._exit(3)
+
+
+def report_steps(steps: int, pause: float) -> int:
+    for step in range(steps + 1):
+        report_progress(step / steps)
+        time.sleep(pause)
+    return steps
+
+
+def report_outside_sandbox() -> None:
+    report_progress(0.5)
+
+
+def unpicklable_result() -> object:
+    return lambda: None

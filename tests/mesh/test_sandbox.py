@@ -1,0 +1,208 @@
+"""Real child processes: results, typed failures, deadlines, memory caps, crashes, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mesh.errors import MeshError, Reason
+from mesh.sandbox import SandboxLimits, preload, report_progress, run_isolated
+from tests.mesh import sandbox_targets as targets
+
+QUICK = SandboxLimits(wall_seconds=10, memory_bytes=None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _forkserver() -> None:
+    preload(["tests.mesh.sandbox_targets"])
+
+
+def _gone(pid: int) -> bool:
+    """True once `pid` no longer exists, not even as an unreaped zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _pids_in(pid_file: Path) -> tuple[int, int] | None:
+    try:
+        child, grandchild = pid_file.read_text().split()
+    except (FileNotFoundError, ValueError):
+        return None
+    return int(child), int(grandchild)
+
+
+async def _read_pids(pid_file: Path) -> tuple[int, int]:
+    for _ in range(500):
+        if pids := _pids_in(pid_file):
+            return pids
+        await asyncio.sleep(0.01)
+    raise AssertionError("the sandboxed function never started")
+
+
+async def test_returns_the_function_result() -> None:
+    assert await run_isolated(targets.add, 2, 3, limits=QUICK) == 5
+
+
+async def test_each_call_runs_in_a_fresh_child_process() -> None:
+    first = await run_isolated(targets.child_pid, limits=QUICK)
+    second = await run_isolated(targets.child_pid, limits=QUICK)
+    assert len({first, second, os.getpid()}) == 3
+
+
+async def test_mesh_error_keeps_reason_message_and_detail() -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.reject, "riff", limits=QUICK)
+    assert raised.value.reason is Reason.UNSUPPORTED_FORMAT
+    assert raised.value.message == "Not an image we can read."
+    assert raised.value.detail == {"sniffed": "riff"}
+
+
+async def test_unexpected_exception_is_internal_and_logged_not_shown(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="mesh.sandbox"), pytest.raises(MeshError) as raised:
+        await run_isolated(targets.fail_unexpectedly, limits=QUICK)
+    assert raised.value.reason is Reason.INTERNAL
+    assert "/srv/scratch" not in raised.value.message
+    assert "ValueError: secret internal path /srv/scratch/abc" in caplog.text
+
+
+async def test_unpicklable_result_is_internal() -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.unpicklable_result, limits=QUICK)
+    assert raised.value.reason is Reason.INTERNAL
+
+
+async def test_deadline_kills_the_child_and_its_grandchildren(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    started = time.monotonic()
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(
+            targets.sleep_with_grandchild,
+            str(pid_file),
+            limits=SandboxLimits(wall_seconds=1.0, memory_bytes=None),
+        )
+    elapsed = time.monotonic() - started
+    assert raised.value.reason is Reason.TIMEOUT
+    assert raised.value.message == "The conversion took longer than 1 s and was stopped."
+    assert 1.0 <= elapsed < 2.5
+    child, grandchild = await _read_pids(pid_file)
+    assert _gone(child)
+    assert _gone(grandchild)
+
+
+async def test_cancelling_the_caller_kills_the_child_and_its_grandchildren(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "pids"
+    call = asyncio.create_task(
+        run_isolated(targets.sleep_with_grandchild, str(pid_file), limits=QUICK)
+    )
+    child, grandchild = await _read_pids(pid_file)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert _gone(child)
+    assert _gone(grandchild)
+
+
+async def test_allocation_over_the_memory_cap_is_resource_exhausted() -> None:
+    limits = SandboxLimits(wall_seconds=10, memory_bytes=300 * 1024 * 1024)
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.allocate, 2 * 1024**3, limits=limits)
+    assert raised.value.reason is Reason.RESOURCE_EXHAUSTED
+    assert raised.value.detail == {"limit_bytes": 300 * 1024 * 1024}
+
+
+async def test_allocation_under_the_memory_cap_succeeds() -> None:
+    limits = SandboxLimits(wall_seconds=10, memory_bytes=600 * 1024 * 1024)
+    assert await run_isolated(targets.allocate, 50 * 1024 * 1024, limits=limits) == 50 * 1024**2
+
+
+async def test_segfault_is_corrupt_input_and_the_next_call_works() -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.segfault, limits=QUICK)
+    assert raised.value.reason is Reason.CORRUPT_INPUT
+    assert raised.value.message == "The decoder crashed on this input."
+    assert await run_isolated(targets.add, 1, 1, limits=QUICK) == 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGABRT, signal.SIGBUS, signal.SIGFPE])
+async def test_death_by_signal_is_corrupt_input(signum: signal.Signals) -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.kill_self, int(signum), limits=QUICK)
+    assert raised.value.reason is Reason.CORRUPT_INPUT
+
+
+async def test_sigkill_not_sent_by_the_sandbox_is_resource_exhausted() -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.kill_self, int(signal.SIGKILL), limits=QUICK)
+    assert raised.value.reason is Reason.RESOURCE_EXHAUSTED
+
+
+async def test_exit_without_a_result_is_internal() -> None:
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.exit_quietly, limits=QUICK)
+    assert raised.value.reason is Reason.INTERNAL
+
+
+async def test_progress_arrives_in_order_and_at_most_five_per_second() -> None:
+    received: list[float] = []
+    started = time.monotonic()
+    steps = await run_isolated(
+        targets.report_steps, 60, 0.02, limits=QUICK, on_progress=received.append
+    )
+    elapsed = time.monotonic() - started
+    assert steps == 60
+    assert received[0] == 0.0
+    assert received == sorted(set(received))
+    assert all(0.0 <= fraction <= 1.0 for fraction in received)
+    assert 4 <= len(received) <= 1 + math.ceil(elapsed / 0.2)
+
+
+def test_report_progress_outside_a_sandbox_does_nothing() -> None:
+    report_progress(0.5)
+    targets.report_outside_sandbox()
+
+
+async def test_waiting_does_not_block_the_event_loop() -> None:
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        for _ in range(40):
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    limits = SandboxLimits(wall_seconds=10, memory_bytes=None)
+    results = await asyncio.gather(
+        run_isolated(time.sleep, 0.4, limits=limits),
+        run_isolated(time.sleep, 0.4, limits=limits),
+        tick(),
+    )
+    assert list(results[:2]) == [None, None]
+    assert max(gaps) < 0.2
+
+
+@pytest.mark.slow
+async def test_per_call_overhead_is_small() -> None:
+    durations = []
+    for _ in range(50):
+        started = time.perf_counter()
+        await run_isolated(targets.noop, limits=QUICK)
+        durations.append(time.perf_counter() - started)
+    median = sorted(durations)[len(durations) // 2]
+    print(f"median run_isolated overhead: {median * 1000:.1f} ms")
+    assert median < 0.25
