@@ -55,23 +55,25 @@ _PR_SET_CHILD_SUBREAPER = 36
 _M_ARENA_MAX = -8
 _ALLOCATION_FAILURES = ("out of memory", "cannot allocate memory", "bad_alloc")
 
-_subreaper = False
+_subreaper_tried = False
 _unreaped_groups: set[int] = set()
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
     wall_seconds: float
-    memory_bytes: int | None  # RLIMIT_AS: address space, so mapped libraries count too
+    # RLIMIT_AS: address space, so the fork server's mapped libraries count too (about 175 MiB
+    # with pyvips and av preloaded); None means no cap.
+    memory_bytes: int | None
 
 
 def preload(modules: Sequence[str]) -> None:
     """Starts the fork server with `modules` imported; call at worker start, before gRPC/NATS.
 
-    Without it the server starts on the first call with the default list; a server already running
-    keeps its old list. `__main__` is preloaded too (once, under the usual `__mp_main__` name)
-    because each child would otherwise re-run a script-style main module: guard it with
-    `if __name__ == "__main__"`.
+    Without it the server starts on the first call, blocking the loop while it imports, with the
+    default list; a server already running keeps its old list. `__main__` is preloaded too (once,
+    as `__mp_main__`) because each child would otherwise re-run a script-style main module:
+    guard it with `if __name__ == "__main__"`.
     """
     _CONTEXT.set_forkserver_preload(["__main__", __name__, *modules])
     _become_subreaper()
@@ -95,16 +97,19 @@ async def run_isolated(
     )
     try:
         process.start()
+    except BaseException:
+        receiver.close()
+        raise
     finally:
         sender.close()
     # The child calls setsid() first thing, so its pid is its process-group id.
     group = cast(int, process.pid)
-    kind = "cancelled"
+    kind = "unfinished"
     try:
         kind, payload = await _await_outcome(process, receiver, limits.wall_seconds, on_progress)
     finally:
         receiver.close()
-        await _dispose(process, group, graceful=kind not in ("cancelled", "timeout"))
+        await _dispose(process, group, graceful=kind not in ("unfinished", "timeout"))
     return cast(T, _result_or_raise(func, kind, payload, limits))
 
 
@@ -159,7 +164,7 @@ def _child_main(
     except MemoryError:
         message = ("memory", None)
     except BaseException as error:
-        if memory_bytes is not None and _is_allocation_failure(error):
+        if _is_allocation_failure(error):
             message = ("memory", None)
         else:
             message = ("crash", traceback.format_exc())
@@ -168,8 +173,7 @@ def _child_main(
 
 def _cap_memory(memory_bytes: int) -> None:
     # glibc reserves 64 MiB of address space per thread arena; with a libvips thread pool that
-    # reservation, not real use, would hit RLIMIT_AS first.
-    # Not glibc: the cap still applies, only less precisely.
+    # reservation, not real use, would hit RLIMIT_AS first. Without glibc the cap still applies.
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
@@ -231,12 +235,16 @@ async def _readable(fds: Sequence[int], within: float) -> None:
 
 async def _dispose(process: BaseProcess, group: int, *, graceful: bool) -> None:
     """Ends the child and everything it started, and reaps what was re-parented to us."""
-    if graceful:
-        # It has sent its result and is exiting; a clean exit flushes its stdio.
-        await _exited(process, _EXIT_SECONDS)
-    _kill_group(group)
+    try:
+        if graceful:
+            # It has sent its result and is exiting; a clean exit flushes its stdio.
+            await _exited(process, _EXIT_SECONDS)
+    finally:
+        _kill_group(group)
+        _unreaped_groups.add(group)
     await _exited(process, _REAP_SECONDS)
-    _unreaped_groups.add(group)
+    if process.exitcode is not None:
+        process.close()
     await _reap_groups()
 
 
@@ -271,10 +279,17 @@ def _result_or_raise(
         log.warning("sandboxed %s was killed by SIGKILL (out-of-memory killer?)", name)
         raise _memory_error(limits)
     if exitcode < 0:
-        log.warning("sandboxed %s died from %s", name, signal.Signals(-exitcode).name)
+        log.warning("sandboxed %s died from signal %s", name, _signal_name(-exitcode))
         raise MeshError(Reason.CORRUPT_INPUT, "The decoder crashed on this input.")
     log.error("sandboxed %s exited with status %d without a result", name, exitcode)
     raise MeshError(Reason.INTERNAL)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _memory_error(limits: SandboxLimits) -> MeshError:
@@ -289,16 +304,16 @@ def _memory_error(limits: SandboxLimits) -> MeshError:
 
 
 def _become_subreaper() -> None:
-    global _subreaper  # noqa: PLW0603 - a once-per-process kernel setting
-    if _subreaper:
+    global _subreaper_tried  # noqa: PLW0603 - a once-per-process kernel setting
+    if _subreaper_tried:
         return
+    _subreaper_tried = True
     try:
-        _subreaper = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0
+        done = ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0
     except (OSError, AttributeError):
-        _subreaper = False
-    if not _subreaper:
+        done = False
+    if not done:
         log.warning("cannot become a child subreaper; killed sandboxes may leave zombies")
-        _subreaper = True  # warn once
 
 
 def _kill_group(group: int) -> None:
@@ -315,7 +330,7 @@ async def _reap_groups() -> None:
         for group in list(_unreaped_groups):
             try:
                 os.killpg(group, signal.SIGKILL)  # zombies count: the group lives until reaped
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 _unreaped_groups.discard(group)
         if not _unreaped_groups:
             return

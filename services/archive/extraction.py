@@ -7,6 +7,7 @@ the root already held something unexpected. Links, devices and fifos are never c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from mesh.errors import MeshError, Reason
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-class PathConflict(Exception):
+class PathConflictError(Exception):
     """The entry's path is taken (duplicate name, or a file where a directory must go)."""
 
 
@@ -32,7 +33,7 @@ def ensure_dir(root: Path, relative: str) -> Path:
             current.mkdir(mode=0o755)
         except FileExistsError:
             if not stat.S_ISDIR(current.lstat().st_mode):
-                raise PathConflict from None
+                raise PathConflictError from None
     return current
 
 
@@ -46,7 +47,7 @@ def write_file(
     try:
         fd = os.open(target, _CREATE, 0o644)
     except FileExistsError:
-        raise PathConflict from None
+        raise PathConflictError from None
     except OSError as exc:
         raise MeshError(Reason.CORRUPT_INPUT, "An archive entry name cannot be created.") from exc
     written = 0
@@ -59,8 +60,6 @@ def write_file(
         target.unlink(missing_ok=True)
         raise
     if mtime is not None and mtime >= 0:
-        try:
+        with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(target, (mtime, mtime), follow_symlinks=False)
-        except (OSError, OverflowError, ValueError):
-            pass
     return target, written

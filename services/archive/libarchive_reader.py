@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ def _encrypted(entry: Any) -> bool:
     return bool(ffi.libarchive.archive_entry_is_encrypted(entry._entry_p))
 
 
+def _blocks(entry: Any) -> Iterator[bytes]:
+    return translated(iter(entry.get_blocks(CHUNK)))
+
+
 def _members(path: Path) -> Iterator[Member]:
     libarchive = _library()
     with libarchive.file_reader(str(path)) as archive:
@@ -68,7 +73,7 @@ def _members(path: Path) -> Iterator[Member]:
                 size=int(size) if size is not None else None,
                 mtime=float(entry.mtime) if entry.mtime is not None else None,
                 mode=int(entry.mode) & 0o777,
-                chunks=lambda entry=entry: translated(iter(entry.get_blocks(CHUNK))),
+                chunks=partial(_blocks, entry),
             )
 
 

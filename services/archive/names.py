@@ -16,7 +16,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTROL = re.compile(r"[\x01-\x1f\x7f]")
 
 
-class UnsafeName(ValueError):
+class UnsafeNameError(ValueError):
     """An entry name that must not become a path; `reason` is shown to the user."""
 
     def __init__(self, reason: str) -> None:
@@ -32,32 +32,32 @@ def _as_text(raw: str | bytes) -> str:
 
 
 def normalise(raw: str | bytes, max_name_bytes: int) -> str:
-    """The relative, `/`-separated form of an entry name, or UnsafeName.
+    """The relative, `/`-separated form of an entry name, or UnsafeNameError.
 
     Control characters are replaced by `_` (they are legal on disk but break listings and
     headers); everything else Unicode is kept as written.
     """
     text = _as_text(raw)
     if "\x00" in text:
-        raise UnsafeName("name contains a NUL byte")
+        raise UnsafeNameError("name contains a NUL byte")
     if len(text.encode("utf-8")) > max_name_bytes:
-        raise UnsafeName(f"name longer than {max_name_bytes} bytes")
+        raise UnsafeNameError(f"name longer than {max_name_bytes} bytes")
     text = text.replace("\\", "/")
     if text.startswith("/"):
-        raise UnsafeName("absolute path")
+        raise UnsafeNameError("absolute path")
     if _DRIVE.match(text):
-        raise UnsafeName("drive-letter path")
+        raise UnsafeNameError("drive-letter path")
     parts = []
     for part in text.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            raise UnsafeName("path escapes the archive root (..)")
+            raise UnsafeNameError("path escapes the archive root (..)")
         if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
-            raise UnsafeName(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
+            raise UnsafeNameError(f"path component longer than {MAX_COMPONENT_BYTES} bytes")
         parts.append(_CONTROL.sub("_", part))
     if not parts:
-        raise UnsafeName("empty name")
+        raise UnsafeNameError("empty name")
     return "/".join(parts)
 
 
@@ -68,5 +68,5 @@ def from_filename(filename: str, max_name_bytes: int = 1024, default: str = "fil
         base = base[:-1]
     try:
         return normalise(base, max_name_bytes)
-    except UnsafeName:
+    except UnsafeNameError:
         return default

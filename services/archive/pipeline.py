@@ -19,10 +19,10 @@ from mesh.options import ConversionOptions
 from mesh.outcome import Outcome
 from services.archive import levels
 from services.archive.detect import SINGLE_STREAMS, TAR_FAMILY, detect, require_archive
-from services.archive.extraction import PathConflict, write_file
+from services.archive.extraction import PathConflictError, write_file
 from services.archive.limits import ArchiveLimits, Budget
 from services.archive.members import SKIP_REASONS, Entry, Kind, Member
-from services.archive.names import UnsafeName, from_filename, normalise
+from services.archive.names import UnsafeNameError, from_filename, normalise
 from services.archive.outputs import ARCHIVE_OUTPUTS, KEEP_FORMAT, open_sink
 from services.archive.readers import CHUNK, members
 from services.archive.writers import Sink
@@ -61,7 +61,7 @@ def _admitted(member: Member, budget: Budget, seen: set[str]) -> tuple[str | Non
     budget.admit_entry()
     try:
         name = normalise(member.name, budget.limits.max_name_bytes)
-    except UnsafeName as unsafe:
+    except UnsafeNameError as unsafe:
         return None, unsafe.reason
     if member.kind in SKIP_REASONS:
         return None, SKIP_REASONS[member.kind]
@@ -127,7 +127,7 @@ def _fill(sink: Sink, fill: Iterator[None] | None = None) -> None:
     sink.close()
 
 
-def convert(
+def convert(  # noqa: PLR0917 - positional signature fixed by the worker contract
     source: Path,
     output: Path,
     source_format: str,
@@ -135,6 +135,7 @@ def convert(
     options: ConversionOptions,
     limits: ArchiveLimits,
     scratch: Path,
+    *,
     rar_binary: str | None = None,
 ) -> Outcome:
     """Wraps a file, or repacks/recompresses an archive, into `options.format`.
@@ -162,7 +163,15 @@ def convert(
             _fill(sink, _adding(sink, name, _file_chunks(source), size, mtime))
         else:
             _repack(
-                source, output, kind, target, filename, compression, limits, scratch, rar_binary
+                source=source,
+                output=output,
+                kind=kind,
+                target=target,
+                filename=filename,
+                compression=compression,
+                limits=limits,
+                scratch=scratch,
+                rar_binary=rar_binary,
             )
     except BaseException:
         output.unlink(missing_ok=True)
@@ -182,6 +191,7 @@ def _adding(
 
 
 def _repack(
+    *,
     source: Path,
     output: Path,
     kind: str,
@@ -230,7 +240,7 @@ def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits)
         budget.check_declared(member.size)
         try:
             path, size = write_file(root, name, _metered(member.chunks(), budget), member.mtime)
-        except PathConflict:
+        except PathConflictError:
             entries.append(Entry(name, member.size or 0, None, "path taken by another entry"))
             continue
         entries.append(Entry(name, size, path))
@@ -254,8 +264,9 @@ def _unique(name: str, taken: set[str]) -> str:
 def pack_directory(
     entries: Sequence[tuple[str, Path]],
     output: Path,
-    format: str,  # noqa: A002 - the contract's field name
+    format: str,
     compression: int,
+    *,
     rar_binary: str | None = None,
 ) -> Outcome:
     """Packs regular files (name in archive, path on disk) into one archive of `format`.
@@ -285,7 +296,7 @@ def _packing(sink: Sink, entries: Sequence[tuple[str, Path]]) -> Iterator[None]:
             raise MeshError(Reason.INTERNAL, "A result to pack is not a regular file.")
         try:
             name = normalise(raw_name, 1024)
-        except UnsafeName:
+        except UnsafeNameError:
             name = f"file-{index}"
         name = _unique(name, taken)
         taken.add(name)

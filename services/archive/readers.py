@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import stat
 import struct
@@ -16,8 +17,9 @@ import tarfile
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from mesh.errors import MeshError, Reason
 from services.archive.detect import TAR_FAMILY
@@ -31,21 +33,28 @@ CHUNK = 64 * 1024
 _ZIPFILE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _UNICODE_PATH_EXTRA = 0x7075
 _UTF8_FLAG = 0x800
+_TAR_STREAM_MODES: dict[str, Literal["r|", "r|gz", "r|bz2", "r|xz"]] = {
+    "": "r|",
+    "gz": "r|gz",
+    "bz2": "r|bz2",
+    "xz": "r|xz",
+}
 
 
-def _stream_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+def _stream_chunks(stream: IO[bytes] | io.BufferedIOBase) -> Iterator[bytes]:
     with stream:
         while chunk := stream.read(CHUNK):
             yield chunk
 
 
-def _kind_from_mode(mode: int, is_dir: bool) -> Kind:
+def _zip_kind(info: zipfile.ZipInfo) -> Kind:
+    """Only links and directories mean something in a zip: Info-ZIP records a piped stdin as
+    a fifo mode yet stores its data, so every other entry is a regular file."""
+    mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         return Kind.SYMLINK
-    if is_dir or stat.S_ISDIR(mode):
+    if info.filename.endswith("/") or stat.S_ISDIR(mode):
         return Kind.DIR
-    if mode and not stat.S_ISREG(mode) and stat.S_IFMT(mode):
-        return Kind.OTHER
     return Kind.FILE
 
 
@@ -96,11 +105,11 @@ def _zip_members(path: Path, budget: Budget) -> Iterator[Member]:
             mode = info.external_attr >> 16
             yield Member(
                 name=_zip_name(info),
-                kind=_kind_from_mode(mode, info.is_dir()),
+                kind=_zip_kind(info),
                 size=info.file_size,
                 mtime=_zip_mtime(info),
                 mode=(mode & 0o777) or None,
-                chunks=lambda info=info: translated(_stream_chunks(archive.open(info))),
+                chunks=partial(_zip_chunks, archive, info),
             )
 
 
@@ -116,25 +125,39 @@ def _tar_kind(info: tarfile.TarInfo) -> Kind:
     return Kind.OTHER
 
 
-def _tar_chunks(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Iterator[bytes]:
+def _tar_stream(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Iterator[bytes]:
     stream = archive.extractfile(info)
-    if stream is None:
-        return iter(())
-    return _stream_chunks(stream)
+    if stream is not None:
+        yield from _stream_chunks(stream)
+
+
+def _tar_chunks(archive: tarfile.TarFile, info: tarfile.TarInfo) -> Iterator[bytes]:
+    return translated(_tar_stream(archive, info))
+
+
+def _zip_stream(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    yield from _stream_chunks(archive.open(info))
+
+
+def _zip_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+    return translated(_zip_stream(archive, info))
 
 
 def _tar_members(path: Path, compression: str) -> Iterator[Member]:
-    with path.open("rb") as raw, tarfile.open(fileobj=raw, mode=f"r|{compression}") as archive:
+    with (
+        path.open("rb") as raw,
+        tarfile.open(fileobj=raw, mode=_TAR_STREAM_MODES[compression]) as archive,
+    ):
         while (info := archive.next()) is not None:
             # tarfile keeps every header it has seen; streaming must not.
-            archive.members.clear()
+            archive.members.clear()  # type: ignore[attr-defined]
             yield Member(
                 name=info.name,
                 kind=_tar_kind(info),
                 size=info.size,
                 mtime=float(info.mtime),
                 mode=info.mode & 0o777,
-                chunks=lambda info=info: translated(_tar_chunks(archive, info)),
+                chunks=partial(_tar_chunks, archive, info),
             )
 
 
@@ -160,12 +183,20 @@ def gzip_header(path: Path) -> tuple[str | None, int]:
     return name or None, mtime
 
 
-def _open_single(path: Path, kind: str) -> IO[bytes]:
+def _open_single(path: Path, kind: str) -> io.BufferedIOBase:
     if kind == "gz":
         return gzip.open(path, "rb")
     if kind == "bz2":
         return bz2.open(path, "rb")
     return lzma.open(path, "rb")
+
+
+def _single_stream(path: Path, kind: str) -> Iterator[bytes]:
+    yield from _stream_chunks(_open_single(path, kind))
+
+
+def _single_chunks(path: Path, kind: str) -> Iterator[bytes]:
+    return translated(_single_stream(path, kind))
 
 
 def _single_members(path: Path, kind: str, name: str) -> Iterator[Member]:
@@ -178,7 +209,7 @@ def _single_members(path: Path, kind: str, name: str) -> Iterator[Member]:
         name=name,
         kind=Kind.FILE,
         mtime=mtime,
-        chunks=lambda: translated(_stream_chunks(_open_single(path, kind))),
+        chunks=partial(_single_chunks, path, kind),
     )
 
 

@@ -16,8 +16,9 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
+from io import BufferedIOBase
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from mesh.errors import MeshError, Reason
 from services.archive import levels
@@ -125,21 +126,37 @@ class _ExactReader:
             )
 
 
+def _open_compressor(output: Path, compressor: str, compression: int, name: str) -> BufferedIOBase:
+    """The output file wrapped in gz, bz2 or xz ('' for none); closing it closes the file."""
+    if compressor == "gz":
+        # GzipFile stores `filename` in the header (FNAME) but never closes a passed fileobj.
+        return _OwningGzip(output.open("wb"), name, levels.deflate_level(compression))
+    if compressor == "bz2":
+        return bz2.BZ2File(output, "wb", compresslevel=levels.bzip2_level(compression))
+    if compressor == "xz":
+        return lzma.LZMAFile(output, "wb", preset=levels.lzma_preset(compression))
+    return output.open("wb")
+
+
+class _OwningGzip(gzip.GzipFile):
+    def __init__(self, raw: BufferedIOBase, name: str, level: int) -> None:
+        super().__init__(filename=name, mode="wb", compresslevel=level, fileobj=raw)
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 class TarSink:
+    """tar (PAX headers: long and Unicode names), optionally inside gz, bz2 or xz."""
+
     def __init__(self, output: Path, compressor: str, compression: int, scratch: Path) -> None:
         self._scratch = scratch
-        fmt = tarfile.PAX_FORMAT
-        if compressor == "gz":
-            level = levels.deflate_level(compression)
-            self._tar = tarfile.open(output, "w:gz", format=fmt, compresslevel=level)
-        elif compressor == "bz2":
-            level = levels.bzip2_level(compression)
-            self._tar = tarfile.open(output, "w:bz2", format=fmt, compresslevel=level)
-        elif compressor == "xz":
-            preset = levels.lzma_preset(compression)
-            self._tar = tarfile.open(output, "w:xz", format=fmt, preset=preset)
-        else:
-            self._tar = tarfile.open(output, "w", format=fmt)
+        self._stream = _open_compressor(output, compressor, compression, "")
+        self._tar = tarfile.TarFile(fileobj=self._stream, mode="w", format=tarfile.PAX_FORMAT)
 
     def _info(self, name: str, mtime: float | None, mode: int) -> tarfile.TarInfo:
         info = tarfile.TarInfo(name)
@@ -164,7 +181,7 @@ class TarSink:
         if size is not None:
             info.size = size
             reader = _ExactReader(data, size)
-            self._tar.addfile(info, reader)  # type: ignore[arg-type]
+            self._tar.addfile(info, reader)
             reader.finish()
             return
         spooled = spool(data, self._scratch)
@@ -176,30 +193,10 @@ class TarSink:
             spooled.unlink()
 
     def close(self) -> None:
-        self._tar.close()
-
-
-def _open_compressor(output: Path, compressor: str, compression: int, name: str) -> IO[bytes]:
-    if compressor == "gz":
-        raw = output.open("wb")
-        level = levels.deflate_level(compression)
-        # GzipFile stores `filename` in the header (FNAME) but never closes a passed fileobj.
-        return _OwningGzip(raw, name, level)
-    if compressor == "bz2":
-        return bz2.BZ2File(output, "wb", compresslevel=levels.bzip2_level(compression))
-    return lzma.LZMAFile(output, "wb", preset=levels.lzma_preset(compression))
-
-
-class _OwningGzip(gzip.GzipFile):
-    def __init__(self, raw: IO[bytes], name: str, level: int) -> None:
-        super().__init__(filename=name, mode="wb", compresslevel=level, fileobj=raw)
-        self._raw = raw
-
-    def close(self) -> None:
         try:
-            super().close()
+            self._tar.close()
         finally:
-            self._raw.close()
+            self._stream.close()
 
 
 class StreamSink:

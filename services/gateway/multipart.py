@@ -1,8 +1,8 @@
 """Streaming multipart/form-data: text fields are collected, file parts are piped to an upload.
 
 The body is read from `request.stream()` and fed to python-multipart's push parser. Each file
-part's bytes go to the caller's `Upload` through a bounded queue as they arrive, so a slow
-upload slows the reading of the request instead of growing memory; nothing is spooled to disk.
+part's bytes go to the caller's `Upload` as they arrive (see `uploads.UploadPipe`); nothing is
+buffered whole or spooled to disk.
 
 Cleanup contract: when `read_multipart` fails (a limit, a malformed body, a failed upload, a
 disconnect), it cancels the upload in flight and calls `discard` for every blob already stored
@@ -12,12 +12,10 @@ discards them when validation fails, and `discard_uploads` is there for later fa
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -25,8 +23,18 @@ from starlette.requests import Request
 
 from mesh.errors import MeshError, Reason
 from services.gateway.filenames import display_filename
+from services.gateway.uploads import (
+    Discard,
+    Upload,
+    UploadedFile,
+    UploadPipe,
+    discard_blobs,
+    discard_uploads,
+)
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    # Only a typing construct in python-multipart: it does not exist at run time.
+    from python_multipart.multipart import MultipartCallbacks
 
 MiB = 1024 * 1024
 # Part names that carry the job's files (API.md Conventions); other file parts are ignored.
@@ -49,42 +57,6 @@ class FormLimits:
 
 
 DEFAULT_LIMITS = FormLimits()
-
-
-class StoredBlob(Protocol):
-    """What an upload reports about the blob it stored."""
-
-    @property
-    def blob_id(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def detected_format(self) -> str: ...
-    @property
-    def family(self) -> str: ...
-
-
-class Upload(Protocol):
-    """Stores one file. Must read `chunks` to the end; a partial read is treated as a bug."""
-
-    def __call__(
-        self, filename: str, content_type: str, chunks: AsyncIterator[bytes], /
-    ) -> Awaitable[StoredBlob]: ...
-
-
-class Discard(Protocol):
-    def __call__(self, blob_id: str, /) -> Awaitable[None]: ...
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    field: str  # the part name: files, files[], files[N] or file
-    filename: str  # display only, see filenames.display_filename
-    content_type: str  # as the client declared it; routing never trusts it
-    blob_id: str
-    size: int
-    detected_format: str
-    family: str
 
 
 @dataclass(frozen=True)
@@ -115,55 +87,6 @@ def _malformed(problem: str) -> MeshError:
     )
 
 
-class _Pipe:
-    """One file's chunks on their way to its upload task, with backpressure."""
-
-    def __init__(self, upload: Upload, filename: str, content_type: str, depth: int) -> None:
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=depth)
-        self._drained = False
-        self._task = asyncio.ensure_future(upload(filename, content_type, self._chunks()))
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        while (chunk := await self._queue.get()) is not None:
-            yield chunk
-        self._drained = True
-
-    def _raise_stopped(self) -> None:
-        self._task.result()  # re-raises the upload's own error
-        raise MeshError(Reason.INTERNAL)  # the upload returned without reading the whole file
-
-    async def send(self, chunk: bytes | None) -> None:
-        """Queues a chunk (None ends the file); waits while the queue is full."""
-        if self._task.done():
-            self._raise_stopped()
-        if not self._queue.full():
-            self._queue.put_nowait(chunk)
-            return
-        put = asyncio.ensure_future(self._queue.put(chunk))
-        try:
-            await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not put.done():
-                put.cancel()
-        if not put.done() or put.cancelled():
-            self._raise_stopped()
-
-    async def close(self) -> StoredBlob:
-        await self.send(None)
-        blob = await self._task
-        if not self._drained:
-            raise MeshError(Reason.INTERNAL)
-        return blob
-
-    async def abort(self) -> str | None:
-        """Stops the upload; returns the id of a blob it managed to store anyway."""
-        self._task.cancel()
-        await asyncio.wait({self._task})
-        if self._task.cancelled() or self._task.exception() is not None:
-            return None
-        return self._task.result().blob_id
-
-
 @dataclass
 class _TextPart:
     name: str
@@ -175,7 +98,10 @@ class _FilePart:
     name: str
     filename: str
     content_type: str
-    pipe: _Pipe
+    # Browsers send an empty file name and no bytes for a file input left empty: no file at all.
+    # The upload therefore starts with the first byte, or at the end for a named empty file.
+    named: bool
+    pipe: UploadPipe | None = None
     size: int = 0
 
 
@@ -204,7 +130,7 @@ class _Events:
         self._name = bytearray()
         self._value = bytearray()
 
-    def callbacks(self) -> dict[str, Callable[..., None]]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._headers.clear,
             "on_header_field": lambda data, start, end: self._name.extend(data[start:end]),
@@ -241,7 +167,7 @@ class _Reader:
     async def read(self, request: Request, boundary: bytes) -> None:
         events = _Events()
         try:
-            parser = MultipartParser(boundary, events.callbacks())  # type: ignore[arg-type]
+            parser = MultipartParser(boundary, events.callbacks())
         except FormParserError as error:
             raise _malformed("the boundary is invalid") from error
         body_bytes = 0
@@ -283,10 +209,15 @@ class _Reader:
         if len(self.files) >= self.limits.max_files:
             maximum = self.limits.max_files
             raise _too_large(f"A request may carry at most {maximum} files.", "maxFiles", maximum)
-        filename = display_filename(options[b"filename"].decode("utf-8", "replace"))
+        raw_filename = options[b"filename"].decode("utf-8", "replace")
         content_type = _content_type(headers.get(b"content-type", b""))
-        pipe = _Pipe(self.upload, filename, content_type, self.limits.pipe_depth)
-        return _FilePart(name, filename, content_type, pipe)
+        return _FilePart(name, display_filename(raw_filename), content_type, bool(raw_filename))
+
+    def _pipe(self, part: _FilePart) -> UploadPipe:
+        if part.pipe is None:
+            depth = self.limits.pipe_depth
+            part.pipe = UploadPipe(self.upload, part.filename, part.content_type, depth)
+        return part.pipe
 
     async def _data(self, data: bytes) -> None:
         part = self.part
@@ -302,7 +233,7 @@ class _Reader:
                 limit = self.limits.max_file_bytes
                 message = f"The file '{part.filename}' is larger than {limit} bytes."
                 raise _too_large(message, "maxFileBytes", limit)
-            await part.pipe.send(data)
+            await self._pipe(part).send(data)
 
     async def _end(self) -> None:
         part = self.part
@@ -315,8 +246,8 @@ class _Reader:
                     Reason.INVALID_FIELD, "A field is not UTF-8 text.", fields=fields
                 ) from error
             self.fields.setdefault(part.name, []).append(value)
-        elif isinstance(part, _FilePart):
-            blob = await part.pipe.close()
+        elif isinstance(part, _FilePart) and (part.named or part.pipe is not None):
+            blob = await self._pipe(part).close()
             self.files.append(
                 UploadedFile(
                     part.name,
@@ -332,11 +263,11 @@ class _Reader:
 
     async def abandon(self, discard: Discard) -> None:
         blob_ids = [uploaded.blob_id for uploaded in self.files]
-        if isinstance(self.part, _FilePart):
+        if isinstance(self.part, _FilePart) and self.part.pipe is not None:
             stray = await self.part.pipe.abort()
             if stray is not None:
                 blob_ids.append(stray)
-        await _discard_all(blob_ids, discard)
+        await discard_blobs(blob_ids, discard)
 
 
 def _content_type(raw: bytes) -> str:
@@ -353,20 +284,6 @@ def _boundary(request: Request) -> bytes:
             fields={"Content-Type": "must be multipart/form-data with a boundary"},
         )
     return params[b"boundary"]
-
-
-async def _discard_all(blob_ids: list[str], discard: Discard) -> None:
-    for blob_id in blob_ids:
-        try:
-            await discard(blob_id)
-        except Exception:
-            # The original failure matters to the client; a leftover blob is the store's GC's job.
-            log.warning("could not discard blob %s", blob_id, exc_info=True)
-
-
-async def discard_uploads(files: tuple[UploadedFile, ...], discard: Discard) -> None:
-    """Discards every uploaded blob, logging (not raising) individual failures."""
-    await _discard_all([uploaded.blob_id for uploaded in files], discard)
 
 
 async def read_multipart(

@@ -16,7 +16,7 @@ import pyvips
 from PIL import Image, ImageOps
 
 from mesh.errors import MeshError, Reason
-from services.image import pdfpage, svgsafe
+from services.image import gifcanvas, pdfpage, svgsafe
 from services.image.limits import ImageLimits, check_source
 from services.image.resize import Plan
 
@@ -57,6 +57,7 @@ class Source:
     pdf: pdfpage.Page | None = None
     has_icc: bool = False
     bands: int = 3
+    cmyk: bool = False
     delays: list[int] = field(default_factory=list)
     loop: int = 0
 
@@ -75,6 +76,15 @@ class Source:
         }
         if self.has_icc:
             kwargs["output_profile"] = "srgb"
+        if self.path is not None and self.cmyk:
+            image = pyvips.Image.new_from_file(str(self.path), access="sequential")
+            # thumbnail's own CMYK import is relative-colourimetric, which turns a CMYK
+            # profile's rich black into dark grey; perceptual maps it to sRGB black.
+            image = image.icc_transform(
+                "srgb", intent="perceptual", embedded=True, input_profile="cmyk"
+            )
+            kwargs.pop("output_profile", None)
+            return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
         if self.path is not None:
             options = "[n=-1]" if self.frames > 1 else ""
             return pyvips.Image.thumbnail(f"{self.path}{options}", plan.thumbnail_width, **kwargs)
@@ -115,7 +125,7 @@ def open_source(path: Path, source_format: str, limits: ImageLimits, animate: bo
 
 def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: bool) -> Source:
     if source_format == "gif":
-        _check_gif_screen(path, limits)
+        _check_gif_canvas(path, limits)
     try:
         header = pyvips.Image.new_from_file(str(path), access="sequential")
     except pyvips.Error as error:
@@ -133,6 +143,7 @@ def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: boo
         path=path,
         has_icc="icc-profile-data" in fields,
         bands=header.bands,
+        cmyk=header.interpretation == "cmyk",
     )
     if frames > 1:
         source.loop = header.get("loop") if "loop" in fields else 0
@@ -140,15 +151,10 @@ def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: boo
     return source
 
 
-def _check_gif_screen(path: Path, limits: ImageLimits) -> None:
-    """libvips composes every frame on the logical screen, and may refuse a huge one as "no
-    frames" (a corrupt-input error) when it is really a size problem."""
-    with path.open("rb") as stream:
-        head = stream.read(10)
-    if len(head) == 10:
-        width, height = int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-        if width and height:
-            check_source(width, height, 1, limits)
+def _check_gif_canvas(path: Path, limits: ImageLimits) -> None:
+    width, height = gifcanvas.declared_canvas(path)
+    if width and height:
+        check_source(width, height, 1, limits)
 
 
 def _orientation(image: pyvips.Image, fields: set[str]) -> int:

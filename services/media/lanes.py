@@ -52,7 +52,6 @@ class Lane:
         self.limits = limits
         self.progress = progress
         self.units = 0  # frames decoded or packets copied
-        self.samples = 0
         self.errors = 0
 
     def _seconds(self, ticks: int) -> float:
@@ -111,7 +110,6 @@ class DecodeLane(Lane):
         for frame in frames:
             if not self._stamp(frame):
                 continue
-            frame.time_base = self.time_base
             seconds = self._seconds(frame.pts)
             check_duration(seconds, self.limits)
             self.progress(seconds)
@@ -132,7 +130,7 @@ class DecodeLane(Lane):
 class VideoLane(DecodeLane):
     def __init__(
         self,
-        output: av.container.OutputContainer,
+        output: av.container.OutputContainer | None,
         source: av.stream.Stream,
         start: float,
         limits: MediaLimits,
@@ -172,6 +170,7 @@ class VideoLane(DecodeLane):
             frame.pts = (self.next_pts or 0) + max(0, step - 1)
         else:
             frame.pts -= self.offset
+        frame.time_base = self.time_base
         if self.next_pts is not None and frame.pts < self.next_pts:
             return False  # a repeated or backwards timestamp from a damaged stream
         self.next_pts = frame.pts + 1
@@ -188,8 +187,7 @@ class VideoLane(DecodeLane):
         chain = list(self.settings.frames.filters)
         if self.settings.fps:
             chain.insert(0, ("fps", str(self.settings.fps)))
-        if self.palette is None:
-            chain.append(("format", self.settings.pix_fmt))
+        chain.extend(self.tail())
         for name, args in chain:
             node = graph.add(name, args or None)
             head.link_to(node)
@@ -209,9 +207,14 @@ class VideoLane(DecodeLane):
         head.link_to(sink)
         graph.configure()
         if self.palette is not None:
+            self.palette.pts = 0  # valid from the first frame on
             palette_source.push(self.palette)
             palette_source.push(None)
         return graph
+
+    def tail(self) -> list[tuple[str, str]]:
+        """Filters after the geometry: the encoder's pixel format, unless a palette maps it."""
+        return [] if self.palette is not None else [("format", self.settings.pix_fmt)]
 
     def consume(self, frame: av.VideoFrame | av.AudioFrame) -> None:
         assert isinstance(frame, av.VideoFrame)
@@ -233,7 +236,7 @@ class VideoLane(DecodeLane):
             self.emit(filtered)
 
     def emit(self, frame: av.VideoFrame) -> None:
-        assert self.target is not None
+        assert self.target is not None and self.output is not None
         frame.pict_type = av.video.frame.PictureType.NONE
         for packet in self.target.encode(frame):
             self.output.mux(packet)
@@ -242,7 +245,7 @@ class VideoLane(DecodeLane):
         super().flush()
         if self.graph is not None:
             self._drain(None)
-        if self.target is not None:
+        if self.target is not None and self.output is not None:
             for packet in self.target.encode(None):
                 self.output.mux(packet)
 
@@ -258,6 +261,8 @@ class AudioLane(DecodeLane):
         settings: AudioSettings,
     ) -> None:
         super().__init__(source, start, limits, progress)
+        self.samples = 0
+        self.sample_rate = settings.sample_rate
         self.output = output
         stream = output.add_stream(settings.codec, rate=settings.sample_rate)
         ctx = stream.codec_context
@@ -269,15 +274,22 @@ class AudioLane(DecodeLane):
         self.target = stream
 
     def _stamp(self, frame: av.VideoFrame | av.AudioFrame) -> bool:
-        # The first frame keeps its place against the video; later frames follow on sample by
-        # sample, so timestamp jitter in the input never opens gaps or overlaps.
+        # Audio is stamped in samples. The first frame keeps its place against the video;
+        # later frames follow on sample by sample, so timestamp jitter in the input never
+        # opens gaps or overlaps.
         assert isinstance(frame, av.AudioFrame)
-        if self.next_pts is None:
-            self.next_pts = max(0, (frame.pts or self.offset) - self.offset)
         rate = frame.sample_rate or 1
-        frame.pts = self.next_pts + round(Fraction(self.samples, rate) / self.time_base)
+        if self.next_pts is None:
+            first = (frame.pts - self.offset) * self.time_base if frame.pts is not None else 0
+            self.next_pts = max(0, round(first * rate))
+        frame.pts = self.next_pts + self.samples
+        frame.time_base = Fraction(1, rate)
         self.samples += frame.samples
+        self.sample_rate = rate
         return True
+
+    def _seconds(self, ticks: int) -> float:
+        return ticks / self.sample_rate
 
     def consume(self, frame: av.VideoFrame | av.AudioFrame) -> None:
         for packet in self.target.encode(frame):

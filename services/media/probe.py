@@ -45,6 +45,7 @@ DEMUXERS: dict[str, tuple[str, ...]] = {
 # Every demuxer name above as FFmpeg reports it; nested opens inherit this allowlist.
 FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,ogg,mp3,aac,wav,flac,gif,webp_pipe"
 _ALLOWED_NAMES = frozenset(FORMAT_WHITELIST.split(","))
+_PICTURE_CODECS = frozenset({"mjpeg", "png"})
 CONTAINER_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}
 
 
@@ -124,7 +125,8 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
     pictures: list[int] = []
     for stream in streams:
         if stream.type == "video" and _is_picture(stream):
-            pictures.append(stream.index)
+            if stream.codec_context.codec.canonical_name in _PICTURE_CODECS:
+                pictures.append(stream.index)
         elif stream.type == "video" and video is None:
             ctx = stream.codec_context
             check_resolution(ctx.width, ctx.height, limits)
@@ -137,14 +139,14 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
                 height=ctx.height,
                 sample_aspect=Fraction(stream.sample_aspect_ratio or 1),
                 rate=Fraction(rate),
-                codec=ctx.name,
+                codec=ctx.codec.canonical_name,
                 rotation=0,
             )
         elif stream.type == "audio" and audio is None and stream.codec_context.sample_rate:
             ctx = stream.codec_context
             audio = AudioInfo(
                 index=stream.index,
-                codec=ctx.name,
+                codec=ctx.codec.canonical_name,
                 sample_rate=ctx.sample_rate,
                 channels=ctx.channels,
                 sample_format=ctx.format.name if ctx.format else "",
@@ -172,3 +174,16 @@ def with_rotation(info: VideoInfo, rotation: int) -> VideoInfo:
         info.codec,
         rotation,
     )
+
+
+def first_frame_rotation(source: Path, source_format: str, index: int, limits: MediaLimits) -> int:
+    """The display rotation, which FFmpeg attaches to decoded frames rather than to streams."""
+    with open_input(source, source_format, limits) as container:
+        stream = container.streams[index]
+        stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}
+        try:
+            for frame in container.decode(stream):
+                return round(frame.rotation or 0)
+        except av.error.FFmpegError:
+            return 0
+    return 0

@@ -9,6 +9,7 @@ import uuid
 
 from nats.js import JetStreamContext
 
+from mesh import blobs
 from mesh.bus import streams
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
@@ -31,10 +32,16 @@ def job_id_for(tenant: str, request_id: str) -> str:
     return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{tenant}\x00{request_id}"))
 
 
-def request_hash(request: jobs_pb2.CreateJobRequest) -> str:
+def request_hash(
+    request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.UploadRecord]
+) -> str:
+    """What makes two requests the same: the files' contents (not their upload ids) and
+    every option."""
     stable = jobs_pb2.CreateJobRequest()
     stable.CopyFrom(request)
     stable.request_id = ""
+    for spec, upload in zip(stable.files, uploads, strict=True):
+        spec.blob_id = upload.blob.sha256
     return hashlib.sha256(stable.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -60,13 +67,15 @@ class JobCreator:
                 limit="files_per_job",
                 max=self._max_files,
             )
+        uploads = [await self._store.get_upload(tenant, spec.blob_id) for spec in request.files]
         job_id = job_id_for(tenant, request.request_id)
-        fingerprint = request_hash(request)
+        fingerprint = request_hash(request, uploads)
         if request.request_id:
             existing = await self._existing(tenant, job_id, fingerprint)
             if existing is not None:
+                await self._forget_uploads(request, existing)
                 return existing
-        record = await self._build(request, job_id, fingerprint)
+        record = self._build(request, uploads, job_id, fingerprint)
         try:
             await self._store.create(record)
         except JobExistsError:
@@ -74,9 +83,19 @@ class JobCreator:
             existing = await self._existing(tenant, job_id, fingerprint)
             if existing is None:
                 raise MeshError(Reason.UNAVAILABLE, "Job creation raced; retry.") from None
+            await self._forget_uploads(request, existing)
             return existing
         await self.dispatch(record)
         return record.job
+
+    async def _forget_uploads(self, request: jobs_pb2.CreateJobRequest, job: jobs_pb2.Job) -> None:
+        """A retry answered with the first job leaves its own uploads unused: drop them."""
+        record, _ = await self._store.get(job.tenant, job.job_id)
+        used = {task.source_blob for task in record.tasks}
+        for spec in request.files:
+            if f"src/{spec.blob_id}" not in used:
+                await blobs.delete(self._js, streams.BLOBS_BUCKET, f"src/{spec.blob_id}")
+                await self._store.delete_upload(spec.blob_id)
 
     async def _existing(self, tenant: str, job_id: str, fingerprint: str) -> jobs_pb2.Job | None:
         try:
@@ -94,8 +113,12 @@ class JobCreator:
             await self.dispatch(record)
         return record.job
 
-    async def _build(
-        self, request: jobs_pb2.CreateJobRequest, job_id: str, fingerprint: str
+    def _build(
+        self,
+        request: jobs_pb2.CreateJobRequest,
+        uploads: list[state_pb2.UploadRecord],
+        job_id: str,
+        fingerprint: str,
     ) -> state_pb2.JobRecord:
         tenant = request.tenant
         stamp = state.now()
@@ -117,8 +140,7 @@ class JobCreator:
         )
         job = record.job  # the constructor copied `job`; build on the record's own
         problems: dict[str, str] = {}
-        for index, spec in enumerate(request.files):
-            upload = await self._store.get_upload(tenant, spec.blob_id)
+        for index, (spec, upload) in enumerate(zip(request.files, uploads, strict=True)):
             blob = upload.blob
             try:
                 output = routing.resolve_output(blob.detected_format, spec.options.format)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,7 +18,10 @@ from starlette.routing import Route
 
 from mesh.errors import MeshError, Reason
 from mesh.formats import SNIFF_BYTES, sniff
+from mesh.options import ConversionOptions
+from services.gateway.forms import JobForm, SyncForm
 from services.gateway.multipart import DEFAULT_LIMITS, FormLimits, ParsedForm, read_form
+from services.gateway.uploads import UploadedFile
 
 BOUNDARY = "----convertmesh-test-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -154,3 +158,24 @@ CLOSING = b"--" + BOUNDARY.encode() + b"--\r\n"
 
 def multipart_body(parts: Iterable[Part]) -> bytes:
     return b"".join(part.head() + part.data() + b"\r\n" for part in parts) + CLOSING
+
+
+def uploaded(index: int) -> UploadedFile:
+    return UploadedFile("files", f"{index}.png", "image/png", f"blob-{index}", 100, "png", "image")
+
+
+def form(files: int = 1, **fields: str | list[str]) -> ParsedForm:
+    values = {name: value if isinstance(value, list) else [value] for name, value in fields.items()}
+    return ParsedForm(values, tuple(uploaded(index) for index in range(files)))
+
+
+def options_of(parsed: JobForm | SyncForm) -> list[ConversionOptions]:
+    return [options for _, options in parsed.files]
+
+
+def bad_fields(parse: Callable[[ParsedForm], Any], parsed: ParsedForm) -> dict[str, str]:
+    with pytest.raises(MeshError) as caught:
+        parse(parsed)
+    assert caught.value.reason is Reason.INVALID_FIELD
+    fields: dict[str, str] = caught.value.detail["fields"]
+    return fields

@@ -25,6 +25,10 @@ def child_pid() -> int:
     return os.getpid()
 
 
+def parent_pid() -> int:
+    return os.getppid()
+
+
 def reject(detail_value: str) -> None:
     raise MeshError(Reason.UNSUPPORTED_FORMAT, "Not an image we can read.", sniffed=detail_value)
 
@@ -41,6 +45,13 @@ def sleep_with_grandchild(pid_file: str) -> None:
 
 def allocate(size: int) -> int:
     return len(bytearray(size))
+
+
+def vips_materialise(side: int) -> int:
+    import pyvips  # noqa: PLC0415 - only this target needs libvips
+
+    image = pyvips.Image.black(side, side, bands=3).copy_memory()
+    return int(image.width)
 
 
 def segfault() -> None:

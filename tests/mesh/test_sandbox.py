@@ -59,6 +59,11 @@ async def test_each_call_runs_in_a_fresh_child_process() -> None:
     assert len({first, second, os.getpid()}) == 3
 
 
+async def test_children_come_from_the_fork_server_not_from_this_process() -> None:
+    # A plain fork would copy this process's gRPC core and NATS connection into the child.
+    assert await run_isolated(targets.parent_pid, limits=QUICK) != os.getpid()
+
+
 async def test_mesh_error_keeps_reason_message_and_detail() -> None:
     with pytest.raises(MeshError) as raised:
         await run_isolated(targets.reject, "riff", limits=QUICK)
@@ -129,6 +134,13 @@ async def test_allocation_under_the_memory_cap_succeeds() -> None:
     assert await run_isolated(targets.allocate, 50 * 1024 * 1024, limits=limits) == 50 * 1024**2
 
 
+async def test_libvips_allocation_failure_is_resource_exhausted() -> None:
+    limits = SandboxLimits(wall_seconds=10, memory_bytes=400 * 1024 * 1024)
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.vips_materialise, 20_000, limits=limits)
+    assert raised.value.reason is Reason.RESOURCE_EXHAUSTED
+
+
 async def test_segfault_is_corrupt_input_and_the_next_call_works() -> None:
     with pytest.raises(MeshError) as raised:
         await run_isolated(targets.segfault, limits=QUICK)
@@ -196,7 +208,6 @@ async def test_waiting_does_not_block_the_event_loop() -> None:
     assert max(gaps) < 0.2
 
 
-@pytest.mark.slow
 async def test_per_call_overhead_is_small() -> None:
     durations = []
     for _ in range(50):

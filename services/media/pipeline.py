@@ -1,0 +1,145 @@
+"""The media conversion entry point: validate the pair, probe and enforce limits before any
+frame is decoded, plan copy-or-encode per stream, run it, and measure what was written.
+
+Pure synchronous library code; the worker runs `convert` inside a sandboxed child process and
+progress goes out through `mesh.sandbox.report_progress`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import av.error
+
+from mesh import sandbox
+from mesh.errors import MeshError, Reason
+from mesh.formats import INPUT_FAMILIES, Family
+from mesh.options import ConversionOptions, Mode
+from mesh.outcome import Outcome
+from services.media import codecs, gif
+from services.media.budget import budget_for, unreachable
+from services.media.codecs import Target
+from services.media.lanes import Progress
+from services.media.limits import MediaLimits
+from services.media.plan import Plan, make_plan, must_reencode
+from services.media.probe import Probe, first_frame_rotation, open_input, probe, with_rotation
+from services.media.transcode import transcode
+
+# A second target-size attempt aims this far under the proportional estimate.
+RETRY_MARGIN = 0.9
+
+
+def _reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> Progress:
+    def report(seconds: float) -> None:
+        if duration:
+            sandbox.report_progress(start + span * min(1.0, max(0.0, seconds / duration)))
+
+    return report
+
+
+def _check_pair(found: Probe, target: Target, source_format: str) -> None:
+    if target.family is Family.VIDEO and found.video is None:
+        if INPUT_FAMILIES.get(source_format) is Family.AUDIO:
+            message = f"Audio cannot be converted to {target.name}; choose an audio format."
+        else:
+            message = f"The input has no video track to convert to {target.name}."
+        raise MeshError(Reason.UNSUPPORTED_PAIR, message, format=target.name)
+    if target.family is Family.AUDIO and found.audio is None:
+        raise MeshError(
+            Reason.NO_AUDIO_TRACK,
+            f"The input has no audio track to convert to {target.name}.",
+            format=target.name,
+        )
+
+
+def _run(
+    source: Path, source_format: str, found: Probe, plan: Plan, output: Path, limits: MediaLimits
+) -> None:
+    if plan.target.name == "gif" and plan.video is not None:
+        palette = gif.palette_for(
+            source, source_format, found, plan.video, limits, _reporter(found.duration, 0, 0.5)
+        )
+        report = _reporter(found.duration, 0.5, 0.5)
+        transcode(source, source_format, found, plan, output, limits, report, palette)
+    else:
+        transcode(source, source_format, found, plan, output, limits, _reporter(found.duration))
+
+
+def _measure(output: Path, target: Target, options: ConversionOptions, plan: Plan) -> Outcome:
+    with open_input(output, target.name, MediaLimits()) as container:
+        duration = container.duration / 1_000_000 if container.duration else None
+        video = next((s for s in container.streams.video), None)
+        width = video.codec_context.width if video is not None else None
+        height = video.codec_context.height if video is not None else None
+    encoded = plan.video is not None or plan.audio is not None
+    quality = options.compression if encoded and not options.lossless else None
+    return Outcome(target.name, target.mime_type, width, height, duration, quality)
+
+
+def _orient(source: Path, source_format: str, found: Probe, limits: MediaLimits) -> Probe:
+    if found.video is None:
+        return found
+    rotation = first_frame_rotation(source, source_format, found.video.index, limits)
+    return dataclasses.replace(found, video=with_rotation(found.video, rotation))
+
+
+def _convert(
+    source: Path,
+    output: Path,
+    source_format: str,
+    options: ConversionOptions,
+    limits: MediaLimits,
+) -> Outcome:
+    target = codecs.target_for(options.format, source_format)
+    with open_input(source, source_format, limits) as container:
+        found = probe(container, limits)
+    _check_pair(found, target, source_format)
+    if options.auto_orient and target.video_codec and (
+        must_reencode(options) or options.resize != "original" or target.name == "gif"
+        or (found.video is not None and found.video.codec not in target.copy_video)
+    ):
+        found = _orient(source, source_format, found, limits)
+    scale = 1.0
+    for attempt in range(2):
+        budget = None
+        if options.mode is Mode.TARGET_SIZE:
+            audio_codec = target.audio_codec if found.audio is not None else None
+            budget = budget_for(
+                options.target_bytes,
+                found.duration,
+                target.video_codec is not None and target.name != "gif",
+                audio_codec if not options.lossless else None,
+                scale,
+            )
+        plan = make_plan(found, target, options, budget)
+        _run(source, source_format, found, plan, output, limits)
+        if options.mode is not Mode.TARGET_SIZE:
+            break
+        size = output.stat().st_size
+        if size <= options.target_bytes:
+            break
+        if budget is None or attempt == 1:
+            raise unreachable(options.target_bytes, f"the smallest encode was {size} bytes")
+        scale *= options.target_bytes / size * RETRY_MARGIN
+    return _measure(output, target, options, plan)
+
+
+def convert(
+    source: Path,
+    output: Path,
+    source_format: str,
+    options: ConversionOptions,
+    limits: MediaLimits,
+) -> Outcome:
+    """Converts `source` (sniffed as `source_format`) into `output` as `options.format`."""
+    try:
+        return _convert(source, output, source_format, options, limits)
+    except MeshError:
+        output.unlink(missing_ok=True)
+        raise
+    except av.error.FFmpegError as error:
+        output.unlink(missing_ok=True)
+        raise MeshError(
+            Reason.CORRUPT_INPUT, "The media could not be decoded; it may be damaged."
+        ) from error

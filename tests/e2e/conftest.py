@@ -1,0 +1,86 @@
+"""One real mesh for the end-to-end tests: nats-server, orchestrator, workers and gateway as
+separate processes on free ports, with a temporary data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from launcher.mesh import LocalMesh, MeshConfig
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    data = tmp_path_factory.mktemp("mesh")
+    config = MeshConfig.ephemeral(
+        data,
+        ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()),
+        IMAGE_CONCURRENCY="2",
+        MEDIA_CONCURRENCY="1",
+        ARCHIVE_CONCURRENCY="1",
+    )
+    local = LocalMesh(config)
+    try:
+        local.start()
+    except Exception:
+        local.stop()
+        for log in sorted((data / "logs").glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        raise
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="session")
+async def http(mesh: LocalMesh) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=mesh.http_url, timeout=30) as client:
+        yield client
+
+
+def auth(tenant: str = "acme") -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[tenant]}"}
+
+
+def corpus_file(relative: str) -> tuple[str, bytes, str]:
+    path = CORPUS / relative
+    return (path.name, path.read_bytes(), "application/octet-stream")
+
+
+async def create_job(
+    http: httpx.AsyncClient,
+    files: list[str],
+    data: dict[str, str],
+    tenant: str = "acme",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    return await http.post(
+        "/api/jobs",
+        headers={**auth(tenant), **(headers or {})},
+        data=data,
+        files=[("files", corpus_file(f)) for f in files],
+    )
+
+
+async def wait_for_job(
+    http: httpx.AsyncClient, job_id: str, tenant: str = "acme", timeout: float = 90
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await http.get(f"/api/jobs/{job_id}", headers=auth(tenant))
+        assert response.status_code == 200, response.text
+        job: dict[str, Any] = response.json()
+        if job["status"] in TERMINAL:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+        await asyncio.sleep(0.2)

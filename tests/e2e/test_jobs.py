@@ -1,0 +1,203 @@
+"""The spine through every real component: REST in, conversion, download out."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+
+import httpx
+from PIL import Image
+
+from launcher.mesh import LocalMesh
+from tests.e2e.conftest import auth, create_job, wait_for_job
+
+SEED = {
+    "jobType": "convert",
+    "saveToStorage": "true",
+    "formats": '["jpg"]',
+    "compressions": "[82]",
+    "resizes": '["original"]',
+    "createArchive": "false",
+}
+
+
+async def test_seed_request_gives_upright_1800x1200_jpeg(http: httpx.AsyncClient) -> None:
+    response = await create_job(http, ["exif-orientation-examples/Landscape_6.jpg"], SEED)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "pending"
+    assert set(body) == {"jobId", "status"}
+
+    job = await wait_for_job(http, body["jobId"])
+    assert job["status"] == "completed", job
+    item = job["results"]["files"][0]
+    assert (item["width"], item["height"], item["mimeType"]) == (1800, 1200, "image/jpeg")
+
+    download = await http.get(item["downloadUrl"], headers=auth())
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "image/jpeg"
+    assert int(download.headers["content-length"]) == len(download.content) == item["finalSize"]
+    image = Image.open(io.BytesIO(download.content))
+    assert image.format == "JPEG"
+    assert image.size == (1800, 1200)
+    assert image.getexif().get(0x0112, 1) == 1
+
+
+async def test_upright_output_matches_the_unrotated_original(http: httpx.AsyncClient) -> None:
+    created = [
+        (await create_job(http, [f"exif-orientation-examples/Landscape_{n}.jpg"], SEED)).json()
+        for n in (1, 6)
+    ]
+    pixels = []
+    for body in created:
+        job = await wait_for_job(http, body["jobId"])
+        download = await http.get(job["results"]["files"][0]["downloadUrl"], headers=auth())
+        image = Image.open(io.BytesIO(download.content)).convert("L").resize((180, 120))
+        pixels.append(list(image.tobytes()))
+    difference = sum(abs(a - b) for a, b in zip(*pixels, strict=True)) / len(pixels[0])
+    assert difference < 8, f"mean difference {difference:.1f} says the photo is not upright"
+
+
+async def test_another_tenant_cannot_see_cancel_or_download(http: httpx.AsyncClient) -> None:
+    body = (await create_job(http, ["pillow/hopper.jpg"], {"format": "png"})).json()
+    job = await wait_for_job(http, body["jobId"])
+    assert job["status"] == "completed"
+    job_id = body["jobId"]
+    for method, path in (
+        ("GET", f"/api/jobs/{job_id}"),
+        ("DELETE", f"/api/jobs/{job_id}"),
+        ("GET", f"/api/jobs/{job_id}/files/0"),
+    ):
+        response = await http.request(method, path, headers=auth("globex"))
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["code"] == "NOT_FOUND"
+    listed = (await http.get("/api/jobs", headers=auth("globex"))).json()
+    assert job_id not in {j["jobId"] for j in listed["jobs"]}
+
+
+async def test_bogus_format_is_a_400_naming_the_field(http: httpx.AsyncClient) -> None:
+    response = await create_job(http, ["pillow/hopper.png"], {"format": "bogus"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "INVALID_FIELD"
+    assert "format" in body["detail"]["fields"]
+
+
+async def test_every_bad_field_is_reported_in_one_400(http: httpx.AsyncClient) -> None:
+    response = await create_job(
+        http,
+        ["pillow/hopper.png", "pillow/hopper.jpg"],
+        {"format": "png", "compressions": "[50]", "resize": "huge", "autoOrient": "maybe"},
+    )
+    assert response.status_code == 400
+    fields = response.json()["detail"]["fields"]
+    assert {"compressions", "resize", "autoOrient"} <= set(fields)
+
+
+async def test_corrupt_file_fails_alone_and_job_completes(http: httpx.AsyncClient) -> None:
+    response = await create_job(
+        http, ["pillow/hopper.png", "pillow/broken.png", "pillow/hopper.jpg"], {"format": "webp"}
+    )
+    job = await wait_for_job(http, response.json()["jobId"])
+    assert job["status"] == "completed"
+    assert (job["completedFiles"], job["failedFiles"]) == (2, 1)
+    statuses = [f["status"] for f in job["results"]["files"]]
+    assert statuses == ["completed", "failed", "completed"]
+    broken = job["results"]["files"][1]
+    assert broken["errorCode"] == "CORRUPT_INPUT"
+    assert broken["errorMessage"] and "/" not in broken["errorMessage"]
+    assert broken["downloadUrl"] is None
+    for item in (job["results"]["files"][0], job["results"]["files"][2]):
+        download = await http.get(item["downloadUrl"], headers=auth())
+        assert Image.open(io.BytesIO(download.content)).format == "WEBP"
+
+
+async def test_a_job_whose_only_file_fails_is_failed(http: httpx.AsyncClient) -> None:
+    response = await create_job(http, ["pillow/broken.png"], {"format": "png"})
+    job = await wait_for_job(http, response.json()["jobId"])
+    assert job["status"] == "failed"
+    assert job["errorMessage"]
+
+
+async def test_unsupported_pair_is_refused_at_creation_with_415(http: httpx.AsyncClient) -> None:
+    response = await create_job(http, ["small/mp3.mp3"], {"format": "png"})
+    assert response.status_code == 415
+    body = response.json()
+    assert body["code"] == "UNSUPPORTED_PAIR"
+    assert "mp3" in body["error"] and "png" in body["error"]
+
+
+async def test_file_is_routed_by_content_not_by_name(http: httpx.AsyncClient) -> None:
+    png = (await create_job(http, ["pillow/hopper.png"], {"format": "jpg"})).json()
+    job = await wait_for_job(http, png["jobId"])
+    assert job["results"]["files"][0]["detectedFormat"] == "png"
+    renamed = await http.post(
+        "/api/jobs",
+        headers=auth(),
+        data={"format": "png"},
+        files=[("files", ("song.jpg", b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(64), "image/jpeg"))],
+    )
+    assert renamed.status_code == 415
+    assert "mp3" in renamed.json()["error"]
+
+
+async def test_requests_without_a_valid_key_are_401(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/api/jobs")).status_code == 401
+    wrong = await http.get("/api/jobs", headers={"x-api-key": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["code"] == "UNAUTHENTICATED"
+    assert (await http.get("/api/jobs", headers={"x-api-key": "key-acme-0123456789"})).status_code == 200
+
+
+async def test_listing_is_newest_first_with_pagination(http: httpx.AsyncClient) -> None:
+    ids = []
+    for _ in range(3):
+        ids.append((await create_job(http, ["small/png-transparent.png"], {"format": "gif"}, tenant="globex")).json()["jobId"])
+    page = (await http.get("/api/jobs?limit=2&offset=0", headers=auth("globex"))).json()
+    assert [j["jobId"] for j in page["jobs"]] == ids[::-1][:2]
+    assert page["pagination"]["limit"] == 2
+    assert page["pagination"]["total"] >= 3
+    assert page["pagination"]["hasMore"] is True
+    bad = await http.get("/api/jobs?limit=0", headers=auth("globex"))
+    assert bad.status_code == 400
+
+
+async def test_idempotency_key_returns_the_first_job(http: httpx.AsyncClient) -> None:
+    key = {"Idempotency-Key": os.urandom(8).hex()}
+    first = await create_job(http, ["pillow/hopper.jpg"], {"format": "png"}, headers=key)
+    again = await create_job(http, ["pillow/hopper.jpg"], {"format": "png"}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["jobId"] == again.json()["jobId"]
+    other = await create_job(http, ["pillow/hopper.jpg"], {"format": "webp"}, headers=key)
+    assert other.status_code == 409
+    assert other.json()["code"] == "IDEMPOTENCY_MISMATCH"
+
+
+async def test_pending_job_can_be_cancelled_and_is_never_converted(
+    http: httpx.AsyncClient, mesh: LocalMesh
+) -> None:
+    image_worker = mesh.processes["image"]
+    image_worker.send_signal(signal.SIGSTOP)
+    try:
+        body = (await create_job(http, ["pillow/hopper.jpg"], {"format": "png"})).json()
+        cancelled = await http.delete(f"/api/jobs/{body['jobId']}", headers=auth())
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+    finally:
+        image_worker.send_signal(signal.SIGCONT)
+    done = (await create_job(http, ["pillow/hopper.jpg"], {"format": "png"})).json()
+    await wait_for_job(http, done["jobId"])  # the worker has caught up past the cancelled task
+    job = await wait_for_job(http, body["jobId"])
+    assert job["status"] == "cancelled"
+    assert job["results"]["files"][0]["status"] == "cancelled"
+    again = await http.delete(f"/api/jobs/{done['jobId']}", headers=auth())
+    assert again.status_code == 409
+    assert again.json()["code"] == "CONFLICT"
+
+
+async def test_healthz_is_ok_when_everything_is_up(http: httpx.AsyncClient) -> None:
+    response = await http.get("/healthz")
+    assert response.status_code == 200
+    assert json.loads(response.text)["status"] == "ok"
