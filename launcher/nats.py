@@ -71,6 +71,7 @@ class NatsServer:
 
 def start_nats(
     store_dir: Path,
+    *,
     port: int = 0,
     monitor_port: int = 0,
     max_file_store: str = "20G",

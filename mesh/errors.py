@@ -158,7 +158,7 @@ class MeshError(Exception):
 
 def from_grpc_error(error: grpc.RpcError) -> MeshError:
     """Turns a failed call back into the MeshError the server raised, or UNAVAILABLE/INTERNAL."""
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is not None:
         for packed in status.details:
             info = error_details_pb2.ErrorInfo()

@@ -68,7 +68,9 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
 # Input formats that sniffing recognises, with their family. Names match OUTPUT_FORMATS where
 # the format is also an output; `jpg` for JPEG, `heif` for HEIF/HEIC.
 INPUT_FAMILIES: dict[str, Family] = {
-    **{n: Family.IMAGE for n in ("jpg", "png", "webp", "avif", "heif", "gif", "tiff", "bmp", "ico")},
+    **{
+        n: Family.IMAGE for n in ("jpg", "png", "webp", "avif", "heif", "gif", "tiff", "bmp", "ico")
+    },
     "svg": Family.SVG,
     "pdf": Family.PDF,
     **{n: Family.VIDEO for n in ("mp4", "mov", "webm", "mkv", "avi", "ts", "mpg", "ogv")},

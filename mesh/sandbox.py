@@ -14,7 +14,8 @@ How a failure is classified:
 - `MemoryError` (Python, and PyAV's ENOMEM, which subclasses it) or an exception whose text is a C
   library's allocation failure (libvips "out of memory", "Cannot allocate memory", bad_alloc):
   RESOURCE_EXHAUSTED. Unchecked failed mallocs in C usually end as SIGSEGV/SIGABRT instead;
-  those cannot be told apart from a decoder bug and are reported as CORRUPT_INPUT.
+  those cannot be told apart from a decoder bug and are reported as CORRUPT_INPUT. Pipelines
+  should let allocation failures propagate rather than wrap them in a MeshError themselves.
 - SIGKILL that the sandbox did not send: the kernel OOM killer (cgroup limit), RESOURCE_EXHAUSTED.
 - Any other signal: CORRUPT_INPUT, since the input is what varies between calls.
 - Anything else: INTERNAL; the traceback is logged here and never shown to the user.

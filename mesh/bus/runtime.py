@@ -206,9 +206,7 @@ class Worker:
             await message.nak(delay=delay)
 
     async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
-        log.info(
-            "task failed", extra={"task": task.task_id, "reason": error.reason.value}
-        )
+        log.info("task failed", extra={"task": task.task_id, "reason": error.reason.value})
         try:
             await self._publish(
                 results.failed(task, self._settings.worker_name, error), f"{task.task_id}.end"

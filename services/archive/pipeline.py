@@ -19,7 +19,7 @@ from mesh.options import ConversionOptions
 from mesh.outcome import Outcome
 from services.archive import levels
 from services.archive.detect import SINGLE_STREAMS, TAR_FAMILY, detect, require_archive
-from services.archive.extraction import PathConflictError, write_file
+from services.archive.extraction import PathConflictError, ensure_dir, write_file
 from services.archive.limits import ArchiveLimits, Budget
 from services.archive.members import SKIP_REASONS, Entry, Kind, Member
 from services.archive.names import UnsafeNameError, from_filename, normalise
@@ -236,6 +236,8 @@ def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits)
             entries.append(Entry(_printable(member.name), member.size or 0, None, reason))
             continue
         if member.kind is Kind.DIR:
+            with contextlib.suppress(PathConflictError):
+                ensure_dir(root, name)
             continue
         budget.check_declared(member.size)
         try:

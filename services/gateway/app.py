@@ -142,8 +142,10 @@ async def cancel_job(request: Request) -> Response:
 
 def content_disposition(filename: str) -> str:
     """An attachment header safe for any name: ASCII fallback plus RFC 5987 UTF-8 form."""
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
-                       for c in filename) or "download"
+    fallback = (
+        "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+        or "download"
+    )
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
@@ -185,7 +187,9 @@ async def on_mesh_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    reason = {404: Reason.NOT_FOUND, 405: Reason.INVALID_FIELD}.get(exc.status_code, Reason.INTERNAL)
+    reason = {404: Reason.NOT_FOUND, 405: Reason.INVALID_FIELD}.get(
+        exc.status_code, Reason.INTERNAL
+    )
     body = MeshError(reason, str(exc.detail)).to_http_body()
     return JSONResponse(body, status_code=exc.status_code)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -59,7 +60,7 @@ class JobClient:
                     yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
 
         try:
-            response = await self._stub.UploadBlob(requests())
+            response: jobs_pb2.UploadBlobResponse = await self._stub.UploadBlob(requests())
         except grpc.RpcError as error:
             raise from_grpc_error(error) from None
         return response.blob
@@ -117,7 +118,7 @@ class JobClient:
 
         return first.header, body()
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: object) -> object:
+    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: Any) -> Any:
         try:
             return await method(request, timeout=self._timeout)
         except grpc.RpcError as error:

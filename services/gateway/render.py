@@ -63,7 +63,7 @@ def render_file(job: jobs_pb2.Job, item: jobs_pb2.FileResult, base_url: str) -> 
 def render_job(job: jobs_pb2.Job, base_url: str) -> dict[str, Any]:
     return {
         "jobId": job.job_id,
-        "jobType": _name(jobs_pb2.JobType.Name(job.job_type), "JOB_TYPE_"),  # type: ignore[arg-type]
+        "jobType": _name(jobs_pb2.JobType.Name(job.job_type), "JOB_TYPE_"),
         "status": job_status(job.status),
         "totalFiles": len(job.files),
         "completedFiles": job.completed_files,

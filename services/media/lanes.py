@@ -227,7 +227,7 @@ class VideoLane(DecodeLane):
 
     def _drain(self, frame: av.VideoFrame | None) -> None:
         assert self.graph is not None
-        self.graph.vpush(frame)
+        self.graph.vpush(frame, at=0)  # the palette source, if any, is already closed
         while True:
             try:
                 filtered = self.graph.vpull()

@@ -23,8 +23,10 @@ async def serve(settings: Settings) -> None:
     health = HealthServicer()
 
     async def on_nats_state(connected: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if connected else (
-            health_pb2.HealthCheckResponse.NOT_SERVING
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if connected
+            else (health_pb2.HealthCheckResponse.NOT_SERVING)
         )
         await health.set("", status)
         await health.set(SERVICE_NAME, status)

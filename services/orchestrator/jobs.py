@@ -32,9 +32,7 @@ def job_id_for(tenant: str, request_id: str) -> str:
     return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{tenant}\x00{request_id}"))
 
 
-def request_hash(
-    request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.UploadRecord]
-) -> str:
+def request_hash(request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.UploadRecord]) -> str:
     """What makes two requests the same: the files' contents (not their upload ids) and
     every option."""
     stable = jobs_pb2.CreateJobRequest()
@@ -57,9 +55,11 @@ class JobCreator:
     async def create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.Job:
         tenant = request.tenant
         if not request.files:
-            raise MeshError(Reason.INVALID_FIELD, "At least one file is required.", fields={
-                "files": "at least one file is required"
-            })
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                "At least one file is required.",
+                fields={"files": "at least one file is required"},
+            )
         if len(request.files) > self._max_files:
             raise MeshError(
                 Reason.TOO_LARGE,

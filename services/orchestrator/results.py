@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -11,6 +12,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
+from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 from services.orchestrator import state
 from services.orchestrator.store import JobStore
@@ -19,6 +21,13 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "orchestrator"
 BATCH = 64
+
+
+def _applier(result: tasks_pb2.Result) -> Callable[[state_pb2.JobRecord], bool]:
+    def apply(record: state_pb2.JobRecord) -> bool:
+        return state.apply_result(record, result)
+
+    return apply
 
 
 async def consume_results(js: JetStreamContext, store: JobStore, stop: asyncio.Event) -> None:
@@ -51,9 +60,7 @@ async def consume_results(js: JetStreamContext, store: JobStore, stop: asyncio.E
                 await message.term()
                 continue
             try:
-                await store.mutate(
-                    result.tenant, result.job_id, lambda r, res=result: state.apply_result(r, res)
-                )
+                await store.mutate(result.tenant, result.job_id, _applier(result))
             except MeshError as error:
                 if error.reason is Reason.NOT_FOUND:
                     await message.ack()  # the job expired; nothing to apply it to

@@ -51,9 +51,9 @@ def resolve_output(source_format: str, requested: str) -> str:
 def route(source_format: str, output_format: str) -> str:
     """The service for this pair, or a 415 MeshError that names the pair."""
     family = INPUT_FAMILIES.get(source_format, Family.UNKNOWN)
-    service = ANIMATABLE_IMAGE_TO_VIDEO.get((source_format, output_format)) or ROUTES[
-        family
-    ].get(output_format)
+    service = ANIMATABLE_IMAGE_TO_VIDEO.get((source_format, output_format)) or ROUTES[family].get(
+        output_format
+    )
     if service is None:
         shown = source_format or "an unrecognised format"
         raise MeshError(

@@ -61,7 +61,9 @@ def streaming(
     method: Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]],
 ) -> Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[T]]:
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[T]:
         try:
             async for item in method(self, request, context):
                 yield item
@@ -230,8 +232,11 @@ def create_server(
     jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     bound = server.add_insecure_port(f"{host}:{port}")

@@ -83,10 +83,10 @@ class JobStore:
                 if not entry.value:
                     continue
                 job = state_pb2.JobRecord.FromString(entry.value).job
-                if status == jobs_pb2.JOB_STATUS_UNSPECIFIED or job.status == status:
+                if status in (jobs_pb2.JOB_STATUS_UNSPECIFIED, job.status):
                     jobs.append(job)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
         jobs.sort(key=lambda j: (j.created_at.seconds, j.created_at.nanos), reverse=True)
         return jobs[offset : offset + limit], len(jobs)
 
@@ -99,7 +99,7 @@ class JobStore:
                     continue
                 yield state_pb2.JobRecord.FromString(entry.value)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def put_upload(self, blob_id: str, record: state_pb2.UploadRecord) -> None:
         await self._uploads.put(streams.upload_key(blob_id), record.SerializeToString())

@@ -59,7 +59,9 @@ def test_zip_found_only_by_end_record_is_ignored_when_sniffed_as_something_else(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "photo.jpg"
-    path.write_bytes(corpus("pillow/hopper.jpg").read_bytes() + corpus("small/zip.zip").read_bytes())
+    path.write_bytes(
+        corpus("pillow/hopper.jpg").read_bytes() + corpus("small/zip.zip").read_bytes()
+    )
     assert detect(path, "jpg") is None
     assert detect(path, "") == "zip"
 

@@ -32,7 +32,9 @@ CONTENTS: dict[str, dict[str, int]] = {
     "libzip/testfile-long-comment.zip": {"testfile.txt": 0},
     "libzip/zip-in-archive-comment.zip": {"testfile.txt": 0},
     "libzip/filename_duplicate.zip": {"test1": 6},
-    "libarchive/test_read_format_7zip_ppmd_small_block.7z": {f"test{i}.dat": 1024 for i in range(4)},
+    "libarchive/test_read_format_7zip_ppmd_small_block.7z": {
+        f"test{i}.dat": 1024 for i in range(4)
+    },
     "libarchive/test_read_format_rar5_unicode.rar": {"𝒻𝒾𝓁𝑒.txt": 33},
     "libarchive/test_read_format_rar_unicode.rar": {
         "表だよ/新しいフォルダ/新規テキスト ドキュメント.txt": 0,

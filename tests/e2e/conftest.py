@@ -72,9 +72,9 @@ async def create_job(
 
 
 async def wait_for_job(
-    http: httpx.AsyncClient, job_id: str, tenant: str = "acme", timeout: float = 90
+    http: httpx.AsyncClient, job_id: str, tenant: str = "acme", within: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         response = await http.get(f"/api/jobs/{job_id}", headers=auth(tenant))
         assert response.status_code == 200, response.text
@@ -82,5 +82,5 @@ async def wait_for_job(
         if job["status"] in TERMINAL:
             return job
         if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s: {job}")
+            raise AssertionError(f"job {job_id} still {job['status']} after {within} s: {job}")
         await asyncio.sleep(0.2)

@@ -30,7 +30,7 @@ async def upload(stub: jobs_pb2_grpc.JobServiceStub, data: bytes, name: str) -> 
         for start in range(0, len(data), 65536):
             yield jobs_pb2.UploadBlobRequest(chunk=data[start : start + 65536])
 
-    response = await stub.UploadBlob(requests())
+    response: jobs_pb2.UploadBlobResponse = await stub.UploadBlob(requests())
     return response.blob
 
 

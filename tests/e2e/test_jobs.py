@@ -137,7 +137,9 @@ async def test_file_is_routed_by_content_not_by_name(http: httpx.AsyncClient) ->
         "/api/jobs",
         headers=auth(),
         data={"format": "png"},
-        files=[("files", ("song.jpg", b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(64), "image/jpeg"))],
+        files=[
+            ("files", ("song.jpg", b"ID3\x03\x00\x00\x00\x00\x00\x00" + bytes(64), "image/jpeg"))
+        ],
     )
     assert renamed.status_code == 415
     assert "mp3" in renamed.json()["error"]
@@ -148,13 +150,21 @@ async def test_requests_without_a_valid_key_are_401(http: httpx.AsyncClient) -> 
     wrong = await http.get("/api/jobs", headers={"x-api-key": "nope"})
     assert wrong.status_code == 401
     assert wrong.json()["code"] == "UNAUTHENTICATED"
-    assert (await http.get("/api/jobs", headers={"x-api-key": "key-acme-0123456789"})).status_code == 200
+    assert (
+        await http.get("/api/jobs", headers={"x-api-key": "key-acme-0123456789"})
+    ).status_code == 200
 
 
 async def test_listing_is_newest_first_with_pagination(http: httpx.AsyncClient) -> None:
     ids = []
     for _ in range(3):
-        ids.append((await create_job(http, ["small/png-transparent.png"], {"format": "gif"}, tenant="globex")).json()["jobId"])
+        ids.append(
+            (
+                await create_job(
+                    http, ["small/png-transparent.png"], {"format": "gif"}, tenant="globex"
+                )
+            ).json()["jobId"]
+        )
     page = (await http.get("/api/jobs?limit=2&offset=0", headers=auth("globex"))).json()
     assert [j["jobId"] for j in page["jobs"]] == ids[::-1][:2]
     assert page["pagination"]["limit"] == 2

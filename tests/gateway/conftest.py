@@ -23,6 +23,7 @@ from services.gateway.forms import JobForm, SyncForm
 from services.gateway.multipart import DEFAULT_LIMITS, FormLimits, ParsedForm, read_form
 from services.gateway.uploads import UploadedFile
 
+CHUNK = 64 * 1024
 BOUNDARY = "----convertmesh-test-boundary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
@@ -179,3 +180,14 @@ def bad_fields(parse: Callable[[ParsedForm], Any], parsed: ParsedForm) -> dict[s
     assert caught.value.reason is Reason.INVALID_FIELD
     fields: dict[str, str] = caught.value.detail["fields"]
     return fields
+
+
+def parsed(app: FormApp) -> ParsedForm:
+    (form,) = app.results
+    assert isinstance(form, ParsedForm)
+    return form
+
+
+async def chunked(body: bytes, size: int = CHUNK) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]

@@ -2,33 +2,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 
 from services.gateway.forms import parse_job_form
-from services.gateway.multipart import FormLimits, ParsedForm
+from services.gateway.multipart import FormLimits
 from tests.gateway.conftest import (
     CLOSING,
     FormApp,
     MemoryBlobs,
+    chunked,
     field_part,
     file_part,
     identity,
     multipart_body,
+    parsed,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHUNK = 64 * 1024
-
-
-def parsed(app: FormApp) -> ParsedForm:
-    (form,) = app.results
-    assert isinstance(form, ParsedForm)
-    return form
-
-
-async def chunked(body: bytes, size: int = CHUNK) -> AsyncIterator[bytes]:
-    for start in range(0, len(body), size):
-        yield body[start : start + size]
 
 
 async def test_multi_megabyte_file_reaches_the_upload_intact() -> None:

@@ -6,14 +6,16 @@ import tracemalloc
 from collections.abc import AsyncIterator
 
 from tests.gateway.conftest import (
+    CHUNK,
     CLOSING,
     FormApp,
     MemoryBlobs,
+    chunked,
     file_part,
     identity,
     multipart_body,
+    parsed,
 )
-from tests.gateway.test_multipart import CHUNK, chunked, parsed
 
 
 async def test_slow_upload_holds_back_the_request_and_memory_stays_bounded() -> None:

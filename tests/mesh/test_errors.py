@@ -33,7 +33,11 @@ def test_statuses_follow_the_contract() -> None:
 
 def test_http_body_has_the_convertly_shape() -> None:
     body = MeshError(Reason.INVALID_FIELD, "Bad.", fields={"format": "unknown"}).to_http_body()
-    assert body == {"error": "Bad.", "code": "INVALID_FIELD", "detail": {"fields": {"format": "unknown"}}}
+    assert body == {
+        "error": "Bad.",
+        "code": "INVALID_FIELD",
+        "detail": {"fields": {"format": "unknown"}},
+    }
 
 
 def test_grpc_status_carries_reason_and_detail() -> None:

@@ -10,12 +10,7 @@ from services.orchestrator import routing
 
 
 def test_every_output_format_is_reachable_from_some_input() -> None:
-    reachable = {
-        out
-        for source in INPUT_FAMILIES
-        for out in OUTPUT_FORMATS
-        if _routes(source, out)
-    }
+    reachable = {out for source in INPUT_FAMILIES for out in OUTPUT_FORMATS if _routes(source, out)}
     assert reachable == set(OUTPUT_FORMATS)
 
 

@@ -36,7 +36,8 @@ def test_mixed_outcome_completes_with_failed_count() -> None:
     record = record_with(2)
     state.apply_result(record, result(0, tasks_pb2.RESULT_KIND_SUCCEEDED, output_size=10))
     state.apply_result(
-        record, result(1, tasks_pb2.RESULT_KIND_FAILED, error_code="CORRUPT_INPUT", error_message="bad")
+        record,
+        result(1, tasks_pb2.RESULT_KIND_FAILED, error_code="CORRUPT_INPUT", error_message="bad"),
     )
     job = record.job
     assert job.status == jobs_pb2.JOB_STATUS_COMPLETED
