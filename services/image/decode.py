@@ -18,15 +18,26 @@ from PIL import Image, ImageOps
 from mesh.errors import MeshError, Reason
 from services.image import gifcanvas, pdfpage, svgsafe
 from services.image.limits import ImageLimits, check_source
-from services.image.resize import Plan
+from services.image.resize import UNBOUNDED, Plan, per_page
 
 # libvips refuses its "untrusted" loaders (matload, fits, magick...): only the ones named here run.
 pyvips.block_untrusted_set(True)
+# libvips counts librsvg as untrusted; SVG reaches it only as a sanitised buffer (svgsafe).
+pyvips.operation_block_set("VipsForeignLoadSvg", False)
 # The worker process lives for one job: an operation cache only holds memory.
 pyvips.cache_set_max(0)
 pillow_heif.register_heif_opener()
 
-VIPS_FORMATS = frozenset({"jpg", "png", "webp", "avif", "gif", "tiff"})
+# The libvips loader each sniffed format must be read by; anything else is a mislabelled file.
+VIPS_LOADERS = {
+    "jpg": "jpegload",
+    "png": "pngload",
+    "webp": "webpload",
+    "avif": "heifload",
+    "gif": "gifload",
+    "tiff": "tiffload",
+}
+VIPS_FORMATS = frozenset(VIPS_LOADERS)
 PILLOW_FORMATS = frozenset({"heif", "bmp", "ico"})
 ANIMATED_FORMATS = frozenset({"gif", "webp"})
 INPUT_FORMATS = VIPS_FORMATS | PILLOW_FORMATS | {"svg", "pdf"}
@@ -85,9 +96,10 @@ class Source:
             )
             kwargs.pop("output_profile", None)
             return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
+        if self.path is not None and self.frames > 1:
+            return self._load_animation(plan, kwargs)
         if self.path is not None:
-            options = "[n=-1]" if self.frames > 1 else ""
-            return pyvips.Image.thumbnail(f"{self.path}{options}", plan.thumbnail_width, **kwargs)
+            return pyvips.Image.thumbnail(str(self.path), plan.thumbnail_width, **kwargs)
         if self.svg is not None:
             return pyvips.Image.thumbnail_buffer(self.svg, plan.thumbnail_width, **kwargs)
         if self.pdf is not None:
@@ -97,6 +109,26 @@ class Source:
             image = _from_pillow(self.pillow, auto_orient)
         kwargs["no_rotate"] = True
         return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
+
+    def _load_animation(self, plan: Plan, kwargs: dict[str, object]) -> pyvips.Image:
+        # thumbnail would crop the whole strip of frames as one picture: scale it to cover,
+        # then crop each frame.
+        width = plan.thumbnail_width
+        if plan.crop == "centre":
+            scale = max(plan.width / self.width, plan.height / self.page_height)
+            width = max(plan.width, round(self.width * scale))
+            kwargs = {**kwargs, "crop": "none", "height": UNBOUNDED}
+        image = pyvips.Image.thumbnail(f"{self.path}[n=-1]", width, **kwargs)
+        if plan.crop != "centre":
+            return image
+        page_height = image.get("page-height")
+        left = (image.width - plan.width) // 2
+        top = (page_height - plan.height) // 2
+        return per_page(
+            image.copy_memory(),
+            self.frames,
+            lambda page: page.crop(left, top, plan.width, plan.height),
+        )
 
 
 def open_source(path: Path, source_format: str, limits: ImageLimits, animate: bool) -> Source:
@@ -131,6 +163,8 @@ def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: boo
     except pyvips.Error as error:
         raise corrupt() from error
     fields = set(header.get_fields())
+    if header.get("vips-loader") != VIPS_LOADERS[source_format]:
+        raise corrupt()
     pages = header.get("n-pages") if "n-pages" in fields else 1
     frames = pages if animate and source_format in ANIMATED_FORMATS and pages > 1 else 1
     check_source(header.width, header.height, frames, limits)

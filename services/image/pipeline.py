@@ -22,7 +22,7 @@ from mesh.outcome import Outcome
 from services.image import encode, pdfwrite, svgtrace, targetsize
 from services.image.decode import Source, corrupt, open_source
 from services.image.limits import ImageLimits, check_output, guard_pillow
-from services.image.resize import Plan, plan
+from services.image.resize import Plan, per_page, plan
 
 __all__ = ["ImageLimits", "convert"]
 
@@ -96,19 +96,13 @@ def _pad(image: pyvips.Image, resize: Plan, frames: int, transparent: bool) -> p
     if transparent and not image.hasalpha():
         image = image.bandjoin_const([_white(image)[0]])
     background = [0.0] * image.bands if transparent else _white(image)
-    page_height = image.height // frames
-    pages = [image.crop(0, i * page_height, image.width, page_height) for i in range(frames)]
-    padded = [
-        page.gravity(
+    return per_page(
+        image,
+        frames,
+        lambda page: page.gravity(
             "centre", resize.width, resize.height, extend="background", background=background
-        )
-        for page in pages
-    ]
-    result = pyvips.Image.arrayjoin(padded, across=1) if frames > 1 else padded[0]
-    if frames > 1:
-        result = result.copy()
-        result.set_type(pyvips.GValue.gint_type, "page-height", resize.height)
-    return result
+        ),
+    )
 
 
 def _write(

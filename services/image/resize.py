@@ -6,7 +6,10 @@ against the output limit) before any pixel is decoded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import pyvips
 
 from mesh.options import Box, Fit
 
@@ -47,3 +50,18 @@ def plan(box: Box, width: int, height: int) -> Plan:
     if box.fit is Fit.CONTAIN and box.width is not None and box.height is not None:
         return Plan(box_w, box_h, size, "none", box.width, box.height, pad=True)
     return Plan(box_w, box_h, size, "none", out_w, out_h, pad=False)
+
+
+def per_page(
+    image: pyvips.Image, frames: int, change: Callable[[pyvips.Image], pyvips.Image]
+) -> pyvips.Image:
+    """`change` applied to each frame of a strip of `frames` equal frames, restacked."""
+    if frames == 1:
+        return change(image)
+    page_height = image.height // frames
+    pages = [
+        change(image.crop(0, i * page_height, image.width, page_height)) for i in range(frames)
+    ]
+    joined = pyvips.Image.arrayjoin(pages, across=1).copy()
+    joined.set_type(pyvips.GValue.gint_type, "page-height", pages[0].height)
+    return joined

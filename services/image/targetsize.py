@@ -17,6 +17,7 @@ import pyvips
 
 from mesh.errors import MeshError, Reason
 from services.image import encode
+from services.image.resize import per_page
 
 MAX_ENCODES = 8
 QUALITY_FLOOR = 10
@@ -96,20 +97,42 @@ def search(
 
 def _search_quality(run: _Search, encoding: encode.Encoding) -> None:
     high = encoding.quality or 100
-    size = run.attempt(run.image, encoding)
-    if size <= run.target:
+    at_high = run.attempt(run.image, encoding)
+    if at_high <= run.target:
         return
     low = min(QUALITY_FLOOR, high)
-    size = run.attempt(run.image, replace(encoding, quality=low))
-    if size <= run.target:
-        while high - low > 1 and run.left() > 0:
-            middle = (low + high) // 2
-            if run.attempt(run.image, replace(encoding, quality=middle)) <= run.target:
-                low = middle
-            else:
-                high = middle
+    at_low = run.attempt(run.image, replace(encoding, quality=low))
+    if at_low <= run.target:
+        _bisect_quality(run, run.image, encoding, low, high)
         return
+    # Too big even at the floor: shrink, aiming a middle quality at the target. Its size at
+    # full scale is estimated between the two we measured.
+    middle = (low + high) // 2
+    estimate = math.sqrt(at_low * at_high)
+    smaller = scaled(run.image, run.frames, math.sqrt(run.target / estimate) * _SCALE_MARGIN)
+    if smaller is None:
+        return
+    if run.attempt(smaller, replace(encoding, quality=middle)) <= run.target:
+        _bisect_quality(run, smaller, encoding, middle, high)
+        return
+    size = run.attempt(smaller, replace(encoding, quality=low))
+    if size <= run.target:
+        _bisect_quality(run, smaller, encoding, low, middle)
+        return
+    run.image = smaller
     _search_scale(run, replace(encoding, quality=low), size)
+
+
+def _bisect_quality(
+    run: _Search, image: pyvips.Image, encoding: encode.Encoding, low: int, high: int
+) -> None:
+    """`low` fits and `high` does not: find the highest quality between them that fits."""
+    while high - low > 1 and run.left() > 0:
+        middle = (low + high) // 2
+        if run.attempt(image, replace(encoding, quality=middle)) <= run.target:
+            low = middle
+        else:
+            high = middle
 
 
 def _search_lossless(run: _Search, encoding: encode.Encoding) -> None:
@@ -142,10 +165,6 @@ def scaled(image: pyvips.Image, frames: int, scale: float) -> pyvips.Image | Non
     width, height = round(image.width * scale), round(page_height * scale)
     if min(width, height) < MIN_SIDE:
         return None
-    pages = [image.crop(0, i * page_height, image.width, page_height) for i in range(frames)]
-    resized = [page.thumbnail_image(width, height=height, size="force") for page in pages]
-    if frames == 1:
-        return resized[0]
-    joined = pyvips.Image.arrayjoin(resized, across=1).copy()
-    joined.set_type(pyvips.GValue.gint_type, "page-height", height)
-    return joined
+    return per_page(
+        image, frames, lambda page: page.thumbnail_image(width, height=height, size="force")
+    )

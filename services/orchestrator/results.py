@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -30,7 +30,13 @@ def _applier(result: tasks_pb2.Result) -> Callable[[state_pb2.JobRecord], bool]:
     return apply
 
 
-async def consume_results(js: JetStreamContext, store: JobStore, stop: asyncio.Event) -> None:
+# Called after a result changed a job (callbacks and events hang off this).
+OnChange = Callable[[state_pb2.JobRecord, tasks_pb2.Result], Awaitable[None]]
+
+
+async def consume_results(
+    js: JetStreamContext, store: JobStore, stop: asyncio.Event, on_change: OnChange | None = None
+) -> None:
     subscription = await js.pull_subscribe(
         "results.>",
         durable=CONSUMER,
@@ -60,7 +66,9 @@ async def consume_results(js: JetStreamContext, store: JobStore, stop: asyncio.E
                 await message.term()
                 continue
             try:
-                await store.mutate(result.tenant, result.job_id, _applier(result))
+                record, changed = await store.mutate(result.tenant, result.job_id, _applier(result))
+                if changed and on_change is not None:
+                    await on_change(record, result)
             except MeshError as error:
                 if error.reason is Reason.NOT_FOUND:
                     await message.ack()  # the job expired; nothing to apply it to
