@@ -79,7 +79,7 @@ def _zeros_tgz(path: Path, size: int) -> None:
     with tarfile.open(path, "w:gz", compresslevel=1) as archive:
         info = tarfile.TarInfo("zeros.bin")
         info.size = size
-        archive.addfile(info, Zeros())  # type: ignore[arg-type]
+        archive.addfile(info, Zeros())
 
 
 def test_streamed_bytes_stop_at_the_total_cap_and_disk_stays_under_it(tmp_path: Path) -> None:
