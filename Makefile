@@ -9,7 +9,7 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
-DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:7zip xz:xz-utils bzip2:bzip2 gzip:gzip
+DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip
 PYTEST_ARGS ?=
 
 .PHONY: run test test-slow lint format bench stubs install system-deps clean
