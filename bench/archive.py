@@ -20,10 +20,7 @@ from services.archive import ArchiveLimits, extract, pack_directory
 
 MIB = 1024 * 1024
 COMPRESSION = 82  # the API default: deflate 7, LZMA2 preset 4 (see services/archive/levels.py)
-_WORDS = (
-    "archive stream chunk entry header deflate token frame buffer window offset record "
-    "worker mesh convert limit budget scratch output format ratio block index name value"
-).split()
+_WORDS = ("archive", "stream", "chunk", "entry", "header", "deflate", "token", "frame")
 
 
 def generate_tree(root: Path, size_mb: int) -> list[tuple[str, Path]]:
@@ -106,9 +103,10 @@ def main() -> None:
             def expand(args: list[str], fill: dict[str, str] = fill) -> list[str]:
                 out = []
                 for arg in args:
+                    expanded = arg
                     for key, value in fill.items():
-                        arg = arg.replace(key, value)
-                    out.append(arg)
+                        expanded = expanded.replace(key, value)
+                    out.append(expanded)
                 return out
 
             cli_pack = timed(lambda: run(expand(cli[0]), tree))  # noqa: B023

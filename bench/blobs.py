@@ -4,8 +4,8 @@
 
 Starts its own nats-server (launcher config: fsync on every write) with its store in a temporary
 folder (or under --store-dir, e.g. /dev/shm to take the disk out of the picture). Every run is a
-fresh child process, so its peak RSS (the kernel's high-water mark) measured before and after
-the operation gives the growth the operation alone caused; runs of the different
+fresh child process; its peak RSS growth is the kernel's high-water mark (reset just before the
+operation) minus the RSS at that moment; runs of the different
 implementations alternate so that load from other processes falls on all of them alike.
 MB is 10^6 bytes.
 """
@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,14 +46,27 @@ CASES = [
     Case("write_nats", "write", "nats-py ObjectStore.put(file)"),
     Case("read_ours", "read", "mesh.blobs.read_to_file"),
     Case("read_nats_into", "read", "nats-py ObjectStore.get(writeinto=file)"),
-    Case("read_nats_bytes", "read", "nats-py ObjectStore.get() + file.write"),
 ]
+# get() without writeinto grows one bytes object per chunk (quadratic: ~2 MB/s at 100 MB).
+IN_MEMORY_GET = Case("read_nats_bytes", "read", "nats-py ObjectStore.get() + file.write")
 BASELINES = {"write_ours": "write_nats", "read_ours": "read_nats_into"}
 
 
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak_rss() -> int:
+    """Resets the kernel's RSS high-water mark (Linux >= 4.0) and returns the current RSS."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_kib("VmRSS") * 1024
+
+
 def _peak_rss() -> int:
-    """This process's RSS high-water mark in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return _status_kib("VmHWM") * 1024
 
 
 async def _operation(key: str, js: JetStreamContext, source: Path, target: Path) -> None:
@@ -81,7 +93,7 @@ async def _child(key: str, url: str, source: Path, target: Path) -> dict[str, fl
     nc = await nats.connect(url)
     js = nc.jetstream()
     try:
-        before = _peak_rss()
+        before = _reset_peak_rss()
         started = time.perf_counter()
         await _operation(key, js, source, target)
         seconds = time.perf_counter() - started
@@ -114,19 +126,22 @@ def _write_random(path: Path, size: int) -> None:
             file.write(os.urandom(min(1 << 20, size - start)))
 
 
-def _report(size: int, runs: dict[str, list[dict[str, float]]]) -> None:
+def _report(size: int, cases: list[Case], runs: dict[str, list[dict[str, float]]]) -> None:
     mbps = {key: [size / 1e6 / run["seconds"] for run in results] for key, results in runs.items()}
     median = {key: statistics.median(values) for key, values in mbps.items()}
     print(f"{'op':<6} {'implementation':<42} {'median MB/s':>11}  {'runs MB/s':<22} peak RSS +MiB")
-    for case in CASES:
+    for case in cases:
         runs_text = " ".join(f"{value:.0f}" for value in mbps[case.key])
         growth = max(run["rss_growth"] for run in runs[case.key]) / 2**20
         print(
             f"{case.operation:<6} {case.label:<42} {median[case.key]:>11.0f}  {runs_text:<22} "
             f"{growth:>12.1f}"
         )
-    labels = {case.key: case.label for case in CASES}
-    for ours, baseline in [*BASELINES.items(), ("read_ours", "read_nats_bytes")]:
+    labels = {case.key: case.label for case in cases}
+    pairs = [*BASELINES.items()]
+    if IN_MEMORY_GET in cases:
+        pairs.append(("read_ours", IN_MEMORY_GET.key))
+    for ours, baseline in pairs:
         ratio = median[ours] / median[baseline]
         print(f"ratio {labels[ours]} / {labels[baseline]}: {ratio:.2f}x")
 
@@ -136,6 +151,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--store-dir", type=Path, default=None)
+    parser.add_argument("--in-memory-get", action="store_true", help="also time get() to bytes")
     parser.add_argument("--child", nargs=4, metavar=("KEY", "URL", "SOURCE", "TARGET"))
     args = parser.parse_args()
     if args.child:
@@ -151,13 +167,14 @@ def main() -> None:
             source = scratch / "source.bin"
             _write_random(source, size)
             asyncio.run(_prepare(server.url, source))
-            runs: dict[str, list[dict[str, float]]] = {case.key: [] for case in CASES}
+            cases = [*CASES, IN_MEMORY_GET] if args.in_memory_get else CASES
+            runs: dict[str, list[dict[str, float]]] = {case.key: [] for case in cases}
             for rep in range(args.reps):
-                for case in CASES:
+                for case in cases:
                     target = scratch / f"{case.key}-{rep}.out"
                     runs[case.key].append(_run_child(case.key, server.url, source, target))
             print(f"blob {size / 1e6:.0f} MB, {args.reps} runs each, store {store}")
-            _report(size, runs)
+            _report(size, cases, runs)
         finally:
             server.stop()
             if args.store_dir:

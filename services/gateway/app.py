@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, render
+from services.gateway import auth, events, render
 from services.gateway.client import JobClient
 from services.gateway.forms import JobForm, parse_job_form
 from services.gateway.multipart import FormLimits, read_form
@@ -217,6 +217,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/api/jobs/{job_id}", cancel_job, methods=["DELETE"]),
             Route("/api/jobs/{job_id}/files/{index}", download_file, methods=["GET"]),
+            Route("/api/jobs/{job_id}/events", events.job_events, methods=["GET"]),
         ],
         exception_handlers={
             MeshError: on_mesh_error,

@@ -91,6 +91,31 @@ class JobClient:
         )
         return job
 
+    async def watch_job(self, tenant: str, job_id: str) -> AsyncIterator[jobs_pb2.Job]:
+        """The job now, then after each change, until its terminal state; errors as MeshError.
+
+        The first message is awaited before returning so that a missing job is a plain 404.
+        """
+        call = self._stub.WatchJob(jobs_pb2.WatchJobRequest(tenant=tenant, job_id=job_id))
+        try:
+            first = await call.read()
+        except grpc.RpcError as error:
+            raise from_grpc_error(error) from None
+
+        async def updates() -> AsyncIterator[jobs_pb2.Job]:
+            try:
+                if first is grpc.aio.EOF:
+                    return
+                yield first
+                while (message := await call.read()) is not grpc.aio.EOF:
+                    yield message
+            except grpc.RpcError as error:
+                raise from_grpc_error(error) from None
+            finally:
+                call.cancel()
+
+        return updates()
+
     async def read_output(
         self, tenant: str, job_id: str, index: int
     ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:

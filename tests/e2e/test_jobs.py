@@ -211,3 +211,56 @@ async def test_healthz_is_ok_when_everything_is_up(http: httpx.AsyncClient) -> N
     response = await http.get("/healthz")
     assert response.status_code == 200
     assert json.loads(response.text)["status"] == "ok"
+
+
+def parse_events(text: str) -> list[tuple[str, dict[str, object], str | None]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = fields.get(name, "") + value
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"]), fields.get("id")))
+    return events
+
+
+async def test_events_stream_every_file_and_ends_with_the_terminal_state(
+    http: httpx.AsyncClient,
+) -> None:
+    body = (
+        await create_job(
+            http,
+            ["exif-orientation-examples/Landscape_3.jpg", "pillow/hopper.png", "pillow/broken.png"],
+            {"format": "avif"},
+        )
+    ).json()
+    async with http.stream(
+        "GET", f"/api/jobs/{body['jobId']}/events", headers=auth()
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = (await response.aread()).decode()
+    events = parse_events(text)
+    assert events[-1][0] == "end"
+    assert events[-1][1]["status"] == "completed"
+    jobs = [data for kind, data, _ in events if kind == "job"]
+    assert jobs[-1]["status"] == "completed"
+    ids = [int(i) for kind, _, i in events if kind == "job" and i]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    finished = {
+        data["index"]: data["status"]
+        for kind, data, _ in events
+        if kind == "file" and data["status"] in ("completed", "failed")
+    }
+    assert finished == {0: "completed", 1: "completed", 2: "failed"}
+
+    resumed = await http.get(
+        f"/api/jobs/{body['jobId']}/events", headers={**auth(), "Last-Event-ID": str(ids[-1])}
+    )
+    again = parse_events(resumed.text)
+    assert [kind for kind, _, _ in again][-2:] == ["job", "end"]
+    missing = await http.get("/api/jobs/nope/events", headers=auth())
+    assert missing.status_code == 404

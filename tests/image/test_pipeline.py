@@ -168,3 +168,19 @@ def test_non_image_inputs_are_an_unsupported_format(tmp_path: Path, source_forma
     with pytest.raises(MeshError) as caught:
         _run(HOPPER, tmp_path / "out.png", source_format, format="png")
     assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+
+
+def test_strip_metadata_drops_gps_and_exif_but_default_keeps_them(tmp_path: Path) -> None:
+    source = CORPUS / "pillow" / "exif_gps.jpg"
+    stripped, _ = _run(source, tmp_path / "stripped.jpg", "jpg", format="jpg", strip_metadata=True)
+    kept, _ = _run(source, tmp_path / "kept.jpg", "jpg", format="jpg")
+    assert not Image.open(stripped).getexif().get_ifd(0x8825)
+    assert 0x010F not in Image.open(stripped).getexif()
+    assert Image.open(kept).getexif().get_ifd(0x8825)
+
+
+def test_strip_metadata_keeps_an_icc_profile_as_srgb(tmp_path: Path) -> None:
+    source = CORPUS / "pillow" / "icc_profile.png"
+    path, _ = _run(source, tmp_path / "out.png", "png", format="png", strip_metadata=True)
+    profile = Image.open(path).info.get("icc_profile")
+    assert profile is None or b"sRGB" in profile or b"srgb" in profile.lower()

@@ -14,13 +14,16 @@ from tests.image.pixels import CORPUS
 PHOTO = CORPUS / "exif-orientation-examples" / "Landscape_1.jpg"
 
 
-def _target(tmp_path: Path, target: str, target_bytes: int, name: str = "out") -> Path:
-    output = tmp_path / f"{name}.{target}"
+def _target(tmp_path: Path, target: str, target_bytes: int, resize: str = "original") -> Path:
+    output = tmp_path / f"out.{target}"
+    options = ConversionOptions(
+        format=target, mode=Mode.TARGET_SIZE, target_bytes=target_bytes, resize=resize
+    )
     outcome = convert(
         PHOTO,
         output,
         "jpg",
-        ConversionOptions(format=target, mode=Mode.TARGET_SIZE, target_bytes=target_bytes),
+        options,
         ImageLimits(),
     )
     assert output.stat().st_size <= target_bytes
@@ -35,12 +38,14 @@ def test_quality_is_lowered_to_fit_and_reported(tmp_path: Path, target: str) -> 
         PHOTO,
         output,
         "jpg",
-        ConversionOptions(format=target, mode=Mode.TARGET_SIZE, target_bytes=150_000),
+        ConversionOptions(
+            format=target, mode=Mode.TARGET_SIZE, target_bytes=25_000, resize="email"
+        ),
         ImageLimits(),
     )
-    assert output.stat().st_size <= 150_000
+    assert output.stat().st_size <= 25_000
     assert outcome.applied_quality is not None and outcome.applied_quality < 82
-    assert (outcome.width, outcome.height) == (1800, 1200)
+    assert (outcome.width, outcome.height) == (600, 400)
 
 
 def test_a_small_target_scales_the_image_down(tmp_path: Path) -> None:
@@ -60,7 +65,8 @@ def test_a_generous_target_keeps_the_requested_quality(tmp_path: Path) -> None:
 
 
 def test_png_fits_by_palette_and_scale(tmp_path: Path) -> None:
-    _target(tmp_path, "png", 400_000)
+    output = _target(tmp_path, "png", 150_000, resize="email")
+    assert Image.open(output).mode == "P" or Image.open(output).width < 600
 
 
 def test_unreachable_target_reports_the_smallest_size(tmp_path: Path) -> None:
@@ -69,7 +75,9 @@ def test_unreachable_target_reports_the_smallest_size(tmp_path: Path) -> None:
             PHOTO,
             tmp_path / "out.webp",
             "jpg",
-            ConversionOptions(format="webp", mode=Mode.TARGET_SIZE, target_bytes=50),
+            ConversionOptions(
+                format="webp", mode=Mode.TARGET_SIZE, target_bytes=50, resize="email"
+            ),
             ImageLimits(),
         )
     assert caught.value.reason is Reason.TARGET_UNREACHABLE

@@ -198,7 +198,7 @@ def test_cover_art_is_kept_in_mp3_unless_stripped(tmp_path: Path) -> None:
 
 def _pcm_md5(path: Path) -> str:
     result = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-f", "s16le", "-", "-f", "md5", "-"],
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c:a", "pcm_s16le", "-f", "md5", "-"],
         capture_output=True, check=True, timeout=60,
     )
     return result.stdout.decode().strip()
