@@ -11,6 +11,7 @@ from grpc_health.v1._async import HealthServicer
 
 from mesh import logs
 from mesh.bus import connection, streams
+from services.orchestrator.index import JobIndex
 from services.orchestrator.results import consume_results
 from services.orchestrator.server import SERVICE_NAME, JobService, create_server
 from services.orchestrator.settings import Settings
@@ -36,8 +37,10 @@ async def serve(settings: Settings) -> None:
     js = nc.jetstream()
     await streams.ensure(js, streams.Retention(seconds=settings.retention_seconds))
     store = await JobStore.open(js)
+    index = JobIndex(store.jobs_bucket, settings.retention_seconds)
+    await index.start()
     server, port = create_server(
-        JobService(js, store, settings), health, settings.grpc_host, settings.grpc_port
+        JobService(js, store, index, settings), health, settings.grpc_host, settings.grpc_port
     )
     await server.start()
     log.info("orchestrator listening", extra={"port": port})
@@ -52,6 +55,7 @@ async def serve(settings: Settings) -> None:
     await health.enter_graceful_shutdown()
     await server.stop(grace=5)
     await consumer
+    await index.stop()
     await nc.drain()
 
 

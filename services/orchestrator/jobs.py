@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from nats.js import JetStreamContext
 
@@ -45,8 +46,14 @@ def request_hash(request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.Upl
 
 class JobCreator:
     def __init__(
-        self, js: JetStreamContext, store: JobStore, max_files: int, dedup_window: float
+        self,
+        js: JetStreamContext,
+        store: JobStore,
+        max_files: int,
+        dedup_window: float,
+        admit: Callable[[state_pb2.JobRecord], None],
     ) -> None:
+        self._admit = admit
         self._dedup_window = dedup_window
         self._js = js
         self._store = store
@@ -76,6 +83,7 @@ class JobCreator:
                 await self._forget_uploads(request, existing)
                 return existing
         record = self._build(request, uploads, job_id, fingerprint)
+        self._admit(record)
         try:
             await self._store.create(record)
         except JobExistsError:

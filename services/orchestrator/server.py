@@ -22,6 +22,7 @@ from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from mesh.state.v1 import state_pb2
 from services.orchestrator import state
+from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import JobStore
@@ -74,16 +75,34 @@ def streaming(
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, js: JetStreamContext, store: JobStore, settings: Settings) -> None:
+    def __init__(
+        self, js: JetStreamContext, store: JobStore, index: JobIndex, settings: Settings
+    ) -> None:
         self._js = js
         self._store = store
+        self._index = index
         self._settings = settings
         self._creator = JobCreator(
             js,
             store,
             settings.max_files_per_job,
             streams.Retention().duplicate_window_seconds,
+            admit=self._admit,
         )
+
+    def _admit(self, record: state_pb2.JobRecord) -> None:
+        """Refuses a new job while its tenant has too many unfinished ones (429)."""
+        tenant = record.job.tenant
+        active = self._index.active_jobs(tenant)
+        if active >= self._settings.max_active_jobs_per_tenant:
+            raise MeshError(
+                Reason.RATE_LIMITED,
+                f"This key has {active} unfinished jobs, the most allowed at once; retry when "
+                "some have finished.",
+                limit="active_jobs_per_tenant",
+                max=self._settings.max_active_jobs_per_tenant,
+            )
+        self._index.apply(record)
 
     @unary
     async def UploadBlob(  # noqa: N802 - gRPC method names are the proto's
@@ -161,9 +180,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.ListJobsResponse:
         limit = min(max(request.limit or 20, 1), MAX_PAGE)
-        jobs, total = await self._store.list(
+        job_ids, total = self._index.page(
             request.tenant, limit, max(request.offset, 0), request.status
         )
+        jobs = await self._store.fetch_jobs(request.tenant, job_ids)
+        for gone in set(job_ids) - {job.job_id for job in jobs}:
+            self._index.forget(request.tenant, gone)
         return jobs_pb2.ListJobsResponse(jobs=jobs, total=total)
 
     @unary

@@ -22,6 +22,7 @@ class Settings:
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051
     max_files_per_job: int = 100
+    max_active_jobs_per_tenant: int = 50
     max_upload_bytes: int = 2 * 1024**3
     retention_seconds: int = 24 * 3600
     log_level: str = "INFO"
@@ -33,6 +34,9 @@ class Settings:
             grpc_host=os.environ.get("GRPC_HOST", cls.grpc_host),
             grpc_port=env_int("GRPC_PORT", cls.grpc_port),
             max_files_per_job=env_int("MAX_FILES_PER_JOB", cls.max_files_per_job),
+            max_active_jobs_per_tenant=env_int(
+                "MAX_ACTIVE_JOBS_PER_TENANT", cls.max_active_jobs_per_tenant
+            ),
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             retention_seconds=env_int("RETENTION_SECONDS", cls.retention_seconds),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
