@@ -14,7 +14,9 @@ from tests.orchestrator.conftest import Orchestrator, settle, upload
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 
 
-def record(tenant: str, job_id: str, created_ns: int, status: int) -> state_pb2.JobRecord:
+def record(
+    tenant: str, job_id: str, created_ns: int, status: jobs_pb2.JobStatus.ValueType
+) -> state_pb2.JobRecord:
     job = jobs_pb2.Job(job_id=job_id, tenant=tenant, status=status)
     job.created_at.FromNanoseconds(created_ns)
     job.updated_at.CopyFrom(state.now())
