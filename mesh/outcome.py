@@ -6,6 +6,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class ExtractedEntry:
+    """A member of an unpacked archive: written to `path`, or skipped for `skipped_reason`."""
+
+    name: str
+    size: int
+    path: str | None
+    skipped_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """Facts about one written output. Pipelines return it; the worker runtime publishes it."""
 
@@ -15,3 +25,5 @@ class Outcome:
     height: int | None = None
     duration: float | None = None
     applied_quality: int | None = None
+    # UNPACK tasks: the archive's members instead of one output file.
+    entries: tuple[ExtractedEntry, ...] = ()

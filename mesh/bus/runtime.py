@@ -29,14 +29,17 @@ from nats.js.errors import KeyNotFoundError
 from mesh import blobs
 from mesh.bus import streams
 from mesh.bus import tasks as results
-from mesh.bus.tasks import TaskSpec
+from mesh.bus.tasks import TaskKind, TaskSpec
 from mesh.errors import MeshError, Reason
+from mesh.formats import SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2
 from mesh.outcome import Outcome
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
+
+_SETTLED_FILE = frozenset({jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED})
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class TaskContext:
     output: Path
     scratch: Path
     report_progress: Callable[[float], None]
+    # PACK tasks: (name in the archive, file on disk) for every input; `source` is unused.
+    inputs: list[tuple[str, Path]]
 
 
 Handler = Callable[[TaskContext], Awaitable[Outcome]]
@@ -139,9 +144,10 @@ class Worker:
         started = time.monotonic()
         try:
             await self._publish(results.started(task, s.worker_name), f"{task.task_id}.start")
-            outcome, size = await self._convert(task, scratch)
+            outcome, size, entries = await self._convert(task, scratch)
             await self._publish(
-                results.succeeded(task, s.worker_name, outcome, size), f"{task.task_id}.end"
+                results.succeeded(task, s.worker_name, outcome, size, entries),
+                f"{task.task_id}.end",
             )
             await message.ack()
             log.info(
@@ -165,20 +171,57 @@ class Worker:
             heartbeat.cancel()
             shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _convert(self, task: TaskSpec, scratch: Path) -> tuple[Outcome, int]:
+    async def _convert(
+        self, task: TaskSpec, scratch: Path
+    ) -> tuple[Outcome, int, list[tasks_pb2.UnpackedEntry]]:
         source = scratch / "source"
         output = scratch / "output"
-        await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, task.source_blob, source)
+        inputs: list[tuple[str, Path]] = []
+        if task.kind is TaskKind.PACK:
+            folder = scratch / "inputs"
+            folder.mkdir()
+            for number, item in enumerate(task.inputs):
+                path = folder / str(number)
+                await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, item.blob, path)
+                inputs.append((item.name, path))
+        else:
+            await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, task.source_blob, source)
         reporter = _ProgressReporter(self, task)
-        context = TaskContext(task, source, output, scratch, reporter.report)
+        context = TaskContext(task, source, output, scratch, reporter.report, inputs)
         try:
             outcome = await self._handler(context)
         finally:
             reporter.close()
+        if task.kind is TaskKind.UNPACK:
+            return outcome, 0, await self._store_entries(task, outcome)
         if not output.exists():
             raise MeshError(Reason.INTERNAL, "The converter produced no output.")
         info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, task.output_blob, output)
-        return outcome, info.size
+        return outcome, info.size, []
+
+    async def _store_entries(
+        self, task: TaskSpec, outcome: Outcome
+    ) -> list[tasks_pb2.UnpackedEntry]:
+        """Stores each extracted member as its own blob, sniffed, for its own conversion."""
+        stored = []
+        for number, entry in enumerate(outcome.entries):
+            if entry.path is None:
+                stored.append(
+                    tasks_pb2.UnpackedEntry(
+                        name=entry.name, size=entry.size, skipped_reason=entry.skipped_reason or ""
+                    )
+                )
+                continue
+            path = Path(entry.path)
+            sniffed = sniff(await asyncio.to_thread(_read_head, path))
+            blob = f"{task.output_blob}/e/{number}"
+            info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+            stored.append(
+                tasks_pb2.UnpackedEntry(
+                    name=entry.name, blob=blob, size=info.size, detected_format=sniffed.format
+                )
+            )
+        return stored
 
     async def _already_settled(self, task: TaskSpec) -> bool:
         try:
@@ -189,10 +232,17 @@ class Worker:
         record = state_pb2.JobRecord.FromString(entry.value or b"")
         if record.job.status == jobs_pb2.JOB_STATUS_CANCELLED:
             return True
+        if task.job_archive:
+            archive = record.job.archive
+            return record.job.HasField("archive") and archive.status in _SETTLED_FILE
         files = record.job.files
+        if task.entry_index is not None and task.file_index < len(record.tasks):
+            entries = record.tasks[task.file_index].entries
+            return task.entry_index >= len(entries) or (
+                entries[task.entry_index].status in _SETTLED_FILE
+            )
         if task.file_index < len(files):
-            status = files[task.file_index].status
-            return status in (jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED)
+            return files[task.file_index].status in _SETTLED_FILE
         return False
 
     async def _retry(self, message: Msg, task: TaskSpec, error: Exception) -> None:
@@ -233,6 +283,11 @@ class Worker:
             result.SerializeToString(),
             headers=headers,
         )
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(SNIFF_BYTES)
 
 
 class _ProgressReporter:

@@ -4,6 +4,8 @@ Layout:
 - stream TASKS, subjects `tasks.<service>`: work queue, one durable pull consumer per service;
   duplicate window makes dispatch idempotent by `Nats-Msg-Id` (the task id).
 - stream RESULTS, subjects `results.<service>`: work queue, consumed by the orchestrators.
+- stream CALLBACKS, subject `callbacks.events`: work queue of callback events (the job proto,
+  metadata in headers), deduplicated by event id; consumed by the orchestrators' deliverers.
 - KV `jobs`: job records, compare-and-set on the revision.
 - KV `uploads`: blob id -> owner and sniffed type, so a job can only use its tenant's blobs.
 - Object store `blobs`: sources (`src/<id>`) and outputs (`out/<job>/<index>`).
@@ -27,6 +29,8 @@ from mesh import blobs
 
 TASKS_STREAM = "TASKS"
 RESULTS_STREAM = "RESULTS"
+CALLBACKS_STREAM = "CALLBACKS"
+CALLBACK_SUBJECT = "callbacks.events"
 JOBS_BUCKET = "jobs"
 UPLOADS_BUCKET = "uploads"
 BLOBS_BUCKET = "blobs"
@@ -68,6 +72,17 @@ async def ensure(js: JetStreamContext, retention: Retention) -> None:
         StreamConfig(
             name=RESULTS_STREAM,
             subjects=["results.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=retention.duplicate_window_seconds,
+            max_age=retention.seconds,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=CALLBACKS_STREAM,
+            subjects=["callbacks.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=retention.duplicate_window_seconds,

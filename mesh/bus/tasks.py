@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from mesh.errors import MeshError
@@ -9,6 +10,18 @@ from mesh.jobs.v1 import jobs_pb2
 from mesh.options import ConversionOptions
 from mesh.outcome import Outcome
 from mesh.tasks.v1 import tasks_pb2
+
+
+class TaskKind(enum.Enum):
+    CONVERT = tasks_pb2.TASK_KIND_CONVERT
+    UNPACK = tasks_pb2.TASK_KIND_UNPACK
+    PACK = tasks_pb2.TASK_KIND_PACK
+
+
+@dataclass(frozen=True)
+class PackInput:
+    name: str
+    blob: str
 
 
 @dataclass(frozen=True)
@@ -24,9 +37,17 @@ class TaskSpec:
     options: ConversionOptions
     output_blob: str
     compress: bool
+    kind: TaskKind = TaskKind.CONVERT
+    inputs: tuple[PackInput, ...] = ()
+    report: str = ""
+    entry_index: int | None = None
+    job_archive: bool = False
 
     def to_proto(self) -> tasks_pb2.Task:
         return tasks_pb2.Task(
+            kind=self.kind.value,
+            inputs=[tasks_pb2.PackInput(name=i.name, blob=i.blob) for i in self.inputs],
+            report=self.report,
             task_id=self.task_id,
             job_id=self.job_id,
             tenant=self.tenant,
@@ -54,7 +75,25 @@ class TaskSpec:
             options=ConversionOptions.from_proto(message.options),
             output_blob=message.output_blob,
             compress=message.job_type == jobs_pb2.JOB_TYPE_COMPRESS,
+            kind=TaskKind(message.kind or tasks_pb2.TASK_KIND_CONVERT),
+            inputs=tuple(PackInput(i.name, i.blob) for i in message.inputs),
+            report=message.report,
+            entry_index=_entry_index(message.task_id),
+            job_archive=message.task_id.endswith(ARCHIVE_SUFFIX),
         )
+
+
+ARCHIVE_SUFFIX = ".archive"
+
+
+def entry_task_id(job_id: str, file_index: int, entry: int) -> str:
+    return f"{job_id}.{file_index}.e{entry}"
+
+
+def _entry_index(task_id: str) -> int | None:
+    """Entry tasks are named `<job>.<file>.e<n>` (see `entry_task_id`)."""
+    last = task_id.rsplit(".", 1)[-1]
+    return int(last[1:]) if last.startswith("e") and last[1:].isdigit() else None
 
 
 def started(task: TaskSpec, worker: str) -> tasks_pb2.Result:
@@ -67,8 +106,15 @@ def progressed(task: TaskSpec, worker: str, percent: int) -> tasks_pb2.Result:
     return result
 
 
-def succeeded(task: TaskSpec, worker: str, outcome: Outcome, size: int) -> tasks_pb2.Result:
+def succeeded(
+    task: TaskSpec,
+    worker: str,
+    outcome: Outcome,
+    size: int,
+    entries: list[tasks_pb2.UnpackedEntry] | None = None,
+) -> tasks_pb2.Result:
     result = _result(task, worker, tasks_pb2.RESULT_KIND_SUCCEEDED)
+    result.entries.extend(entries or [])
     result.progress = 100
     result.output_blob = task.output_blob
     result.output_size = size
@@ -93,11 +139,15 @@ def failed(task: TaskSpec, worker: str, error: MeshError) -> tasks_pb2.Result:
 
 
 def _result(task: TaskSpec, worker: str, kind: tasks_pb2.ResultKind.ValueType) -> tasks_pb2.Result:
-    return tasks_pb2.Result(
+    result = tasks_pb2.Result(
         task_id=task.task_id,
         job_id=task.job_id,
         tenant=task.tenant,
         file_index=task.file_index,
         kind=kind,
         worker=worker,
+        job_archive=task.job_archive,
     )
+    if task.entry_index is not None:
+        result.entry_index = task.entry_index
+    return result

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, events, render
+from services.gateway import auth, docs, events, openapi, render
 from services.gateway.client import JobClient
 from services.gateway.forms import JobForm, parse_job_form
 from services.gateway.multipart import FormLimits, read_form
@@ -157,6 +157,18 @@ async def download_file(request: Request) -> Response:
     header, body = await _client(request).read_output(
         tenant, request.path_params["job_id"], int(raw_index)
     )
+    return _download(header, body)
+
+
+async def download_archive(request: Request) -> Response:
+    tenant = _tenant(request)
+    header, body = await _client(request).read_output(
+        tenant, request.path_params["job_id"], 0, archive=True
+    )
+    return _download(header, body)
+
+
+def _download(header: jobs_pb2.OutputHeader, body: AsyncIterator[bytes]) -> Response:
     return StreamingResponse(
         body,
         media_type=header.mime_type or "application/octet-stream",
@@ -217,7 +229,10 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
             Route("/api/jobs/{job_id}", cancel_job, methods=["DELETE"]),
             Route("/api/jobs/{job_id}/files/{index}", download_file, methods=["GET"]),
+            Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+            Route("/docs", docs.docs_page, methods=["GET"]),
             Route("/api/jobs/{job_id}/events", events.job_events, methods=["GET"]),
+            Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
         ],
         exception_handlers={
             MeshError: on_mesh_error,

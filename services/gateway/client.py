@@ -117,11 +117,12 @@ class JobClient:
         return updates()
 
     async def read_output(
-        self, tenant: str, job_id: str, index: int
+        self, tenant: str, job_id: str, index: int, *, archive: bool = False
     ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:
-        """The output's header, then its bytes as a stream (the call stays open meanwhile)."""
+        """The output's header, then its bytes as a stream (the call stays open meanwhile).
+        With `archive`, the job's zip of every output instead of one file."""
         call = self._stub.ReadOutput(
-            jobs_pb2.ReadOutputRequest(tenant=tenant, job_id=job_id, index=index)
+            jobs_pb2.ReadOutputRequest(tenant=tenant, job_id=job_id, index=index, archive=archive)
         )
         try:
             first = await call.read()

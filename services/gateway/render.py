@@ -57,6 +57,30 @@ def render_file(job: jobs_pb2.Job, item: jobs_pb2.FileResult, base_url: str) -> 
         else None,
         "errorMessage": item.error_message or None,
         "errorCode": item.error_code or None,
+        "entries": [
+            {
+                "name": entry.name,
+                "status": file_status(entry.status),
+                "outputName": entry.output_name or None,
+                "errorMessage": entry.error_message or None,
+            }
+            for entry in item.entries
+        ]
+        or None,
+    }
+
+
+def render_archive(job: jobs_pb2.Job, base_url: str) -> dict[str, Any] | None:
+    if not job.HasField("archive"):
+        return None
+    archive = job.archive
+    completed = archive.status == jobs_pb2.FILE_STATUS_COMPLETED
+    return {
+        "status": file_status(archive.status),
+        "size": archive.size if completed else None,
+        "mimeType": "application/zip",
+        "downloadUrl": f"{base_url}/api/jobs/{job.job_id}/archive" if completed else None,
+        "errorMessage": archive.error_message or None,
     }
 
 
@@ -72,7 +96,7 @@ def render_job(job: jobs_pb2.Job, base_url: str) -> dict[str, Any]:
         "errorMessage": job.error_message or None,
         "results": {
             "files": [render_file(job, item, base_url) for item in job.files],
-            "archive": None,
+            "archive": render_archive(job, base_url),
         },
         "createdAt": _time(job.created_at),
         "updatedAt": _time(job.updated_at),

@@ -15,9 +15,9 @@ from mesh.bus import streams
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from mesh.options import ConversionOptions
 from mesh.state.v1 import state_pb2
-from services.orchestrator import routing, state
+from mesh.tasks.v1 import tasks_pb2
+from services.orchestrator import fanout, routing, state
 from services.orchestrator.store import JobExistsError, JobStore
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,9 @@ class JobCreator:
                     source_blob=f"src/{spec.blob_id}",
                     output_blob=f"out/{job_id}/{index}",
                     options=options,
+                    kind=tasks_pb2.TASK_KIND_UNPACK
+                    if routing.unpacks(blob.detected_format, output)
+                    else tasks_pb2.TASK_KIND_CONVERT,
                 )
             )
             job.files.append(
@@ -186,25 +189,14 @@ class JobCreator:
 
     async def dispatch(self, record: state_pb2.JobRecord) -> None:
         """Publishes one task per file; `Nats-Msg-Id` makes a repeated dispatch a no-op."""
-        job = record.job
         for task in record.tasks:
-            item = job.files[task.index]
-            spec = TaskSpec(
-                task_id=task.task_id,
-                job_id=job.job_id,
-                tenant=job.tenant,
-                file_index=task.index,
-                source_blob=task.source_blob,
-                source_format=item.detected_format,
-                source_family=routing.family_of(item.detected_format),
-                filename=item.filename,
-                options=ConversionOptions.from_proto(task.options),
-                output_blob=task.output_blob,
-                compress=job.job_type == jobs_pb2.JOB_TYPE_COMPRESS,
-            )
-            await self._js.publish(
-                streams.task_subject(task.service),
-                spec.to_proto().SerializeToString(),
-                headers={"Nats-Msg-Id": task.task_id},
-            )
-        log.info("job dispatched", extra={"job": job.job_id, "files": len(record.tasks)})
+            await publish_task(self._js, task.service, fanout.convert_spec(record, task))
+        log.info("job dispatched", extra={"job": record.job.job_id, "files": len(record.tasks)})
+
+
+async def publish_task(js: JetStreamContext, service: str, spec: TaskSpec) -> None:
+    await js.publish(
+        streams.task_subject(service),
+        spec.to_proto().SerializeToString(),
+        headers={"Nats-Msg-Id": spec.task_id},
+    )

@@ -14,7 +14,8 @@ from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import state
+from services.orchestrator import fanout, state
+from services.orchestrator.jobs import publish_task
 from services.orchestrator.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ async def consume_results(
                 continue
             try:
                 record, changed = await store.mutate(result.tenant, result.job_id, _applier(result))
+                # Published even when nothing changed: a redelivered result may be one whose
+                # follow-ups were lost in a crash; their fixed task ids make repeats no-ops.
+                for service, spec in fanout.follow_ups(record, result):
+                    await publish_task(js, service, spec)
                 if changed and on_change is not None:
                     await on_change(record, result)
             except MeshError as error:

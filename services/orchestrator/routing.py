@@ -22,7 +22,9 @@ ROUTES: dict[Family, dict[str, str]] = {
     Family.PDF: dict.fromkeys(IMAGE_OUTPUTS - {"svg", "pdf"}, "image"),
     Family.VIDEO: dict.fromkeys(VIDEO_OUTPUTS | AUDIO_OUTPUTS | {"gif"}, "media"),
     Family.AUDIO: dict.fromkeys(AUDIO_OUTPUTS, "media"),
-    Family.ARCHIVE: {},
+    # An archive asked for a non-archive format is unpacked and each member converted by its
+    # own worker (see fanout.py); the archive service runs the UNPACK and PACK stages.
+    Family.ARCHIVE: dict.fromkeys(IMAGE_OUTPUTS | VIDEO_OUTPUTS | AUDIO_OUTPUTS, "archive"),
     Family.UNKNOWN: {},
 }
 for _family_routes in ROUTES.values():
@@ -66,3 +68,9 @@ def route(source_format: str, output_format: str) -> str:
 
 def family_of(source_format: str) -> str:
     return INPUT_FAMILIES.get(source_format, Family.UNKNOWN).value
+
+
+def unpacks(source_format: str, output_format: str) -> bool:
+    """True when the file is an archive whose members are converted one by one."""
+    family = INPUT_FAMILIES.get(source_format, Family.UNKNOWN)
+    return family is Family.ARCHIVE and output_format not in ARCHIVE_OUTPUTS

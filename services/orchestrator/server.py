@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import posixpath
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from mesh.state.v1 import state_pb2
-from services.orchestrator import state
+from services.orchestrator import fanout, state
 from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
@@ -214,31 +215,33 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.ReadOutputRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[jobs_pb2.ReadOutputResponse]:
         record, _ = await self._store.get(request.tenant, request.job_id)
-        files = record.job.files
-        if not 0 <= request.index < len(files):
-            raise MeshError(Reason.NOT_FOUND, "No file with this index in the job.")
-        item = files[request.index]
-        if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
-            raise MeshError(Reason.CONFLICT, "This file has no output (yet).")
-        name = record.tasks[request.index].output_blob
+        name, filename, mime_type = _output_of(record, request)
         info = await blobs.info(self._js, streams.BLOBS_BUCKET, name)
         yield jobs_pb2.ReadOutputResponse(
             header=jobs_pb2.OutputHeader(
-                filename=output_filename(item.filename, item.output_format),
-                mime_type=item.mime_type,
-                size=info.size,
-                sha256=info.sha256,
+                filename=filename, mime_type=mime_type, size=info.size, sha256=info.sha256
             )
         )
         async for chunk in blobs.read_stream(self._js, streams.BLOBS_BUCKET, name):
             yield jobs_pb2.ReadOutputResponse(chunk=chunk)
 
 
-def output_filename(filename: str, output_format: str) -> str:
-    """The download name: the client's name with the output format's extension."""
-    stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
-    extension = OUTPUT_FORMATS[output_format].extension if output_format in OUTPUT_FORMATS else ""
-    return f"{stem or 'output'}.{extension}" if extension else stem or "output"
+def _output_of(
+    record: state_pb2.JobRecord, request: jobs_pb2.ReadOutputRequest
+) -> tuple[str, str, str]:
+    """(blob name, download name, MIME type) of a file's output or of the job's zip."""
+    job = record.job
+    if request.archive:
+        if not job.HasField("archive") or job.archive.status != jobs_pb2.FILE_STATUS_COMPLETED:
+            raise MeshError(Reason.NOT_FOUND, "This job has no archive (yet).")
+        return record.archive_blob, f"{job.job_id}.zip", OUTPUT_FORMATS["zip"].mime_type
+    if not 0 <= request.index < len(job.files):
+        raise MeshError(Reason.NOT_FOUND, "No file with this index in the job.")
+    item = job.files[request.index]
+    if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
+        raise MeshError(Reason.CONFLICT, "This file has no output (yet).")
+    name = fanout.output_filename(posixpath.basename(item.filename), item.output_format)
+    return record.tasks[request.index].output_blob, name, item.mime_type
 
 
 def create_server(

@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from launcher.mesh import LocalMesh, MeshConfig
+from tests.corpus import CORPUS
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
 TERMINAL = {"completed", "failed", "cancelled"}
 

@@ -6,8 +6,6 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageStat
 
-CORPUS = Path("/work/shared/corpus")
-
 
 def mean_difference(a: Path | Image.Image, b: Path | Image.Image) -> float:
     """Mean absolute difference per channel (0-255) of two same-size RGB images."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, SNIFF_BYTES, Family, sniff
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+from tests.corpus import CORPUS
 
 
 def head(relative: str) -> bytes:
