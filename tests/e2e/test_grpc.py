@@ -15,7 +15,7 @@ from PIL import Image
 from launcher.mesh import LocalMesh
 from mesh.errors import Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.e2e.conftest import CORPUS
+from tests.corpus import CORPUS
 
 
 @pytest.fixture
