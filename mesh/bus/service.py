@@ -63,7 +63,7 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
     service = settings.runtime.service
     nc = await connection.connect(settings.nats_url, f"worker-{service}")
     js = nc.jetstream()
-    await streams.ensure(js, streams.Retention())
+    await streams.ensure(js, streams.Retention.from_env())
     worker = Worker(nc, js, settings.runtime, handler)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

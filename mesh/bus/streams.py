@@ -13,6 +13,7 @@ Layout:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -47,10 +48,21 @@ def result_subject(service: str) -> str:
 
 @dataclass(frozen=True)
 class Retention:
-    """How long things live. Jobs, sources and outputs share one retention (API default 24 h)."""
+    """How long things live. Jobs, sources and outputs share one retention (API default 24 h),
+    applied as the max age of every stream and bucket, so expired data is really released."""
 
     seconds: float = 24 * 3600
     duplicate_window_seconds: float = 120.0
+
+    @classmethod
+    def from_env(cls) -> Retention:
+        raw = os.environ.get("RETENTION_SECONDS", "")
+        try:
+            seconds = float(raw) if raw else cls.seconds
+        except ValueError as exc:
+            raise ValueError(f"RETENTION_SECONDS must be a number, got {raw!r}") from exc
+        # JetStream wants the duplicate window no longer than the max age.
+        return cls(seconds, min(cls.duplicate_window_seconds, seconds))
 
 
 async def ensure(js: JetStreamContext, retention: Retention) -> None:
@@ -98,14 +110,31 @@ async def ensure(js: JetStreamContext, retention: Retention) -> None:
                     bucket=bucket, history=1, ttl=retention.seconds, storage=StorageType.FILE
                 )
             )
+        await _apply_max_age(js, f"KV_{bucket}", retention.seconds)
     await blobs.ensure_bucket(js, BLOBS_BUCKET, ttl_seconds=retention.seconds)
+    await _apply_max_age(js, f"OBJ_{BLOBS_BUCKET}", retention.seconds)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
-        await js.stream_info(config.name or "")
+        info = await js.stream_info(config.name or "")
     except NotFoundError:
         await js.add_stream(config)
+        return
+    if info.config.max_age != config.max_age:
+        await _apply_max_age(js, config.name or "", config.max_age or 0)
+
+
+async def _apply_max_age(js: JetStreamContext, stream: str, seconds: float) -> None:
+    """Makes an existing stream follow the configured retention (it may have changed)."""
+    info = await js.stream_info(stream)
+    if info.config.max_age == seconds:
+        return
+    config = info.config
+    config.max_age = seconds
+    if config.duplicate_window and config.duplicate_window > seconds:
+        config.duplicate_window = seconds
+    await js.update_stream(config)
 
 
 def job_key(tenant: str, job_id: str) -> str:

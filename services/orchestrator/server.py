@@ -87,7 +87,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             js,
             store,
             settings.max_files_per_job,
-            streams.Retention().duplicate_window_seconds,
+            streams.Retention.from_env().duplicate_window_seconds,
             admit=self._admit,
         )
 
