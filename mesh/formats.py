@@ -166,6 +166,24 @@ def _sniff_mpeg_audio(head: bytes) -> str | None:
     return None
 
 
+TAR_BLOCK = 512
+
+
+def is_tar_header(block: bytes) -> bool:
+    """True for a tar header block with a valid checksum (ustar, GNU and old v7 alike)."""
+    if len(block) < TAR_BLOCK or not block[:100].strip(b"\x00"):
+        return False
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    try:
+        declared = int(field, 8)
+    except ValueError:
+        return False
+    rest = block[:148] + b" " * 8 + block[156:TAR_BLOCK]
+    unsigned = sum(rest)
+    signed = sum(b - 256 if b > 127 else b for b in rest)
+    return declared in (unsigned, signed)
+
+
 def _sniff_mpeg_ts(head: bytes) -> bool:
     return len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47
 
@@ -216,7 +234,7 @@ def sniff(head: bytes) -> Sniffed:
         or _sniff_riff(head)
         or (_sniff_ogg(head) if head.startswith(b"OggS") else None)
         or ("ts" if _sniff_mpeg_ts(head) else None)
-        or ("tar" if head[257:262] == b"ustar" else None)
+        or ("tar" if head[257:262] == b"ustar" or is_tar_header(head) else None)
         or _sniff_mpeg_audio(head)
         or _sniff_text(head)
     )

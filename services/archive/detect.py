@@ -1,8 +1,7 @@
 """Archive detection by content, finer than mesh.formats.sniff.
 
-`sniff` looks for the `ustar` magic, so it misses old v7 tar files, and it names every gzip
-stream `gz`. Here a tar header is recognised by its checksum, and compressed streams are
-peeked into (at most 512 decompressed bytes) to tell `tgz` from a gzipped single file.
+`sniff` names every gzip stream `gz`. Here compressed streams are peeked into (at most 512
+decompressed bytes) to tell `tgz` from a gzipped single file.
 """
 
 from __future__ import annotations
@@ -15,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mesh.errors import MeshError, Reason
+from mesh.formats import TAR_BLOCK, is_tar_header
 
-TAR_BLOCK = 512
 # Enough compressed input to decode one tar header from any sane compressor setting.
 _PEEK_INPUT = 256 * 1024
 
@@ -24,21 +23,6 @@ _PEEK_INPUT = 256 * 1024
 TAR_FAMILY = {"tar": "", "tgz": "gz", "tbz2": "bz2", "txz": "xz"}
 SINGLE_STREAMS = ("gz", "bz2", "xz")
 ARCHIVE_KINDS = ("zip", "7z", "rar", *TAR_FAMILY, *SINGLE_STREAMS)
-
-
-def is_tar_header(block: bytes) -> bool:
-    """True for a tar header block with a valid checksum (any of ustar, GNU, v7)."""
-    if len(block) < TAR_BLOCK or not block[:100].strip(b"\x00"):
-        return False
-    field = block[148:156].replace(b"\x00", b" ").strip()
-    try:
-        declared = int(field, 8)
-    except ValueError:
-        return False
-    rest = block[:148] + b" " * 8 + block[156:TAR_BLOCK]
-    unsigned = sum(rest)
-    signed = sum(b - 256 if b > 127 else b for b in rest)
-    return declared in (unsigned, signed)
 
 
 def _peek(path: Path, feed: Callable[[bytes], bytes]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from mesh.bus.service import WorkerSettings, env_number
@@ -12,6 +13,8 @@ from services.archive.limits import ArchiveLimits
 class Settings:
     worker: WorkerSettings
     limits: ArchiveLimits
+    # RAR creation needs the proprietary `rar` binary; without it `rar` output is refused.
+    rar_binary: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -27,4 +30,5 @@ class Settings:
                 ),
                 max_ratio=env_number("ARCHIVE_MAX_RATIO", ArchiveLimits.max_ratio),
             ),
+            rar_binary=os.environ.get("ARCHIVE_RAR_BINARY") or None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from mesh import sandbox
 from mesh.bus.runtime import Handler, TaskContext
@@ -43,7 +44,7 @@ def handler(settings: Settings) -> Handler:
             await asyncio.to_thread(report.write_text, context.task.report)
             inputs.append((REPORT_NAME, report))
         return await sandbox.run_isolated(
-            pipeline.pack_directory,
+            functools.partial(pipeline.pack_directory, rar_binary=settings.rar_binary),
             inputs,
             context.output,
             "zip",
@@ -56,7 +57,7 @@ def handler(settings: Settings) -> Handler:
         work = context.scratch / "work"
         work.mkdir()
         return await sandbox.run_isolated(
-            pipeline.convert,
+            functools.partial(pipeline.convert, rar_binary=settings.rar_binary),
             context.source,
             context.output,
             task.source_format,

@@ -49,10 +49,13 @@ class JobCreator:
         self,
         js: JetStreamContext,
         store: JobStore,
+        *,
         max_files: int,
         dedup_window: float,
         admit: Callable[[state_pb2.JobRecord], None],
+        rar_available: bool = False,
     ) -> None:
+        self._rar_available = rar_available
         self._admit = admit
         self._dedup_window = dedup_window
         self._js = js
@@ -153,6 +156,13 @@ class JobCreator:
             try:
                 output = routing.resolve_output(blob.detected_format, spec.options.format)
                 service = routing.route(blob.detected_format, output)
+                if output == "rar" and not self._rar_available:
+                    raise MeshError(
+                        Reason.UNSUPPORTED_PAIR,
+                        "RAR creation needs the proprietary rar encoder, which this deployment "
+                        "does not have (operators: set ARCHIVE_RAR_BINARY); choose zip or 7z.",
+                        pair=f"{blob.detected_format or 'unknown'}->rar",
+                    )
             except MeshError as error:
                 problems[str(index)] = error.message
                 continue

@@ -86,9 +86,10 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._creator = JobCreator(
             js,
             store,
-            settings.max_files_per_job,
-            streams.Retention.from_env().duplicate_window_seconds,
+            max_files=settings.max_files_per_job,
+            dedup_window=streams.Retention.from_env().duplicate_window_seconds,
             admit=self._admit,
+            rar_available=settings.rar_available,
         )
 
     def _admit(self, record: state_pb2.JobRecord) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from services.orchestrator.callbacks import CallbackSettings
 
 
 def env_int(name: str, default: int) -> int:
@@ -26,6 +28,9 @@ class Settings:
     max_upload_bytes: int = 2 * 1024**3
     retention_seconds: int = 24 * 3600
     log_level: str = "INFO"
+    # The archive workers can create RAR only with the operator's `rar` binary (same setting).
+    rar_available: bool = False
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +45,6 @@ class Settings:
             max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
             retention_seconds=env_int("RETENTION_SECONDS", cls.retention_seconds),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
+            rar_available=bool(os.environ.get("ARCHIVE_RAR_BINARY")),
+            callbacks=CallbackSettings.from_env(),
         )

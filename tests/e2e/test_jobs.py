@@ -264,3 +264,9 @@ async def test_events_stream_every_file_and_ends_with_the_terminal_state(
     assert [kind for kind, _, _ in again][-2:] == ["job", "end"]
     missing = await http.get("/api/jobs/nope/events", headers=auth())
     assert missing.status_code == 404
+
+
+async def test_rar_output_without_the_encoder_is_415_saying_so(http: httpx.AsyncClient) -> None:
+    response = await create_job(http, ["pillow/hopper.png"], {"format": "rar"})
+    assert response.status_code == 415
+    assert "RAR creation needs the proprietary rar encoder" in response.json()["error"]

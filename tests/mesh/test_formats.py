@@ -44,6 +44,8 @@ def head(relative: str) -> bytes:
         ("tinytag/multi_stream.ogv", "ogv"),
         ("small/zip.zip", "zip"),
         ("small/tar.tar", "tar"),
+        ("pillow/hopper.tar", "tar"),
+        ("golang/neg-size.tar", "tar"),
         ("small/gzip.gz", "gz"),
         ("small/bzip2.bz2", "bz2"),
         ("small/rar5.rar", "rar"),
