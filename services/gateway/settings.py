@@ -43,6 +43,8 @@ class Settings:
     max_file_bytes: int = 2 * 1024**3
     max_body_bytes: int = 4 * 1024**3
     rpc_timeout_seconds: float = 10.0
+    sync_max_bytes: int = 50 * 1024 * 1024
+    sync_timeout_seconds: float = 60.0
     log_level: str = "INFO"
 
     @classmethod
@@ -57,5 +59,7 @@ class Settings:
             max_files=env_int("MAX_FILES_PER_JOB", cls.max_files),
             max_file_bytes=env_int("MAX_FILE_BYTES", cls.max_file_bytes),
             max_body_bytes=env_int("MAX_BODY_BYTES", cls.max_body_bytes),
+            sync_max_bytes=env_int("SYNC_MAX_BYTES", cls.sync_max_bytes),
+            sync_timeout_seconds=env_int("SYNC_TIMEOUT_SECONDS", int(cls.sync_timeout_seconds)),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
         )

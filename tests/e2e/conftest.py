@@ -16,6 +16,7 @@ from tests.corpus import CORPUS
 
 KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
 TERMINAL = {"completed", "failed", "cancelled"}
+SYNC_MAX_BYTES = 8_000_000
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         IMAGE_CONCURRENCY="2",
         MEDIA_CONCURRENCY="1",
         ARCHIVE_CONCURRENCY="1",
+        SYNC_MAX_BYTES=str(SYNC_MAX_BYTES),
     )
     local = LocalMesh(config)
     try:
