@@ -62,3 +62,13 @@ async def _connect(
         reconnected_cb=reconnected,
         error_cb=error,
     )
+
+
+async def close(client: Client, flush_seconds: int = 2) -> None:
+    """Flushes what is written and closes. Not `drain()`: it waits for a pull subscription's
+    pending queue, which nothing consumes once the service has stopped fetching, forever."""
+    try:
+        await client.flush(timeout=flush_seconds)
+    except Exception as exc:  # closing anyway: a flush can fail if NATS is already gone
+        log.debug("flush before close failed: %s", exc)
+    await client.close()

@@ -70,5 +70,5 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
         loop.add_signal_handler(sig, worker.stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
-    await nc.drain()
+    await connection.close(nc)
     log.info("worker stopped")

@@ -7,18 +7,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mesh import jobjson
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, docs, events, openapi, render
+from services.gateway import auth, docs, events, openapi, sync
 from services.gateway.client import JobClient
+from services.gateway.downloads import download_response
 from services.gateway.forms import JobForm, parse_job_form
 from services.gateway.multipart import FormLimits, read_form
 from services.gateway.settings import Settings
@@ -79,13 +80,13 @@ async def create_job(request: Request) -> Response:
         for uploaded, _ in form.files:
             await client.delete_blob(tenant, uploaded.blob_id)
         raise
-    return JSONResponse({"jobId": job.job_id, "status": render.job_status(job.status)})
+    return JSONResponse({"jobId": job.job_id, "status": jobjson.job_status(job.status)})
 
 
 async def get_job(request: Request) -> Response:
     tenant = _tenant(request)
     job = await _client(request).get_job(tenant, request.path_params["job_id"])
-    return JSONResponse(render.render_job(job, _base_url(request)))
+    return JSONResponse(jobjson.render_job(job, _base_url(request)))
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -106,24 +107,24 @@ async def list_jobs(request: Request) -> Response:
     limit = _query_int(request, "limit", 20, 1, 100)
     offset = _query_int(request, "offset", 0, 0, 10_000_000)
     status_name = request.query_params.get("status", "")
-    if status_name and status_name not in render.STATUS_FILTERS:
+    if status_name and status_name not in jobjson.STATUS_FILTERS:
         raise MeshError(
             Reason.INVALID_FIELD,
-            "status must be one of " + ", ".join(render.STATUS_FILTERS) + ".",
-            fields={"status": "must be one of " + ", ".join(render.STATUS_FILTERS)},
+            "status must be one of " + ", ".join(jobjson.STATUS_FILTERS) + ".",
+            fields={"status": "must be one of " + ", ".join(jobjson.STATUS_FILTERS)},
         )
     response = await _client(request).list_jobs(
         jobs_pb2.ListJobsRequest(
             tenant=tenant,
             limit=limit,
             offset=offset,
-            status=render.STATUS_FILTERS.get(status_name, jobs_pb2.JOB_STATUS_UNSPECIFIED),
+            status=jobjson.STATUS_FILTERS.get(status_name, jobs_pb2.JOB_STATUS_UNSPECIFIED),
         )
     )
     base = _base_url(request)
     return JSONResponse(
         {
-            "jobs": [render.render_job(job, base) for job in response.jobs],
+            "jobs": [jobjson.render_job(job, base) for job in response.jobs],
             "pagination": {
                 "limit": limit,
                 "offset": offset,
@@ -137,16 +138,7 @@ async def list_jobs(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     tenant = _tenant(request)
     job = await _client(request).cancel_job(tenant, request.path_params["job_id"])
-    return JSONResponse(render.render_job(job, _base_url(request)))
-
-
-def content_disposition(filename: str) -> str:
-    """An attachment header safe for any name: ASCII fallback plus RFC 5987 UTF-8 form."""
-    fallback = (
-        "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
-        or "download"
-    )
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return JSONResponse(jobjson.render_job(job, _base_url(request)))
 
 
 async def download_file(request: Request) -> Response:
@@ -157,7 +149,7 @@ async def download_file(request: Request) -> Response:
     header, body = await _client(request).read_output(
         tenant, request.path_params["job_id"], int(raw_index)
     )
-    return _download(header, body)
+    return download_response(header, body)
 
 
 async def download_archive(request: Request) -> Response:
@@ -165,20 +157,7 @@ async def download_archive(request: Request) -> Response:
     header, body = await _client(request).read_output(
         tenant, request.path_params["job_id"], 0, archive=True
     )
-    return _download(header, body)
-
-
-def _download(header: jobs_pb2.OutputHeader, body: AsyncIterator[bytes]) -> Response:
-    return StreamingResponse(
-        body,
-        media_type=header.mime_type or "application/octet-stream",
-        headers={
-            "Content-Length": str(header.size),
-            "Content-Disposition": content_disposition(header.filename),
-            "ETag": f'"{header.sha256}"',
-            "Cache-Control": "private, max-age=3600",
-        },
-    )
+    return download_response(header, body)
 
 
 async def healthz(request: Request) -> Response:
@@ -233,6 +212,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/docs", docs.docs_page, methods=["GET"]),
             Route("/api/jobs/{job_id}/events", events.job_events, methods=["GET"]),
             Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
+            Route("/api/convert", sync.convert, methods=["POST"]),
+            Route("/api/compress", sync.compress, methods=["POST"]),
         ],
         exception_handlers={
             MeshError: on_mesh_error,

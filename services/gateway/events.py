@@ -16,8 +16,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from mesh import jobjson
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, render
+from services.gateway import auth
 from services.gateway.client import JobClient
 
 KEEPALIVE_SECONDS = 15.0
@@ -84,12 +85,12 @@ async def stream_events(
         marks = _file_marks(job)
         for index, mark in enumerate(marks):
             if index >= len(previous) or previous[index] != mark:
-                yield format_event("file", render.render_file(job, job.files[index], base_url))
+                yield format_event("file", jobjson.render_file(job, job.files[index], base_url))
         previous = marks
-        yield format_event("job", render.render_job(job, base_url), current)
+        yield format_event("job", jobjson.render_job(job, base_url), current)
         if job.status in TERMINAL:
             yield format_event(
-                "end", {"jobId": job.job_id, "status": render.job_status(job.status)}
+                "end", {"jobId": job.job_id, "status": jobjson.job_status(job.status)}
             )
             return
 

@@ -18,9 +18,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from mesh import jobjson
 from mesh.errors import MeshError, Reason, reason_named
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, render
+from services.gateway import auth
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
 from services.gateway.forms import SyncForm, parse_compress_form, parse_convert_form
@@ -123,7 +124,7 @@ async def _json_body(client: JobClient, tenant: str, job: jobs_pb2.Job) -> Async
                 }
             ).encode()
             continue
-        described = render.render_file(job, item, "")
+        described = jobjson.render_file(job, item, "")
         head = {
             key: described[key]
             for key in ("filename", "originalSize", "finalSize", "savedPercent", "mimeType")

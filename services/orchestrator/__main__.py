@@ -11,6 +11,8 @@ from grpc_health.v1._async import HealthServicer
 
 from mesh import logs
 from mesh.bus import connection, streams
+from services.orchestrator import callbacks
+from services.orchestrator.delivery import Deliverer
 from services.orchestrator.index import JobIndex
 from services.orchestrator.results import consume_results
 from services.orchestrator.server import SERVICE_NAME, JobService, create_server
@@ -35,7 +37,7 @@ async def serve(settings: Settings) -> None:
     await on_nats_state(False)
     nc = await connection.connect(settings.nats_url, "orchestrator", on_nats_state)
     js = nc.jetstream()
-    await streams.ensure(js, streams.Retention(seconds=settings.retention_seconds))
+    await streams.ensure(js, streams.Retention.from_env())
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, settings.retention_seconds)
     await index.start()
@@ -49,14 +51,16 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    consumer = asyncio.create_task(consume_results(js, store, stop))
+    consumer = asyncio.create_task(consume_results(js, store, stop, callbacks.on_change(js)))
+    deliverer = asyncio.create_task(Deliverer(js, store, settings.callbacks).run(stop))
     await stop.wait()
     log.info("orchestrator stopping")
     await health.enter_graceful_shutdown()
     await server.stop(grace=5)
     await consumer
+    await deliverer
     await index.stop()
-    await nc.drain()
+    await connection.close(nc)
 
 
 def main() -> None:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 from nats.js import JetStreamContext
 
-from mesh import blobs
+from mesh import blobs, urlguard
 from mesh.bus import streams
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import fanout, routing, state
+from services.orchestrator import callbacks, fanout, routing, state
 from services.orchestrator.store import JobExistsError, JobStore
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,9 @@ class JobCreator:
         dedup_window: float,
         admit: Callable[[state_pb2.JobRecord], None],
         rar_available: bool = False,
+        callback_allow: urlguard.Allowlist | None = None,
     ) -> None:
+        self._callback_allow = callback_allow or urlguard.Allowlist.parse("")
         self._rar_available = rar_available
         self._admit = admit
         self._dedup_window = dedup_window
@@ -77,6 +79,9 @@ class JobCreator:
                 limit="files_per_job",
                 max=self._max_files,
             )
+        await callbacks.validate_callback(
+            request.callback_url, request.callback_secret, self._callback_allow
+        )
         uploads = [await self._store.get_upload(tenant, spec.blob_id) for spec in request.files]
         job_id = job_id_for(tenant, request.request_id)
         fingerprint = request_hash(request, uploads)

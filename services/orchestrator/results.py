@@ -21,7 +21,13 @@ from services.orchestrator.store import JobStore
 log = logging.getLogger(__name__)
 
 CONSUMER = "orchestrator"
-BATCH = 64
+# One at a time: nats-py's batch fetch, once a first message arrives, waits for the rest of
+# the batch until its timeout, which would delay every result by up to that timeout.
+BATCH = 1
+
+
+def _terminal(result: tasks_pb2.Result) -> bool:
+    return result.kind in (tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED)
 
 
 def _applier(result: tasks_pb2.Result) -> Callable[[state_pb2.JobRecord], bool]:
@@ -68,11 +74,12 @@ async def consume_results(
                 continue
             try:
                 record, changed = await store.mutate(result.tenant, result.job_id, _applier(result))
-                # Published even when nothing changed: a redelivered result may be one whose
-                # follow-ups were lost in a crash; their fixed task ids make repeats no-ops.
+                # Follow-ups and events are published even when nothing changed: a redelivered
+                # result may be one whose follow-ups were lost in a crash; fixed task and event
+                # ids make the repeats no-ops.
                 for service, spec in fanout.follow_ups(record, result):
                     await publish_task(js, service, spec)
-                if changed and on_change is not None:
+                if on_change is not None and (changed or _terminal(result)):
                     await on_change(record, result)
             except MeshError as error:
                 if error.reason is Reason.NOT_FOUND:

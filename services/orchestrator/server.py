@@ -90,6 +90,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             dedup_window=streams.Retention.from_env().duplicate_window_seconds,
             admit=self._admit,
             rar_available=settings.rar_available,
+            callback_allow=settings.callbacks.allow,
         )
 
     def _admit(self, record: state_pb2.JobRecord) -> None:

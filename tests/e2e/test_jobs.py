@@ -237,9 +237,7 @@ async def test_events_stream_every_file_and_ends_with_the_terminal_state(
             {"format": "avif"},
         )
     ).json()
-    async with http.stream(
-        "GET", f"/api/jobs/{body['jobId']}/events", headers=auth()
-    ) as response:
+    async with http.stream("GET", f"/api/jobs/{body['jobId']}/events", headers=auth()) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         text = (await response.aread()).decode()
@@ -270,3 +268,14 @@ async def test_rar_output_without_the_encoder_is_415_saying_so(http: httpx.Async
     response = await create_job(http, ["pillow/hopper.png"], {"format": "rar"})
     assert response.status_code == 415
     assert "RAR creation needs the proprietary rar encoder" in response.json()["error"]
+
+
+async def test_internal_callback_url_is_a_400_naming_the_field(http: httpx.AsyncClient) -> None:
+    response = await create_job(
+        http,
+        ["pillow/hopper.png"],
+        {"format": "jpg", "callbackUrl": "http://127.0.0.1:9/hook", "callbackSecret": "s"},
+    )
+    assert response.status_code == 400
+    assert "callbackUrl" in response.json()["detail"]["fields"]
+    assert "127.0.0.1" not in response.json()["error"]

@@ -1,4 +1,8 @@
-"""The job as Convertly's JSON shows it (API.md), from the `Job` proto."""
+"""The job as Convertly's JSON shows it (API.md), from the `Job` proto.
+
+Shared by the gateway (GET /api/jobs/{id}, events, sync answers) and the orchestrator (callback
+`data`), so a receiver gets exactly what a GET returns.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +74,18 @@ def render_file(job: jobs_pb2.Job, item: jobs_pb2.FileResult, base_url: str) -> 
     }
 
 
+def render_callback(delivery: jobs_pb2.CallbackDelivery) -> dict[str, Any]:
+    return {
+        "eventId": delivery.event_id,
+        "type": delivery.type,
+        "attempt": delivery.attempt,
+        "status": delivery.status,
+        "httpStatus": delivery.http_status or None,
+        "at": _time(delivery.at),
+        "error": delivery.error or None,
+    }
+
+
 def render_archive(job: jobs_pb2.Job, base_url: str) -> dict[str, Any] | None:
     if not job.HasField("archive"):
         return None
@@ -101,4 +117,5 @@ def render_job(job: jobs_pb2.Job, base_url: str) -> dict[str, Any]:
         "createdAt": _time(job.created_at),
         "updatedAt": _time(job.updated_at),
         "completedAt": _time(job.completed_at) if job.HasField("completed_at") else None,
+        "callbacks": [render_callback(delivery) for delivery in job.callbacks],
     }

@@ -1,0 +1,124 @@
+"""Outbound HTTP to a URL the guard checked: connect to the pinned address, never re-resolve.
+
+The request goes to the address `mesh.urlguard` resolved, with the URL's host in the `Host`
+header and as the TLS server name (so certificates are verified against the host, not the
+address). Redirects are never followed blindly: each `Location` is checked by the guard again and
+at most `max_redirects` are followed. 307/308 and also 301/302 repeat the request with its body
+(a webhook turned into a GET would deliver nothing); 303 becomes a GET without a body, as RFC 9110
+says. Each hop uses a fresh connection: a pooled TLS connection to the same address could carry
+another host's server name. Environment proxies are ignored, since a proxy would resolve the
+host itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+
+from mesh import urlguard
+from mesh.errors import MeshError, Reason
+
+MAX_REDIRECTS = 3
+MAX_BODY_BYTES = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    # At most `max_body` bytes of the body: enough to log what a receiver said.
+    body: bytes
+    url: str
+
+
+@dataclass(frozen=True)
+class _Policy:
+    allow: urlguard.Allowlist
+    seconds: float
+    max_redirects: int
+    max_body: int
+    field: str
+
+
+async def send(
+    request: Request,
+    target: urlguard.Target,
+    *,
+    allow: urlguard.Allowlist,
+    seconds: float = 10.0,
+    max_redirects: int = MAX_REDIRECTS,
+    max_body: int = MAX_BODY_BYTES,
+    field: str = "url",
+) -> Response:
+    """Sends one request (following checked redirects) within `seconds` in total.
+
+    Raises MeshError: INVALID_FIELD when a redirect leads somewhere the guard refuses,
+    UNAVAILABLE when the peer cannot be reached, answers too slowly or redirects too often.
+    """
+    policy = _Policy(allow, seconds, max_redirects, max_body, field)
+    try:
+        async with asyncio.timeout(seconds):
+            return await _follow(request, target, policy)
+    except TimeoutError:
+        raise MeshError(Reason.UNAVAILABLE, f"No answer within {seconds:g} s.") from None
+
+
+async def _follow(request: Request, target: urlguard.Target, policy: _Policy) -> Response:
+    for _ in range(policy.max_redirects + 1):
+        status, location, content = await _once(request, target, policy)
+        if status not in _REDIRECTS or location is None:
+            return Response(status, content, target.url)
+        if status == 303:
+            request = Request("GET", request.headers)
+        target = await urlguard.check_async(
+            urljoin(target.url, location), policy.allow, policy.field
+        )
+    raise MeshError(Reason.UNAVAILABLE, f"More than {policy.max_redirects} redirects.")
+
+
+async def _once(
+    request: Request, target: urlguard.Target, policy: _Policy
+) -> tuple[int, str | None, bytes]:
+    headers = {**request.headers, "Host": target.host_header}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    async with httpx.AsyncClient(
+        timeout=policy.seconds, follow_redirects=False, trust_env=False
+    ) as client:
+        built = client.build_request(
+            request.method,
+            target.pinned_url,
+            content=request.body or None,
+            headers=headers,
+            extensions=extensions,
+        )
+        try:
+            response = await client.send(built, stream=True)
+        except httpx.TimeoutException:
+            raise MeshError(Reason.UNAVAILABLE, f"No answer within {policy.seconds:g} s.") from None
+        except httpx.HTTPError as exc:
+            raise MeshError(
+                Reason.UNAVAILABLE, f"Could not connect: {type(exc).__name__}."
+            ) from None
+        content = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                content += chunk
+                if len(content) >= policy.max_body:
+                    del content[policy.max_body :]
+                    break
+        except httpx.HTTPError:
+            pass  # a receiver that answered and then broke the body still answered
+        finally:
+            await response.aclose()
+    return response.status_code, response.headers.get("location"), bytes(content)

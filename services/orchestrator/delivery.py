@@ -1,0 +1,195 @@
+"""Sends queued callback events: one durable pull consumer shared by all replicas.
+
+Each delivery of a CALLBACKS message is one attempt (JetStream counts them). A 2xx answer acks
+it; anything else naks it with the next retry delay (plus jitter), until the last attempt, after
+which it is acked and marked failed. Every attempt is appended to the job's `callbacks`. The URL
+is checked by the guard again before every attempt: what it resolves to may have changed since
+the job was created. Attempts run concurrently, so one slow receiver holds only its own slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from mesh import outbound, urlguard
+from mesh.bus import streams
+from mesh.errors import MeshError, Reason
+from mesh.jobs.v1 import jobs_pb2
+from mesh.state.v1 import state_pb2
+from services.orchestrator import signing, state
+from services.orchestrator.callbacks import CallbackSettings, Event
+from services.orchestrator.store import JobStore
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "callbacks"
+USER_AGENT = "convertmesh-callbacks/1"
+JITTER = 0.2
+# Crash redeliveries beyond the planned attempts end as "failed" instead of looping forever.
+_SPARE_DELIVERIES = 5
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ok: bool
+    http_status: int
+    error: str
+
+
+def retry_delay(attempt: int, settings: CallbackSettings, rng: random.Random) -> float | None:
+    """Seconds before the attempt after `attempt` (1-based), or None when it was the last."""
+    if attempt > len(settings.retry_delays):
+        return None
+    return settings.retry_delays[attempt - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def request_headers(event: Event, secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "Convertly-Event": event.type,
+        "Convertly-Timestamp": str(timestamp),
+    }
+    if secret:
+        headers[signing.HEADER] = signing.header_value(secret, timestamp, body)
+    return headers
+
+
+async def attempt(event: Event, url: str, secret: str, settings: CallbackSettings) -> Attempt:
+    body = event.envelope(settings.public_base_url)
+    headers = request_headers(event, secret, body, int(time.time()))
+    try:
+        target = await urlguard.check_async(url, settings.allow, "callbackUrl")
+        response = await outbound.send(
+            outbound.Request("POST", headers, body),
+            target,
+            allow=settings.allow,
+            seconds=settings.timeout_seconds,
+            field="callbackUrl",
+        )
+    except MeshError as error:
+        return Attempt(False, 0, error.message)
+    if 200 <= response.status < 300:
+        return Attempt(True, response.status, "")
+    return Attempt(False, response.status, f"HTTP {response.status}")
+
+
+def _recorder(
+    event: Event, number: int, status: str, outcome: Attempt
+) -> Callable[[state_pb2.JobRecord], bool]:
+    delivery = jobs_pb2.CallbackDelivery(
+        type=event.type,
+        attempt=number,
+        status=status,
+        http_status=outcome.http_status,
+        at=state.now(),
+        error=outcome.error,
+        event_id=event.event_id,
+    )
+
+    def append(record: state_pb2.JobRecord) -> bool:
+        # A redelivery after a crash must not record the same attempt twice.
+        for seen in record.job.callbacks:
+            if seen.event_id == event.event_id and seen.attempt == number:
+                return False
+        record.job.callbacks.append(delivery)
+        return True
+
+    return append
+
+
+class Deliverer:
+    def __init__(self, js: JetStreamContext, store: JobStore, settings: CallbackSettings) -> None:
+        self._js = js
+        self._store = store
+        self._settings = settings
+        self._rng = random.Random()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self._settings
+        subscription = await self._js.pull_subscribe(
+            streams.CALLBACK_SUBJECT,
+            durable=CONSUMER,
+            stream=streams.CALLBACKS_STREAM,
+            config=ConsumerConfig(
+                durable_name=CONSUMER,
+                ack_policy=AckPolicy.EXPLICIT,
+                # Longer than one attempt can take: resolution plus the whole-request timeout.
+                ack_wait=settings.timeout_seconds + urlguard.RESOLVE_TIMEOUT_SECONDS + 30,
+                max_deliver=settings.attempts + _SPARE_DELIVERIES,
+                max_ack_pending=4 * settings.concurrency,
+            ),
+        )
+        in_flight: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            free = settings.concurrency - len(in_flight)
+            if free <= 0:
+                await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            try:
+                # One at a time: a larger batch waits out the whole timeout for the batch to
+                # fill, which would add up to that much to every (re)delivery.
+                messages = await subscription.fetch(1, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:
+                log.warning("callbacks fetch failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                task = asyncio.create_task(self._handle(message))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        if in_flight:
+            # Unfinished attempts are not acked: JetStream redelivers them to a live replica.
+            _, pending = await asyncio.wait(in_flight, timeout=settings.timeout_seconds)
+            for task in pending:
+                task.cancel()
+
+    async def _handle(self, message: Msg) -> None:
+        try:
+            event = Event.from_message(message.headers or {}, message.data)
+        except Exception:
+            log.error("undecodable callback event dropped")
+            await message.term()
+            return
+        try:
+            record, _ = await self._store.get(event.tenant, event.job_id)
+        except MeshError as error:
+            if error.reason is Reason.NOT_FOUND:
+                await message.ack()  # the job expired: nobody to tell, nowhere to record
+            else:
+                await message.nak(delay=1.0)
+            return
+        if not record.callback_url:
+            await message.ack()
+            return
+        number = message.metadata.num_delivered or 1
+        outcome = await attempt(event, record.callback_url, record.callback_secret, self._settings)
+        delay = None if outcome.ok else retry_delay(number, self._settings, self._rng)
+        if number >= self._settings.attempts and not outcome.ok:
+            delay = None
+        status = "delivered" if outcome.ok else ("retrying" if delay is not None else "failed")
+        append = _recorder(event, number, status, outcome)
+        try:
+            await self._store.mutate(event.tenant, event.job_id, append)
+        except Exception as exc:
+            log.warning("recording a callback attempt failed: %s", exc, extra={"job": event.job_id})
+        log.info(
+            "callback attempt",
+            extra={"job": event.job_id, "event": event.type, "attempt": number, "status": status},
+        )
+        if delay is None:
+            await message.ack()
+        else:
+            await message.nak(delay=delay)

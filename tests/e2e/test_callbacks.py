@@ -1,0 +1,243 @@
+"""Signed callbacks through the real mesh: a loopback receiver (opened by the operator
+allowlist) verifies signatures, sees progress and terminal events, and the retry schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from launcher.mesh import LocalMesh, MeshConfig
+from mesh.errors import Reason, from_grpc_error
+from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from services.orchestrator import signing
+from tests.corpus import CORPUS
+from tests.e2e.conftest import KEYS
+from tests.e2e.test_grpc import upload
+from tests.mesh.http_receiver import Answer, Received, Receiver
+
+SECRET = "whsec_test_0123456789"
+TIMEOUT_SECONDS = 4.0
+IMAGE = (CORPUS / "exif-orientation-examples/Landscape_1.jpg").read_bytes()
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x13" * 200
+
+
+@pytest.fixture(scope="module")
+def callback_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    data = tmp_path_factory.mktemp("callback-mesh")
+    config = MeshConfig.ephemeral(
+        data,
+        ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()),
+        IMAGE_CONCURRENCY="2",
+        MEDIA_CONCURRENCY="1",
+        ARCHIVE_CONCURRENCY="1",
+        OUTBOUND_ALLOW_HOSTS="127.0.0.1",
+        CALLBACK_RETRY_DELAYS="1,2",
+        CALLBACK_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+        PUBLIC_BASE_URL="https://convert.example",
+    )
+    local = LocalMesh(config)
+    try:
+        local.start()
+    except Exception:
+        local.stop()
+        for log in sorted((data / "logs").glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+        raise
+    yield local
+    local.stop()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def stub(callback_mesh: LocalMesh) -> AsyncIterator[jobs_pb2_grpc.JobServiceStub]:
+    async with grpc.aio.insecure_channel(callback_mesh.grpc_target) as channel:
+        yield jobs_pb2_grpc.JobServiceStub(channel)
+
+
+async def create(
+    stub: jobs_pb2_grpc.JobServiceStub, sources: list[bytes], url: str, secret: str = SECRET
+) -> str:
+    files = []
+    for number, data in enumerate(sources):
+        blob = await upload(stub, data, f"in{number}.jpg")
+        files.append(
+            jobs_pb2.FileSpec(
+                blob_id=blob.blob_id,
+                filename=f"in{number}.jpg",
+                options=jobs_pb2.FileOptions(format="png", resize="email"),
+            )
+        )
+    created = await stub.CreateJob(
+        jobs_pb2.CreateJobRequest(
+            tenant="acme", files=files, callback_url=url, callback_secret=secret
+        )
+    )
+    job_id: str = created.job.job_id
+    return job_id
+
+
+def deliveries(receiver: Receiver, path: str, job_id: str) -> list[tuple[Received, Any]]:
+    seen = []
+    for request in receiver.at(path):
+        body = json.loads(request.body)
+        if body["data"]["jobId"] == job_id:
+            seen.append((request, body))
+    return seen
+
+
+async def until(check: Callable[[], Any], within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {within} s")
+        await asyncio.sleep(0.1)
+
+
+async def job_callbacks(
+    stub: jobs_pb2_grpc.JobServiceStub, job_id: str, expected: int, within: float
+) -> list[jobs_pb2.CallbackDelivery]:
+    deadline = time.monotonic() + within
+    while True:
+        job = await stub.GetJob(jobs_pb2.GetJobRequest(tenant="acme", job_id=job_id))
+        if len(job.callbacks) >= expected or time.monotonic() > deadline:
+            return list(job.callbacks)
+        await asyncio.sleep(0.2)
+
+
+async def test_receiver_verifies_signed_progress_and_completed_events(
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+) -> None:
+    job_id = await create(stub, [IMAGE, IMAGE], receiver.url("/ok"))
+    seen = await until(
+        lambda: len(d := deliveries(receiver, "/ok", job_id)) >= 3 and d, 60, "3 callbacks"
+    )
+    types = sorted(body["type"] for _, body in seen)
+    assert types == ["conversion.completed", "conversion.progress", "conversion.progress"]
+    for request, body in seen:
+        stamp = int(request.headers["convertly-timestamp"])
+        header = request.headers["convertly-signature"]
+        assert signing.verify(SECRET, header, request.body, now=stamp)
+        assert not signing.verify("wrong-secret", header, request.body, now=stamp)
+        assert request.headers["convertly-event"] == body["type"]
+        assert body["id"].startswith("evt_")
+    assert len({body["id"] for _, body in seen}) == 3
+    completed = next(body for _, body in seen if body["type"] == "conversion.completed")
+    data = completed["data"]
+    assert data["status"] == "completed" and data["completedFiles"] == 2
+    assert data["results"]["files"][1]["downloadUrl"] == (
+        f"https://convert.example/api/jobs/{job_id}/files/1"
+    )
+
+    recorded = await job_callbacks(stub, job_id, 3, within=10)
+    assert sorted((c.type, c.attempt, c.status, c.http_status) for c in recorded) == [
+        ("conversion.completed", 1, "delivered", 200),
+        ("conversion.progress", 1, "delivered", 200),
+        ("conversion.progress", 1, "delivered", 200),
+    ]
+
+
+async def test_a_job_whose_only_file_fails_sends_conversion_failed(
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+) -> None:
+    job_id = await create(stub, [CORRUPT_JPEG], receiver.url("/failures"))
+    seen = await until(
+        lambda: len(d := deliveries(receiver, "/failures", job_id)) >= 2 and d, 60, "2 callbacks"
+    )
+    failed = [body for _, body in seen if body["type"] == "conversion.failed"]
+    assert len(failed) == 1 and failed[0]["data"]["status"] == "failed"
+    assert failed[0]["data"]["results"]["files"][0]["errorCode"]
+
+
+async def test_retries_follow_the_configured_schedule_until_delivered(
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+) -> None:
+    answered: dict[str, int] = {}
+
+    async def flaky(request: Received) -> Answer:
+        event = json.loads(request.body)["id"]
+        answered[event] = answered.get(event, 0) + 1
+        return (500, {}, b"not yet") if answered[event] <= 2 else (200, {}, b"ok")
+
+    receiver.routes["/flaky"] = flaky
+    job_id = await create(stub, [IMAGE], receiver.url("/flaky"))
+    seen = await until(
+        lambda: len(d := deliveries(receiver, "/flaky", job_id)) >= 6 and d, 60, "6 attempts"
+    )
+    for kind in ("conversion.progress", "conversion.completed"):
+        times = [request.at for request, body in seen if body["type"] == kind]
+        assert len(times) == 3
+        first_gap, second_gap = times[1] - times[0], times[2] - times[1]
+        assert 0.75 <= first_gap <= 2.0, first_gap  # 1 s +-20 %, plus delivery latency
+        assert 1.55 <= second_gap <= 3.2, second_gap  # 2 s +-20 %
+        assert len({body["id"] for request, body in seen if body["type"] == kind}) == 1
+
+    recorded = await job_callbacks(stub, job_id, 6, within=10)
+    completed = sorted(
+        (c.attempt, c.status, c.http_status) for c in recorded if c.type == "conversion.completed"
+    )
+    assert completed == [(1, "retrying", 500), (2, "retrying", 500), (3, "delivered", 200)]
+
+
+async def test_a_receiver_that_stays_down_gets_three_attempts_then_failed(
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+) -> None:
+    async def down(_: Received) -> Answer:
+        return 503, {}, b"down"
+
+    receiver.routes["/down"] = down
+    job_id = await create(stub, [IMAGE], receiver.url("/down"))
+    recorded = await job_callbacks(stub, job_id, 6, within=30)
+    completed = sorted(
+        (c.attempt, c.status, c.http_status) for c in recorded if c.type == "conversion.completed"
+    )
+    assert completed == [(1, "retrying", 503), (2, "retrying", 503), (3, "failed", 503)]
+    await asyncio.sleep(3.0)  # longer than the last delay: nothing more may arrive
+    assert len(deliveries(receiver, "/down", job_id)) == 6
+
+
+async def test_a_receiver_that_never_answers_does_not_delay_the_job(
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+) -> None:
+    async def hang(_: Received) -> Answer:
+        await asyncio.sleep(60)
+        return 200, {}, b""
+
+    receiver.routes["/hang"] = hang
+    job_id = await create(stub, [IMAGE, IMAGE], receiver.url("/hang"))
+    async for update in stub.WatchJob(jobs_pb2.WatchJobRequest(tenant="acme", job_id=job_id)):
+        last = update
+    done_at = time.monotonic()
+    assert last.status == jobs_pb2.JOB_STATUS_COMPLETED
+    # Had a delivery blocked result processing, the job could not have completed before the
+    # first hanging request timed out.
+    first = await until(lambda: deliveries(receiver, "/hang", job_id), 30, "a hanging callback")
+    assert done_at < first[0][0].at + TIMEOUT_SECONDS
+    assert not [c for c in last.callbacks if c.status == "delivered"]
+    recorded = await job_callbacks(stub, job_id, 1, within=TIMEOUT_SECONDS + 10)
+    assert recorded and recorded[0].status == "retrying" and recorded[0].http_status == 0
+    assert "No answer" in recorded[0].error
+
+
+async def test_an_internal_callback_url_is_refused_at_creation(
+    stub: jobs_pb2_grpc.JobServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await create(stub, [IMAGE], "http://169.254.169.254/latest/meta-data/")
+    error = from_grpc_error(caught.value)
+    assert error.reason is Reason.INVALID_FIELD
+    assert "callbackUrl" in error.detail["fields"]

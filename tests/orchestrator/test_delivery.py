@@ -1,0 +1,84 @@
+"""One delivery attempt: signed POST, the retry schedule with jitter, the guard at send time."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mesh import urlguard
+from mesh.jobs.v1 import jobs_pb2
+from services.orchestrator import callbacks, delivery, signing
+from tests.mesh.http_receiver import Answer, Received, Receiver
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    running = Receiver().start()
+    yield running
+    running.stop()
+
+
+def settings(allow: str = "127.0.0.1") -> callbacks.CallbackSettings:
+    return callbacks.CallbackSettings(
+        retry_delays=(5.0, 25.0),
+        timeout_seconds=2.0,
+        public_base_url="https://convert.example",
+        allow=urlguard.Allowlist.parse(allow),
+    )
+
+
+def event() -> callbacks.Event:
+    job = jobs_pb2.Job(job_id="job-9", tenant="acme", status=jobs_pb2.JOB_STATUS_COMPLETED)
+    return callbacks.Event("acme", "job-9", callbacks.COMPLETED, "evt_fixed", int(time.time()), job)
+
+
+def test_retry_delays_follow_the_schedule_within_jitter() -> None:
+    rng = random.Random(7)
+    conf = settings()
+    seconds = [[delivery.retry_delay(n, conf, rng) for n in (1, 2, 3)] for _ in range(200)]
+    firsts = [s[0] for s in seconds if s[0] is not None]
+    seconds_ = [s[1] for s in seconds if s[1] is not None]
+    assert all(s[2] is None for s in seconds)
+    assert min(firsts) >= 4.0 and max(firsts) <= 6.0
+    assert min(seconds_) >= 20.0 and max(seconds_) <= 30.0
+    assert max(firsts) - min(firsts) > 1.0  # jittered, not constant
+
+
+async def test_attempt_posts_a_signed_envelope(receiver: Receiver) -> None:
+    outcome = await delivery.attempt(event(), receiver.url("/signed"), "whsec", settings())
+    assert outcome == delivery.Attempt(True, 200, "")
+    seen = receiver.at("/signed")[-1]
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["convertly-event"] == callbacks.COMPLETED
+    stamp = int(seen.headers["convertly-timestamp"])
+    assert signing.verify("whsec", seen.headers["convertly-signature"], seen.body, now=stamp)
+    assert seen.headers["convertly-signature"].startswith(f"t={stamp},v1=")
+    body = json.loads(seen.body)
+    assert (body["id"], body["data"]["jobId"]) == ("evt_fixed", "job-9")
+
+
+async def test_without_a_secret_the_callback_is_unsigned(receiver: Receiver) -> None:
+    outcome = await delivery.attempt(event(), receiver.url("/unsigned"), "", settings())
+    assert outcome.ok
+    assert "convertly-signature" not in receiver.at("/unsigned")[-1].headers
+
+
+async def test_a_non_2xx_answer_is_a_failed_attempt(receiver: Receiver) -> None:
+    async def broken(_: Received) -> Answer:
+        return 500, {}, b"down"
+
+    receiver.routes["/broken"] = broken
+    outcome = await delivery.attempt(event(), receiver.url("/broken"), "s", settings())
+    assert outcome == delivery.Attempt(False, 500, "HTTP 500")
+
+
+async def test_the_guard_is_applied_again_at_delivery(receiver: Receiver) -> None:
+    before = len(receiver.requests)
+    outcome = await delivery.attempt(event(), receiver.url("/never"), "s", settings(allow=""))
+    assert not outcome.ok and outcome.http_status == 0
+    assert "loopback" in outcome.error
+    assert len(receiver.requests) == before
