@@ -11,7 +11,11 @@ from mesh.errors import MeshError, Reason
 # Share of the budget kept back for container overhead (headers, index, per-packet framing).
 OVERHEAD = 0.05
 MIN_VIDEO_BPS = 20_000
-AUDIO_RANGE_BPS = {"aac": (16_000, 320_000), "libopus": (6_000, 320_000), "libmp3lame": (32_000, 320_000)}
+AUDIO_RANGE_BPS = {
+    "aac": (16_000, 320_000),
+    "libopus": (6_000, 320_000),
+    "libmp3lame": (32_000, 320_000),
+}
 _MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 
 
@@ -40,7 +44,9 @@ def budget_for(
     (lossless audio, GIF): such outputs are written once and then measured."""
     if target_bytes <= 0:
         raise MeshError(
-            Reason.INVALID_FIELD, "targetBytes must be positive in target-size mode.", fields=["targetBytes"]
+            Reason.INVALID_FIELD,
+            "targetBytes must be positive in target-size mode.",
+            fields=["targetBytes"],
         )
     if not duration:
         raise unreachable(target_bytes, "the input does not declare its duration")
@@ -50,7 +56,9 @@ def budget_for(
         if audio_codec not in AUDIO_RANGE_BPS:
             return None
         if total < low:
-            raise unreachable(target_bytes, "the audio bitrate would be below what the codec allows")
+            raise unreachable(
+                target_bytes, "the audio bitrate would be below what the codec allows"
+            )
         bps = min(int(total), high)
         if audio_codec == "libmp3lame":
             bps = max(b for b in _MP3_BITRATES if b * 1000 <= bps) * 1000

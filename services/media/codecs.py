@@ -8,7 +8,7 @@ unchanged, and how `compression` (1-100, higher = better) becomes each encoder's
 | webm | webm | VP9 (libvpx-vp9) | Opus |
 | mkv, ts | matroska, mpegts (compress jobs keeping the input's format) | H.264 | AAC |
 | mp3 | mp3 | - | MP3 (libmp3lame, VBR) |
-| m4a | ipod | - | AAC (ALAC when lossless) |
+| m4a | mp4, brand `M4A ` (ipod refuses cover art) | - | AAC (ALAC when lossless) |
 | wav | wav | - | PCM s16le |
 | ogg | ogg | - | Opus (FLAC when lossless) |
 | flac | flac | - | FLAC |
@@ -93,27 +93,46 @@ TARGETS: dict[str, Target] = {
             _ISO_VIDEO | {"vp8", "vp9", "av1"},
             _ISO_AUDIO | {"opus", "vorbis", "flac", "ac3"},
         ),
-        Target("ts", "video/mp2t", "mpegts", "libx264", "aac", _ISO_VIDEO, frozenset({"aac", "mp3"})),
+        Target(
+            "ts", "video/mp2t", "mpegts", "libx264", "aac", _ISO_VIDEO, frozenset({"aac", "mp3"})
+        ),
         Target("gif", "image/gif", "gif", "gif", None),
-        Target("mp3", "audio/mpeg", "mp3", None, "libmp3lame", copy_audio=frozenset({"mp3"}), keeps_pictures=True),
+        Target(
+            "mp3",
+            "audio/mpeg",
+            "mp3",
+            None,
+            "libmp3lame",
+            copy_audio=frozenset({"mp3"}),
+            keeps_pictures=True,
+        ),
         Target(
             "m4a",
             "audio/mp4",
-            "ipod",
+            "mp4",
             None,
             "aac",
             copy_audio=frozenset({"aac", "alac"}),
+            muxer_options={"brand": "M4A ", "movflags": "+faststart"},
             keeps_pictures=True,
             lossless_audio="alac",
         ),
-        Target("wav", "audio/wav", "wav", None, "pcm_s16le", copy_audio=frozenset({"pcm_s16le"}), lossless_audio="pcm_s16le"),
+        Target(
+            "wav",
+            "audio/wav",
+            "wav",
+            None,
+            "pcm_s16le",
+            copy_audio=frozenset({"pcm_s16le"}),
+            lossless_audio="pcm_s16le",
+        ),
         Target(
             "ogg",
             "audio/ogg",
             "ogg",
             None,
             "libopus",
-            copy_audio=frozenset({"opus", "vorbis", "flac"}),
+            copy_audio=frozenset({"opus", "vorbis"}),
             lossless_audio="flac",
         ),
         Target(
@@ -127,7 +146,15 @@ TARGETS: dict[str, Target] = {
             lossless_audio="flac",
         ),
         Target("aac", "audio/aac", "adts", None, "aac", copy_audio=frozenset({"aac"})),
-        Target("opus", "audio/ogg", "ogg", None, "libopus", copy_audio=frozenset({"opus"}), lossless_audio="flac"),
+        Target(
+            "opus",
+            "audio/ogg",
+            "ogg",
+            None,
+            "libopus",
+            copy_audio=frozenset({"opus"}),
+            lossless_audio="flac",
+        ),
     )
 }
 
@@ -155,7 +182,8 @@ def target_for(output_format: str, source_format: str) -> Target:
         wanted = output_format or source_format
         raise MeshError(
             Reason.UNSUPPORTED_PAIR,
-            f"Media cannot be written as {wanted}; choose mp4, webm, mov, mp3, m4a, wav, ogg, flac or gif.",
+            f"Media cannot be written as {wanted}; "
+            "choose mp4, webm, mov, mp3, m4a, wav, ogg, flac or gif.",
             format=wanted,
         )
     return TARGETS[name]

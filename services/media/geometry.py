@@ -17,8 +17,13 @@ class FramePlan:
     filters: tuple[tuple[str, str], ...]
 
 
-def even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+def even_within(value: float) -> int:
+    """The largest even size not above `value`: neither the box nor the source is exceeded."""
+    return max(2, math.floor(value / 2 + 1e-6) * 2)
+
+
+def even_covering(value: float) -> int:
+    return max(2, math.ceil(value / 2 - 1e-6) * 2)
 
 
 def _rotation_filters(rotation: int) -> tuple[tuple[str, str], ...]:
@@ -50,24 +55,24 @@ def plan_frames(
     if len(filters) == 1:  # a quarter turn swaps the sides
         display_w, display_h = display_h, display_w
     if box.fit is Fit.NONE:
-        out_w, out_h = even(display_w), even(display_h)
+        out_w, out_h = even_within(display_w), even_within(display_h)
         filters.append(("scale", f"{out_w}:{out_h}"))
         return FramePlan(out_w, out_h, (*filters, ("setsar", "1")))
     factor = _scale_factor(display_w, display_h, box)
     scaled_w, scaled_h = display_w * factor, display_h * factor
     if box.fit is Fit.COVER and box.width and box.height:
         # Scale so both sides cover the box, then cut the overflow from the centre.
-        out_w, out_h = even(min(box.width, scaled_w)), even(min(box.height, scaled_h))
-        scale_w, scale_h = even(math.ceil(scaled_w)), even(math.ceil(scaled_h))
+        out_w, out_h = even_within(min(box.width, scaled_w)), even_within(min(box.height, scaled_h))
+        scale_w, scale_h = even_covering(scaled_w), even_covering(scaled_h)
         filters += [("scale", f"{scale_w}:{scale_h}"), ("crop", f"{out_w}:{out_h}")]
     elif box.fit is Fit.CONTAIN and box.width and box.height:
-        out_w, out_h = even(box.width), even(box.height)
-        scale_w, scale_h = min(out_w, even(scaled_w)), min(out_h, even(scaled_h))
+        out_w, out_h = even_within(box.width), even_within(box.height)
+        scale_w, scale_h = min(out_w, even_within(scaled_w)), min(out_h, even_within(scaled_h))
         filters += [
             ("scale", f"{scale_w}:{scale_h}"),
             ("pad", f"{out_w}:{out_h}:(ow-iw)/2:(oh-ih)/2:color=white"),
         ]
     else:
-        out_w, out_h = even(scaled_w), even(scaled_h)
+        out_w, out_h = even_within(scaled_w), even_within(scaled_h)
         filters.append(("scale", f"{out_w}:{out_h}"))
     return FramePlan(out_w, out_h, (*filters, ("setsar", "1")))

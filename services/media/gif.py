@@ -12,10 +12,9 @@ import av
 
 from mesh.errors import MeshError, Reason
 from mesh.options import Box, Fit
-from services.media.lanes import Progress, VideoLane, VideoSettings
-from services.media.pump import pump
-from services.media.limits import MediaLimits
+from services.media.lanes import Timing, VideoLane, VideoSettings
 from services.media.probe import Probe, open_input
+from services.media.pump import pump
 
 MAX_FPS = Fraction(12)
 MAX_WIDTH = 480  # when the client asked for no resize
@@ -39,17 +38,12 @@ class PaletteLane(VideoLane):
 
 
 def palette_for(
-    source: Path,
-    source_format: str,
-    probe: Probe,
-    settings: VideoSettings,
-    limits: MediaLimits,
-    progress: Progress,
+    source: Path, source_format: str, probe: Probe, settings: VideoSettings, timing: Timing
 ) -> av.VideoFrame:
     assert probe.video is not None
-    with open_input(source, source_format, limits) as container:
+    with open_input(source, source_format, timing.limits) as container:
         stream = container.streams[probe.video.index]
-        lane = PaletteLane(None, stream, probe.start_time, limits, progress, settings)
+        lane = PaletteLane(None, stream, timing, settings)
         pump(container, {stream.index: lane})
     if lane.found is None:
         raise MeshError(Reason.CORRUPT_INPUT, "The video has no decodable frames.")

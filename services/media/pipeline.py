@@ -18,14 +18,15 @@ from mesh.formats import INPUT_FAMILIES, Family
 from mesh.options import ConversionOptions, Mode
 from mesh.outcome import Outcome
 from services.media import codecs, gif
-from services.media.budget import budget_for, unreachable
+from services.media.budget import Budget, budget_for, unreachable
 from services.media.codecs import Target
-from services.media.lanes import Progress
+from services.media.lanes import Progress, Timing
 from services.media.limits import MediaLimits
-from services.media.plan import Plan, make_plan, must_reencode
-from services.media.probe import Probe, first_frame_rotation, open_input, probe, with_rotation
+from services.media.plan import Plan, make_plan
+from services.media.probe import Probe, first_frame_rotation, open_input, probe
 from services.media.transcode import transcode
 
+LOSSY_AUDIO = frozenset({"aac", "libopus", "libmp3lame"})
 # A second target-size attempt aims this far under the proportional estimate.
 RETRY_MARGIN = 0.9
 
@@ -54,34 +55,45 @@ def _check_pair(found: Probe, target: Target, source_format: str) -> None:
 
 
 def _run(
-    source: Path, source_format: str, found: Probe, plan: Plan, output: Path, limits: MediaLimits
+    source: Path, source_format: str, found: Probe, plan: Plan, *, output: Path, limits: MediaLimits
 ) -> None:
     if plan.target.name == "gif" and plan.video is not None:
-        palette = gif.palette_for(
-            source, source_format, found, plan.video, limits, _reporter(found.duration, 0, 0.5)
-        )
-        report = _reporter(found.duration, 0.5, 0.5)
-        transcode(source, source_format, found, plan, output, limits, report, palette)
+        first = Timing(found.start_time, limits, _reporter(found.duration, 0, 0.5))
+        palette = gif.palette_for(source, source_format, found, plan.video, first)
+        second = Timing(found.start_time, limits, _reporter(found.duration, 0.5, 0.5))
+        transcode(source, source_format, found, plan, output, timing=second, palette=palette)
     else:
-        transcode(source, source_format, found, plan, output, limits, _reporter(found.duration))
+        timing = Timing(found.start_time, limits, _reporter(found.duration))
+        transcode(source, source_format, found, plan, output, timing=timing)
 
 
 def _measure(output: Path, target: Target, options: ConversionOptions, plan: Plan) -> Outcome:
     with open_input(output, target.name, MediaLimits()) as container:
-        duration = container.duration / 1_000_000 if container.duration else None
-        video = next((s for s in container.streams.video), None)
-        width = video.codec_context.width if video is not None else None
-        height = video.codec_context.height if video is not None else None
-    encoded = plan.video is not None or plan.audio is not None
-    quality = options.compression if encoded and not options.lossless else None
-    return Outcome(target.name, target.mime_type, width, height, duration, quality)
+        written = probe(container, MediaLimits())
+    width = written.video.width if written.video else None
+    height = written.video.height if written.video else None
+    lossy = (plan.video is not None and plan.video.codec != "gif") or (
+        plan.audio is not None and plan.audio.codec in LOSSY_AUDIO
+    )
+    quality = options.compression if lossy and not options.lossless else None
+    return Outcome(target.name, target.mime_type, width, height, written.duration, quality)
 
 
 def _orient(source: Path, source_format: str, found: Probe, limits: MediaLimits) -> Probe:
     if found.video is None:
         return found
     rotation = first_frame_rotation(source, source_format, found.video.index, limits)
-    return dataclasses.replace(found, video=with_rotation(found.video, rotation))
+    return dataclasses.replace(found, video=dataclasses.replace(found.video, rotation=rotation))
+
+
+def _budget(
+    options: ConversionOptions, target: Target, found: Probe, scale: float
+) -> Budget | None:
+    if options.mode is not Mode.TARGET_SIZE:
+        return None
+    audio = target.audio_codec if found.audio is not None and not options.lossless else None
+    video = target.video_codec is not None and target.name != "gif"
+    return budget_for(options.target_bytes, found.duration, video, audio, scale)
 
 
 def _convert(
@@ -95,34 +107,20 @@ def _convert(
     with open_input(source, source_format, limits) as container:
         found = probe(container, limits)
     _check_pair(found, target, source_format)
-    if options.auto_orient and target.video_codec and (
-        must_reencode(options) or options.resize != "original" or target.name == "gif"
-        or (found.video is not None and found.video.codec not in target.copy_video)
-    ):
-        found = _orient(source, source_format, found, limits)
+    if options.auto_orient and make_plan(found, target, options, None).video is not None:
+        found = _orient(source, source_format, found, limits)  # only new frames are turned
     scale = 1.0
     for attempt in range(2):
-        budget = None
-        if options.mode is Mode.TARGET_SIZE:
-            audio_codec = target.audio_codec if found.audio is not None else None
-            budget = budget_for(
-                options.target_bytes,
-                found.duration,
-                target.video_codec is not None and target.name != "gif",
-                audio_codec if not options.lossless else None,
-                scale,
-            )
+        budget = _budget(options, target, found, scale)
         plan = make_plan(found, target, options, budget)
-        _run(source, source_format, found, plan, output, limits)
-        if options.mode is not Mode.TARGET_SIZE:
-            break
+        _run(source, source_format, found, plan, output=output, limits=limits)
         size = output.stat().st_size
-        if size <= options.target_bytes:
-            break
+        if options.mode is not Mode.TARGET_SIZE or size <= options.target_bytes:
+            return _measure(output, target, options, plan)
         if budget is None or attempt == 1:
-            raise unreachable(options.target_bytes, f"the smallest encode was {size} bytes")
+            break
         scale *= options.target_bytes / size * RETRY_MARGIN
-    return _measure(output, target, options, plan)
+    raise unreachable(options.target_bytes, f"the smallest encode was {size} bytes")
 
 
 def convert(

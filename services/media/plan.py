@@ -8,6 +8,11 @@ any resize. Rotation is not a reason: a copied stream keeps its display matrix, 
 honour, while re-encoded frames are turned upright and carry no rotation.
 `stripMetadata` never forces a re-encode: container tags, chapters and cover art are simply not
 written. Only the first video and first audio stream are converted; subtitles and data go.
+Cover art (JPEG/PNG attached pictures) is copied into mp3, flac and m4a and dropped elsewhere.
+
+Audio keeps its sample rate where the encoder allows (else the next supported rate up; Opus is
+always 48 kHz). MP3 and Opus get at most two channels; other encoders keep mono/stereo/5.1.
+WAV output is always 16-bit PCM, so `lossless` to wav is exact only for 16-bit sources.
 """
 
 from __future__ import annotations
@@ -84,8 +89,12 @@ def _sample_rate(codec: av.Codec, rate: int) -> int:
 
 def _sample_format(codec: av.Codec, source: str, lossless: bool) -> str:
     names = [f.name for f in codec.audio_formats or ()]
-    if not names or source in names:
+    if not names:
         return source or "s16"
+    # The same samples, packed or planar, avoid a conversion in the resampler.
+    for candidate in (source, source.removesuffix("p"), source + "p"):
+        if candidate in names:
+            return candidate
     if lossless and source in _WIDE_FORMATS:
         wide = [n for n in names if n in ("s32", "s32p")]
         if wide:
@@ -118,7 +127,10 @@ def _audio_settings(
     elif name in ("aac", "libopus"):
         bit_rate = codecs.audio_bitrate(name, quality, channels)
     elif name == "libmp3lame":
-        settings = {"flags": "+qscale", "global_quality": str(codecs.mp3_vbr_quality(quality) * 118)}
+        settings = {
+            "flags": "+qscale",
+            "global_quality": str(codecs.mp3_vbr_quality(quality) * 118),
+        }
     return AudioSettings(
         name,
         _sample_rate(codec, info.sample_rate),
@@ -136,10 +148,7 @@ def make_plan(
     video = probe.video if target.video_codec else None
     audio = probe.audio if target.audio_codec else None
     copy_video = bool(
-        video
-        and not reencode
-        and options.resize == "original"
-        and video.codec in target.copy_video
+        video and not reencode and options.resize == "original" and video.codec in target.copy_video
     )
     copy_audio = bool(audio and not reencode and audio.codec in target.copy_audio)
     keep = not options.strip_metadata
@@ -148,7 +157,9 @@ def make_plan(
         pictures = probe.pictures
     return Plan(
         target=target,
-        video=None if video is None or copy_video else _video_settings(video, target, options, budget),
+        video=None
+        if video is None or copy_video
+        else _video_settings(video, target, options, budget),
         copy_video=copy_video,
         audio=None
         if audio is None or copy_audio

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import av.container
 import av.error
 import av.stream
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
 
 from mesh.errors import MeshError, Reason
 from services.media.limits import MediaLimits, check_duration, check_resolution, check_streams
 
 # Sniffed input format -> the demuxers tried for it, in order (a sniffed `mpg` may be a
-# program stream or a raw elementary stream; ID3-tagged ADTS AAC sniffs as `mp3`).
+# program stream or a raw elementary stream; ID3-tagged ADTS AAC or FLAC sniffs as `mp3`).
 DEMUXERS: dict[str, tuple[str, ...]] = {
     "mp4": ("mov",),
     "mov": ("mov",),
@@ -35,7 +38,7 @@ DEMUXERS: dict[str, tuple[str, ...]] = {
     "ogv": ("ogg",),
     "ogg": ("ogg",),
     "opus": ("ogg",),
-    "mp3": ("mp3", "aac"),
+    "mp3": ("mp3", "aac", "flac"),
     "aac": ("aac",),
     "wav": ("wav",),
     "flac": ("flac",),
@@ -43,7 +46,10 @@ DEMUXERS: dict[str, tuple[str, ...]] = {
     "webp": ("webp_pipe",),
 }
 # Every demuxer name above as FFmpeg reports it; nested opens inherit this allowlist.
-FORMAT_WHITELIST = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,ogg,mp3,aac,wav,flac,gif,webp_pipe"
+FORMAT_WHITELIST = (
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,mpegvideo,ogg,mp3,aac,wav,flac,gif,"
+    "webp_pipe"
+)
 _ALLOWED_NAMES = frozenset(FORMAT_WHITELIST.split(","))
 _PICTURE_CODECS = frozenset({"mjpeg", "png"})
 CONTAINER_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": FORMAT_WHITELIST}
@@ -79,13 +85,21 @@ class Probe:
     pictures: tuple[int, ...]  # attached cover art streams
 
 
-def open_input(source: Path, source_format: str, limits: MediaLimits) -> av.container.InputContainer:
+def open_input(
+    source: Path, source_format: str, limits: MediaLimits
+) -> av.container.InputContainer:
     """Opens a local file with a forced, allowlisted demuxer. Never decodes a frame itself."""
     demuxers = DEMUXERS.get(source_format)
     if demuxers is None:
         raise MeshError(
             Reason.UNSUPPORTED_FORMAT,
             f"'{source_format or 'unknown'}' is not a media format this service reads.",
+            format=source_format,
+        )
+    if source_format == "webp" and _is_animated_webp(source):
+        raise MeshError(
+            Reason.UNSUPPORTED_FORMAT,
+            "Animated WebP cannot be converted to video; convert it to gif first.",
             format=source_format,
         )
     url = "file:" + str(source.resolve())
@@ -102,11 +116,27 @@ def open_input(source: Path, source_format: str, limits: MediaLimits) -> av.cont
         if container.format.name.split(",")[0] not in _ALLOWED_NAMES:
             container.close()
             raise MeshError(Reason.UNSUPPORTED_FORMAT, "This container format is not supported.")
-        return container
+        if _has_media(container) or demuxer == demuxers[-1]:
+            return container
+        container.close()  # opened, but found nothing: the next candidate may read it
     raise MeshError(
         Reason.CORRUPT_INPUT,
         f"The file is not a readable {source_format} file; it may be damaged or truncated.",
         format=source_format,
+    )
+
+
+def _is_animated_webp(source: Path) -> bool:
+    # FFmpeg's WebP decoder has no animation support; an ANIM chunk follows the VP8X header.
+    with source.open("rb") as file:
+        return b"ANIM" in file.read(64)
+
+
+def _has_media(container: av.container.InputContainer) -> bool:
+    return any(
+        (isinstance(s, VideoStream) and s.codec_context.width)
+        or (isinstance(s, AudioStream) and s.codec_context.sample_rate)
+        for s in container.streams
     )
 
 
@@ -124,32 +154,30 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
     audio: AudioInfo | None = None
     pictures: list[int] = []
     for stream in streams:
-        if stream.type == "video" and _is_picture(stream):
+        if isinstance(stream, VideoStream) and _is_picture(stream):
             if stream.codec_context.codec.canonical_name in _PICTURE_CODECS:
                 pictures.append(stream.index)
-        elif stream.type == "video" and video is None:
-            ctx = stream.codec_context
-            check_resolution(ctx.width, ctx.height, limits)
-            if not ctx.width or not ctx.height:
-                continue
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            video = VideoInfo(
-                index=stream.index,
-                width=ctx.width,
-                height=ctx.height,
-                sample_aspect=Fraction(stream.sample_aspect_ratio or 1),
-                rate=Fraction(rate),
-                codec=ctx.codec.canonical_name,
-                rotation=0,
-            )
-        elif stream.type == "audio" and audio is None and stream.codec_context.sample_rate:
-            ctx = stream.codec_context
+        elif isinstance(stream, VideoStream) and video is None:
+            vctx = stream.codec_context
+            check_resolution(vctx.width, vctx.height, limits)
+            if vctx.width and vctx.height:
+                video = VideoInfo(
+                    index=stream.index,
+                    width=vctx.width,
+                    height=vctx.height,
+                    sample_aspect=Fraction(stream.sample_aspect_ratio or 1),
+                    rate=Fraction(stream.average_rate or stream.guessed_rate or 25),
+                    codec=vctx.codec.canonical_name,
+                    rotation=0,
+                )
+        elif isinstance(stream, AudioStream) and audio is None and stream.codec_context.sample_rate:
+            actx = stream.codec_context
             audio = AudioInfo(
                 index=stream.index,
-                codec=ctx.codec.canonical_name,
-                sample_rate=ctx.sample_rate,
-                channels=ctx.channels,
-                sample_format=ctx.format.name if ctx.format else "",
+                codec=actx.codec.canonical_name,
+                sample_rate=actx.sample_rate,
+                channels=actx.channels,
+                sample_format=actx.format.name if actx.format else "",
             )
     if video is None and audio is None:
         raise MeshError(Reason.CORRUPT_INPUT, "The file contains no decodable audio or video.")
@@ -164,22 +192,10 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
     )
 
 
-def with_rotation(info: VideoInfo, rotation: int) -> VideoInfo:
-    return VideoInfo(
-        info.index,
-        info.width,
-        info.height,
-        info.sample_aspect,
-        info.rate,
-        info.codec,
-        rotation,
-    )
-
-
 def first_frame_rotation(source: Path, source_format: str, index: int, limits: MediaLimits) -> int:
     """The display rotation, which FFmpeg attaches to decoded frames rather than to streams."""
     with open_input(source, source_format, limits) as container:
-        stream = container.streams[index]
+        stream = cast(VideoStream, container.streams[index])
         stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}
         try:
             for frame in container.decode(stream):

@@ -23,5 +23,6 @@ class Settings:
                 ),
                 max_width=int(env_number("MEDIA_MAX_WIDTH", MediaLimits.max_width)),
                 max_height=int(env_number("MEDIA_MAX_HEIGHT", MediaLimits.max_height)),
+                max_streams=int(env_number("MEDIA_MAX_STREAMS", MediaLimits.max_streams)),
             ),
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import av
 
-from services.media.lanes import AudioLane, CopyLane, Lane, Progress, VideoLane
-from services.media.limits import MediaLimits
+from services.media.lanes import AudioLane, CopyLane, Lane, Timing, VideoLane
 from services.media.plan import Plan
 from services.media.probe import Probe, open_input
 from services.media.pump import pump
@@ -23,39 +23,35 @@ def transcode(
     probe: Probe,
     plan: Plan,
     output: Path,
-    limits: MediaLimits,
-    progress: Progress,
+    *,
+    timing: Timing,
     palette: av.VideoFrame | None = None,
 ) -> None:
     with (
-        open_input(source, source_format, limits) as container,
+        open_input(source, source_format, timing.limits) as container,
         av.open(
-            str(output),
-            "w",
-            format=plan.target.muxer,
-            container_options=plan.target.muxer_options,
+            str(output), "w", format=plan.target.muxer, container_options=plan.target.muxer_options
         ) as out,
     ):
         if plan.keep_metadata:
             out.metadata.update(container.metadata)
             out.set_chapters(container.chapters())
         lanes: dict[int, Lane] = {}
-        start = probe.start_time
         if probe.video is not None and (plan.copy_video or plan.video is not None):
             stream = container.streams[probe.video.index]
             if plan.video is None:
-                lanes[stream.index] = CopyLane(out, stream, start, limits, progress)
+                lanes[stream.index] = CopyLane(out, stream, timing)
             else:
-                lanes[stream.index] = VideoLane(
-                    out, stream, start, limits, progress, plan.video, palette
-                )
-            progress = _silent  # the video lane reports; the audio lane follows it
+                lanes[stream.index] = VideoLane(out, stream, timing, plan.video, palette)
+            # The video lane reports progress; the audio lane runs alongside it.
+            timing = dataclasses.replace(timing, progress=_silent)
         if probe.audio is not None and (plan.copy_audio or plan.audio is not None):
             stream = container.streams[probe.audio.index]
             if plan.audio is None:
-                lanes[stream.index] = CopyLane(out, stream, start, limits, progress)
+                lanes[stream.index] = CopyLane(out, stream, timing)
             else:
-                lanes[stream.index] = AudioLane(out, stream, start, limits, progress, plan.audio)
+                lanes[stream.index] = AudioLane(out, stream, timing, plan.audio)
+        pictures = dataclasses.replace(timing, progress=_silent)
         for index in plan.pictures:
-            lanes[index] = CopyLane(out, container.streams[index], start, limits, _silent)
+            lanes[index] = CopyLane(out, container.streams[index], pictures)
         pump(container, lanes)

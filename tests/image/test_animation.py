@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
@@ -66,10 +67,12 @@ def test_still_output_takes_the_first_frame(tmp_path: Path, name: str, source_fo
 
 
 def test_pdf_output_has_one_page_per_frame(tmp_path: Path) -> None:
-    import pypdfium2 as pdfium
-
     output = tmp_path / "out.pdf"
     convert(
-        CORPUS / "pillow" / "iss634.gif", output, "gif", ConversionOptions(format="pdf"), ImageLimits()
+        CORPUS / "pillow" / "iss634.gif",
+        output,
+        "gif",
+        ConversionOptions(format="pdf"),
+        ImageLimits(),
     )
     assert len(pdfium.PdfDocument(output)) == 42

@@ -18,8 +18,17 @@ TINYTAG = CORPUS / "tinytag"
 
 def ffprobe(path: Path) -> dict[str, Any]:
     result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-         "-show_chapters", str(path)],
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "-show_chapters",
+            str(path),
+        ],
         capture_output=True,
         check=True,
         text=True,
@@ -45,11 +54,20 @@ def _tools() -> None:
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Small clips the corpus lacks: silent video, rotated video, tagged video with chapters."""
+    """Small clips the corpus lacks: silent, rotated, tagged-with-chapters video; MP3 with cover."""
     root = tmp_path_factory.mktemp("clips")
     silent = root / "silent.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(silent))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(silent),
+    )
     rotated = root / "rotated.mp4"
     ffmpeg("-i", str(silent), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
     chapters = root / "chapters.txt"
@@ -58,9 +76,51 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "title=one\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=two\n"
     )
     tagged = root / "tagged.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
-           "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
-           "-i", str(chapters), "-map", "0", "-map", "1", "-map_metadata", "2",
-           "-map_chapters", "2", "-metadata", "location=+48.8577+002.2950/",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", str(tagged))
-    return {"silent": silent, "rotated": rotated, "tagged": tagged}
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-i",
+        str(chapters),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map_metadata",
+        "2",
+        "-map_chapters",
+        "2",
+        "-metadata",
+        "location=+48.8577+002.2950/",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        str(tagged),
+    )
+    cover = root / "cover.png"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1", str(cover))
+    covered = root / "covered.mp3"
+    ffmpeg(
+        "-i",
+        str(SAMPLES / "sample.mp3"),
+        "-i",
+        str(cover),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c",
+        "copy",
+        "-disposition:v",
+        "attached_pic",
+        str(covered),
+    )
+    return {"silent": silent, "rotated": rotated, "tagged": tagged, "covered": covered}

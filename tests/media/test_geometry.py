@@ -1,10 +1,12 @@
 from fractions import Fraction
 
 from mesh.options import Box, ConversionOptions, Fit, box_for
-from services.media.geometry import plan_frames
+from services.media.geometry import FramePlan, plan_frames
 
 
-def _plan(width: int, height: int, box: Box, rotation: int = 0, sar: Fraction = Fraction(1)):
+def _plan(
+    width: int, height: int, box: Box, rotation: int = 0, sar: Fraction = Fraction(1)
+) -> FramePlan:
     return plan_frames(width, height, sar, rotation, box)
 
 
@@ -15,7 +17,7 @@ def test_original_size_is_rounded_down_to_even_sides() -> None:
 
 def test_inside_box_keeps_aspect_and_even_sides() -> None:
     plan = _plan(1920, 1080, box_for(ConversionOptions(resize="email")))
-    assert (plan.width, plan.height) == (600, 338)
+    assert (plan.width, plan.height) == (600, 336)
 
 
 def test_inside_box_never_upscales_without_permission() -> None:
@@ -54,5 +56,5 @@ def test_half_turn_flips_both_ways() -> None:
 
 def test_non_square_pixels_become_square() -> None:
     plan = _plan(720, 480, Box(None, None, Fit.NONE), sar=Fraction(32, 27))
-    assert (plan.width, plan.height) == (854, 480)
+    assert (plan.width, plan.height) == (852, 480)
     assert plan.filters[-1] == ("setsar", "1")

@@ -10,10 +10,12 @@ from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions
 from services.media.limits import MediaLimits
 from services.media.pipeline import convert
-from tests.media.conftest import SAMPLES
+from tests.media.conftest import SAMPLES, ffmpeg
 
 
-def _refusal(source: Path, fmt: str, limits: MediaLimits, tmp_path: Path, out: str = "mp4") -> MeshError:
+def _refusal(
+    source: Path, fmt: str, limits: MediaLimits, tmp_path: Path, out: str = "mp4"
+) -> MeshError:
     output = tmp_path / f"out.{out}"
     with pytest.raises(MeshError) as caught:
         convert(source, output, fmt, ConversionOptions(format=out), limits)
@@ -46,13 +48,29 @@ def test_wav_declaring_two_billion_samples_yields_only_the_samples_present(tmp_p
     rate, samples = 8000, 2**31
     data_bytes = samples * 2 & 0xFFFFFFFF or 0xFFFFFFF0
     header = (
-        b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
-        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
-        + b"data" + struct.pack("<I", data_bytes)
+        b"RIFF"
+        + struct.pack("<I", 0xFFFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
     )
     source = tmp_path / "huge.wav"
     source.write_bytes(header + bytes(16000))
     started = time.monotonic()
-    outcome = convert(source, tmp_path / "out.flac", "wav", ConversionOptions(format="flac"), MediaLimits())
+    outcome = convert(
+        source, tmp_path / "out.flac", "wav", ConversionOptions(format="flac"), MediaLimits()
+    )
     assert time.monotonic() - started < 5
     assert outcome.duration is not None and outcome.duration <= 1.01
+
+
+def test_oversized_h264_is_refused_from_its_header_without_decoding(tmp_path: Path) -> None:
+    source = tmp_path / "big.mp4"
+    black = "color=black:size=8192x8192:rate=1:duration=1"
+    ffmpeg("-f", "lavfi", "-i", black, "-c:v", "libx264", "-preset", "ultrafast", str(source))
+    started = time.monotonic()
+    error = _refusal(source, "mp4", MediaLimits(), tmp_path, out="webm")
+    assert error.reason is Reason.LIMIT_EXCEEDED and error.detail["width"] == 8192
+    assert time.monotonic() - started < 2

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import time
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from mesh import sandbox
 from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions, Mode
-from services.media import pipeline
+from mesh.outcome import Outcome
 from services.media.limits import MediaLimits
 from services.media.pipeline import convert
-from tests.media.conftest import SAMPLES, TINYTAG, ffmpeg, ffprobe, streams_of
+from tests.media.conftest import CORPUS, SAMPLES, TINYTAG, ffmpeg, ffprobe, streams_of
 
 VIDEO_SAMPLES = [
     ("sample.mp4", "mp4"),
@@ -32,7 +36,7 @@ AUDIO_SAMPLES = [
 QUICK_WEBM = {"sample.mp4", "sample.avi"}
 
 
-def _duration(info: dict) -> float:
+def _duration(info: dict[str, Any]) -> float:
     return float(info["format"]["duration"])
 
 
@@ -40,10 +44,31 @@ def _source_duration(path: Path) -> float:
     info = ffprobe(path)
     if "duration" in info["format"]:
         return _duration(info)
-    return max(float(s.get("duration", 0)) for s in info["streams"])
+    # A raw elementary stream declares no duration: count its frames.
+    result = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,r_frame_rate",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=30,
+    )
+    stream = json.loads(result.stdout)["streams"][0]
+    return int(stream["nb_read_frames"]) / float(Fraction(stream["r_frame_rate"]))
 
 
-def _convert(source: Path, output: Path, fmt: str, **options: object) -> pipeline.Outcome:
+def _convert(source: Path, output: Path, fmt: str, **options: object) -> Outcome:
     return convert(source, output, fmt, ConversionOptions(**options), MediaLimits())  # type: ignore[arg-type]
 
 
@@ -87,7 +112,9 @@ def test_video_converts_to_vp9_opus_webm(name: str, fmt: str, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("output_format", "codec"), [("mp3", "mp3"), ("flac", "flac"), ("ogg", "opus")]
 )
-def test_audio_converts(name: str, fmt: str, output_format: str, codec: str, tmp_path: Path) -> None:
+def test_audio_converts(
+    name: str, fmt: str, output_format: str, codec: str, tmp_path: Path
+) -> None:
     source = SAMPLES / name
     output = tmp_path / f"out.{output_format}"
     outcome = _convert(source, output, fmt, format=output_format)
@@ -133,14 +160,16 @@ def test_compress_job_keeps_format_and_reencodes(tmp_path: Path) -> None:
     [
         ("email", {}, (600, 400)),
         ("width", {"resize_width": 333}, (332, 222)),
-        ("square", {"resize_width": 201}, (202, 202)),
+        ("square", {"resize_width": 201}, (200, 200)),
     ],
 )
 def test_resize_preset_gives_even_dimensions(
-    resize: str, extra: dict, size: tuple[int, int], tmp_path: Path
+    resize: str, extra: dict[str, int], size: tuple[int, int], tmp_path: Path
 ) -> None:
     output = tmp_path / "out.mp4"
-    outcome = _convert(SAMPLES / "sample_ac3.vob", output, "mpg", format="mp4", resize=resize, **extra)
+    outcome = _convert(
+        SAMPLES / "sample_ac3.vob", output, "mpg", format="mp4", resize=resize, **extra
+    )
     video = streams_of(ffprobe(output), "video")[0]
     assert (video["width"], video["height"]) == size == (outcome.width, outcome.height)
     assert video["width"] % 2 == 0 and video["height"] % 2 == 0
@@ -151,7 +180,9 @@ def _first_frame(path: Path, image: Path) -> Image.Image:
     return Image.open(image).convert("RGB")
 
 
-def test_rotated_video_is_turned_upright_like_ffmpeg(clips: dict[str, Path], tmp_path: Path) -> None:
+def test_rotated_video_is_turned_upright_like_ffmpeg(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
     output = tmp_path / "out.mp4"
     _convert(clips["rotated"], output, "mp4", format="webm", resize="email")
     info = streams_of(ffprobe(output), "video")[0]
@@ -187,19 +218,66 @@ def test_strip_metadata_drops_tags_and_chapters(clips: dict[str, Path], tmp_path
     assert stripped_info["chapters"] == []
 
 
-def test_cover_art_is_kept_in_mp3_unless_stripped(tmp_path: Path) -> None:
-    source = TINYTAG / "id3v22_with_image.mp3"
-    kept, stripped = tmp_path / "kept.mp3", tmp_path / "stripped.mp3"
-    _convert(source, kept, "mp3", format="mp3", compression=60)
-    _convert(source, stripped, "mp3", format="mp3", compression=60, strip_metadata=True)
-    assert len(streams_of(ffprobe(kept), "video")) == 1
-    assert streams_of(ffprobe(stripped), "video") == []
+@pytest.mark.parametrize(
+    ("output_format", "pictures"), [("mp3", 1), ("flac", 1), ("m4a", 1), ("ogg", 0)]
+)
+def test_cover_art_is_kept_where_the_format_can_hold_it(
+    output_format: str, pictures: int, clips: dict[str, Path], tmp_path: Path
+) -> None:
+    output = tmp_path / f"out.{output_format}"
+    outcome = _convert(clips["covered"], output, "mp3", format=output_format)
+    assert len(streams_of(ffprobe(output), "video")) == pictures
+    assert outcome.width is None
+
+
+def test_strip_metadata_drops_cover_art(clips: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "out.mp3"
+    _convert(clips["covered"], output, "mp3", format="mp3", compression=60, strip_metadata=True)
+    assert streams_of(ffprobe(output), "video") == []
+    assert streams_of(ffprobe(output), "audio")[0]["codec_name"] == "mp3"
+
+
+def test_animated_webp_is_refused_as_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(MeshError) as caught:
+        _convert(CORPUS / "pillow" / "iss634.webp", tmp_path / "out.mp4", "webp", format="mp4")
+    assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+
+
+def test_animated_gif_converts_to_video(tmp_path: Path) -> None:
+    output = tmp_path / "out.mp4"
+    outcome = _convert(CORPUS / "pillow" / "iss634.gif", output, "gif", format="mp4")
+    video = streams_of(ffprobe(output), "video")[0]
+    assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (244, 244)
+    assert outcome.duration is not None and abs(outcome.duration - 2.83) < 0.15
+
+
+def test_lossless_mp4_uses_lossless_h264(tmp_path: Path) -> None:
+    output = tmp_path / "out.mp4"
+    outcome = _convert(SAMPLES / "sample.mkv", output, "mkv", format="mp4", lossless=True)
+    video = streams_of(ffprobe(output), "video")[0]
+    assert video["profile"] == "High 4:4:4 Predictive"
+    assert outcome.applied_quality is None
 
 
 def _pcm_md5(path: Path) -> str:
     result = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c:a", "pcm_s16le", "-f", "md5", "-"],
-        capture_output=True, check=True, timeout=60,
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a",
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "md5",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     return result.stdout.decode().strip()
 
@@ -224,7 +302,14 @@ def test_target_size_output_fits_the_budget(
     name: str, fmt: str, output_format: str, target: int, tmp_path: Path
 ) -> None:
     output = tmp_path / f"out.{output_format}"
-    _convert(SAMPLES / name, output, fmt, format=output_format, mode=Mode.TARGET_SIZE, target_bytes=target)
+    _convert(
+        SAMPLES / name,
+        output,
+        fmt,
+        format=output_format,
+        mode=Mode.TARGET_SIZE,
+        target_bytes=target,
+    )
     assert 0 < output.stat().st_size <= target
     assert abs(_duration(ffprobe(output)) - 4.0) <= 0.1
 
@@ -232,7 +317,14 @@ def test_target_size_output_fits_the_budget(
 def test_unreachable_target_size_fails_typed_and_leaves_no_output(tmp_path: Path) -> None:
     output = tmp_path / "out.mp4"
     with pytest.raises(MeshError) as caught:
-        _convert(SAMPLES / "sample.mp4", output, "mp4", format="mp4", mode=Mode.TARGET_SIZE, target_bytes=2_000)
+        _convert(
+            SAMPLES / "sample.mp4",
+            output,
+            "mp4",
+            format="mp4",
+            mode=Mode.TARGET_SIZE,
+            target_bytes=2_000,
+        )
     assert caught.value.reason is Reason.TARGET_UNREACHABLE
     assert not output.exists()
 
@@ -256,7 +348,9 @@ def test_broken_media_is_rejected_quickly_and_typed(name: str, fmt: str, tmp_pat
     assert "/" not in caught.value.message
 
 
-def test_video_without_audio_to_mp3_has_no_audio_track(clips: dict[str, Path], tmp_path: Path) -> None:
+def test_video_without_audio_to_mp3_has_no_audio_track(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
     with pytest.raises(MeshError) as caught:
         _convert(clips["silent"], tmp_path / "out.mp3", "mp4", format="mp3")
     assert caught.value.reason is Reason.NO_AUDIO_TRACK
@@ -270,7 +364,7 @@ def test_audio_to_video_format_is_an_unsupported_pair(tmp_path: Path) -> None:
 
 def test_progress_rises_to_the_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: list[float] = []
-    monkeypatch.setattr(pipeline.sandbox, "report_progress", seen.append)
+    monkeypatch.setattr(sandbox, "report_progress", seen.append)
     _convert(SAMPLES / "sample.wav", tmp_path / "out.mp3", "wav", format="mp3")
     assert seen and seen == sorted(seen)
     assert seen[-1] > 0.9 and all(0 <= f <= 1 for f in seen)
