@@ -7,23 +7,17 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mesh import logs, sandbox
 from mesh.bus import connection, streams
-from mesh.bus.runtime import Handler, RuntimeSettings, Worker
+from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
+from mesh.outcome import Outcome
+from mesh.settings import env_number
 
 log = logging.getLogger(__name__)
-
-
-def env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
@@ -56,6 +50,42 @@ class WorkerSettings:
             task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,
             log_level=os.environ.get("LOG_LEVEL", "INFO"),
         )
+
+
+def sandbox_limits(settings: WorkerSettings) -> sandbox.SandboxLimits:
+    return sandbox.SandboxLimits(
+        wall_seconds=settings.task_seconds, memory_bytes=settings.task_memory_bytes
+    )
+
+
+def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerSettings) -> Handler:
+    """The handler of a worker whose pipeline is `convert(source, output, source_format,
+    options, limits)`, run in a sandboxed child process per task."""
+    bounds = sandbox_limits(settings)
+
+    async def handle(context: TaskContext) -> Outcome:
+        task = context.task
+        outcome: Outcome = await sandbox.run_isolated(
+            convert,
+            context.source,
+            context.output,
+            task.source_format,
+            task.options,
+            limits,
+            limits=bounds,
+            on_progress=context.report_progress,
+        )
+        return outcome
+
+    return handle
+
+
+def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
+    """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
+    exists), then consume until SIGTERM."""
+    logs.configure(settings.runtime.service, settings.log_level)
+    sandbox.preload(preload)
+    asyncio.run(serve(settings, handler()))
 
 
 async def serve(settings: WorkerSettings, handler: Handler) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mesh.bus.service import WorkerSettings, env_number
+from mesh.bus.service import WorkerSettings
+from mesh.settings import env_number
 from services.archive.limits import ArchiveLimits
 
 

@@ -6,6 +6,7 @@ import asyncio
 import functools
 
 from mesh import sandbox
+from mesh.bus import service
 from mesh.bus.runtime import Handler, TaskContext
 from mesh.bus.tasks import TaskKind
 from mesh.outcome import ExtractedEntry, Outcome
@@ -17,10 +18,7 @@ REPORT_NAME = "conversion-report.json"
 
 
 def handler(settings: Settings) -> Handler:
-    limits = sandbox.SandboxLimits(
-        wall_seconds=settings.worker.task_seconds,
-        memory_bytes=settings.worker.task_memory_bytes,
-    )
+    limits = service.sandbox_limits(settings.worker)
 
     async def unpack(context: TaskContext) -> Outcome:
         entries = await sandbox.run_isolated(

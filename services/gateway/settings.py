@@ -6,17 +6,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from mesh.settings import env_int
+
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:

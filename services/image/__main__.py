@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from mesh import logs, sandbox
 from mesh.bus import service
 from services.image import worker
 from services.image.settings import Settings
@@ -12,9 +9,7 @@ from services.image.settings import Settings
 
 def main() -> None:
     settings = Settings.from_env()
-    logs.configure("image", settings.worker.log_level)
-    sandbox.preload(worker.PRELOAD)
-    asyncio.run(service.serve(settings.worker, worker.handler(settings)))
+    service.main(settings.worker, lambda: worker.handler(settings), worker.PRELOAD)
 
 
 if __name__ == "__main__":

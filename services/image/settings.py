@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mesh.bus.service import WorkerSettings, env_number
+from mesh.bus.service import WorkerSettings
+from mesh.settings import env_number
 from services.image.pipeline import ImageLimits
 
 

@@ -1,10 +1,9 @@
-"""The image worker's handler: run the pipeline in a sandboxed child process."""
+"""The image worker's handler: the pipeline in a sandboxed child process per task."""
 
 from __future__ import annotations
 
-from mesh import sandbox
-from mesh.bus.runtime import Handler, TaskContext
-from mesh.outcome import Outcome
+from mesh.bus import service
+from mesh.bus.runtime import Handler
 from services.image import pipeline
 from services.image.settings import Settings
 
@@ -12,22 +11,4 @@ PRELOAD = ("services.image.pipeline",)
 
 
 def handler(settings: Settings) -> Handler:
-    limits = sandbox.SandboxLimits(
-        wall_seconds=settings.worker.task_seconds,
-        memory_bytes=settings.worker.task_memory_bytes,
-    )
-
-    async def handle(context: TaskContext) -> Outcome:
-        task = context.task
-        return await sandbox.run_isolated(
-            pipeline.convert,
-            context.source,
-            context.output,
-            task.source_format,
-            task.options,
-            settings.limits,
-            limits=limits,
-            on_progress=context.report_progress,
-        )
-
-    return handle
+    return service.sandboxed(pipeline.convert, settings.limits, settings.worker)

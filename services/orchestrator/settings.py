@@ -5,17 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from mesh.settings import env_int
 from services.orchestrator.callbacks import CallbackSettings
-
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
 @dataclass(frozen=True)
