@@ -8,7 +8,8 @@ from PIL import Image
 
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference
 
 ANIMATIONS = [("iss634.gif", "gif"), ("iss634.webp", "webp")]
 

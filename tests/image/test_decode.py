@@ -8,7 +8,8 @@ from PIL import Image
 from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference
 
 # TESTPLAN A3: within 6/255 per channel of the RGB twin.
 CMYK_TOLERANCE = 6.0

@@ -9,7 +9,8 @@ import pyvips
 from mesh.options import ConversionOptions
 from services.image.encode import ENCODERS, quality_for
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference
 
 
 @pytest.mark.parametrize(

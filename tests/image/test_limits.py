@@ -11,7 +11,7 @@ import pytest
 from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS
+from tests.corpus import CORPUS
 
 MIB = 1024 * 1024
 

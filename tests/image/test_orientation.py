@@ -7,7 +7,8 @@ from PIL import Image
 
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference, orientation_tag
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference, orientation_tag
 
 EXAMPLES = CORPUS / "exif-orientation-examples"
 # JPEG re-encoding and the odd-pixel offset of flips leave a little noise; a wrong rotation

@@ -6,7 +6,8 @@ import pypdfium2 as pdfium
 
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference
 
 
 def test_untouched_jpeg_is_embedded_without_reencoding(tmp_path: Path) -> None:

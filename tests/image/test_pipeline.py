@@ -11,7 +11,8 @@ from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions
 from mesh.outcome import Outcome
 from services.image.pipeline import ImageLimits, convert
-from tests.image.pixels import CORPUS, mean_difference
+from tests.corpus import CORPUS
+from tests.image.pixels import mean_difference
 
 HOPPER = CORPUS / "pillow" / "hopper.jpg"
 PHOTO = CORPUS / "exif-orientation-examples" / "Landscape_1.jpg"

@@ -10,7 +10,7 @@ from PIL import Image, ImageStat
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
 from services.image.svgsafe import sanitise
-from tests.image.pixels import CORPUS
+from tests.corpus import CORPUS
 
 
 class _Canary:

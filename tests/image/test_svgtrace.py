@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
 from services.image.svgtrace import settings
-from tests.image.pixels import CORPUS
+from tests.corpus import CORPUS
 
 HOPPER = CORPUS / "pillow" / "hopper.jpg"
 

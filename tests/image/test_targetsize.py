@@ -9,7 +9,7 @@ from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions, Mode
 from services.image.pipeline import ImageLimits, convert
 from services.image.targetsize import MAX_ENCODES
-from tests.image.pixels import CORPUS
+from tests.corpus import CORPUS
 
 PHOTO = CORPUS / "exif-orientation-examples" / "Landscape_1.jpg"
 
