@@ -1,0 +1,225 @@
+"""The worker runtime's contract with JetStream, with a real nats-server and test handlers:
+permanent failures are reported once and termed, transient ones retried up to max_deliver,
+long tasks kept alive with in_progress, settled files skipped on redelivery."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from launcher.nats import NatsServer, start_nats
+from mesh import blobs
+from mesh.bus import streams
+from mesh.bus.runtime import RuntimeSettings, TaskContext, Worker
+from mesh.bus.tasks import TaskSpec
+from mesh.errors import MeshError, Reason
+from mesh.jobs.v1 import jobs_pb2
+from mesh.options import ConversionOptions
+from mesh.outcome import Outcome
+from mesh.state.v1 import state_pb2
+from mesh.tasks.v1 import tasks_pb2
+
+SERVICE = "image"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    started = start_nats(tmp_path_factory.mktemp("nats"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+async def bus(server: NatsServer) -> AsyncIterator[tuple[Client, JetStreamContext]]:
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    for stream in (streams.TASKS_STREAM, streams.RESULTS_STREAM):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(stream)
+    await streams.ensure(js, streams.Retention())
+    yield nc, js
+    await nc.close()
+
+
+async def dispatch(js: JetStreamContext, name: str, file_status: int = 0) -> TaskSpec:
+    await blobs.write_stream(js, streams.BLOBS_BUCKET, f"src/{name}", _one(b"payload"))
+    job = jobs_pb2.Job(job_id=name, tenant="t", status=jobs_pb2.JOB_STATUS_PROCESSING)
+    job.files.append(jobs_pb2.FileResult(index=0, status=file_status or 1))  # type: ignore[arg-type]
+    kv = await js.key_value(streams.JOBS_BUCKET)
+    await kv.put(streams.job_key("t", name), state_pb2.JobRecord(job=job).SerializeToString())
+    task = TaskSpec(
+        task_id=f"{name}.0",
+        job_id=name,
+        tenant="t",
+        file_index=0,
+        source_blob=f"src/{name}",
+        source_format="png",
+        source_family="image",
+        filename="a.png",
+        options=ConversionOptions(format="jpg"),
+        output_blob=f"out/{name}/0",
+        compress=False,
+    )
+    await js.publish(
+        streams.task_subject(SERVICE),
+        task.to_proto().SerializeToString(),
+        headers={"Nats-Msg-Id": task.task_id},
+    )
+    return task
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def run_worker(
+    nc: Client,
+    js: JetStreamContext,
+    handler: Callable[[TaskContext], Awaitable[Outcome]],
+    seconds: float,
+    **settings: float,
+) -> None:
+    worker = Worker(
+        nc,
+        js,
+        RuntimeSettings(
+            service=SERVICE,
+            worker_name="test",
+            ack_wait_seconds=settings.get("ack_wait", 30.0),
+            max_deliver=int(settings.get("max_deliver", 3)),
+            retry_delay_seconds=0.1,
+            drain_seconds=2,
+        ),
+        handler,
+    )
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(seconds)
+    worker.stop()
+    await running
+    await js.delete_consumer(streams.TASKS_STREAM, SERVICE)
+
+
+async def results(js: JetStreamContext) -> list[tasks_pb2.Result]:
+    subscription = await js.pull_subscribe(
+        "results.>",
+        stream=streams.RESULTS_STREAM,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT),
+    )
+    collected: list[tasks_pb2.Result] = []
+    try:
+        while True:
+            for message in await subscription.fetch(100, timeout=0.5):
+                collected.append(tasks_pb2.Result.FromString(message.data))
+                await message.ack()
+    except nats.errors.TimeoutError:
+        return collected
+    finally:
+        await subscription.unsubscribe()
+
+
+def kinds(found: list[tasks_pb2.Result]) -> list[str]:
+    return [tasks_pb2.ResultKind.Name(r.kind).removeprefix("RESULT_KIND_") for r in found]
+
+
+async def test_success_publishes_the_result_then_acks(bus: tuple[Client, JetStreamContext]) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def convert(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        assert context.source.read_bytes() == b"payload"
+        context.output.write_bytes(b"converted")
+        return Outcome("jpg", "image/jpeg", width=1, height=1)
+
+    await dispatch(js, "ok")
+    await run_worker(nc, js, convert, 1.5)
+    found = await results(js)
+    assert kinds(found) == ["STARTED", "SUCCEEDED"]
+    assert found[-1].output_size == len(b"converted")
+    assert (await js.stream_info(streams.TASKS_STREAM)).state.messages == 0
+    assert calls == 1
+    info = await blobs.info(js, streams.BLOBS_BUCKET, "out/ok/0")
+    assert info.size == len(b"converted")
+
+
+async def test_permanent_failure_is_reported_once_and_termed(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def corrupt(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        raise MeshError(Reason.CORRUPT_INPUT, "Bad bytes.")
+
+    await dispatch(js, "bad")
+    await run_worker(nc, js, corrupt, 2.0)
+    found = await results(js)
+    assert kinds(found) == ["STARTED", "FAILED"]
+    assert (found[-1].error_code, found[-1].error_message) == ("CORRUPT_INPUT", "Bad bytes.")
+    assert calls == 1
+
+
+async def test_transient_failure_is_retried_up_to_max_deliver_then_failed(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def flaky(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        raise MeshError(Reason.UNAVAILABLE, "Try later.")
+
+    await dispatch(js, "flaky")
+    await run_worker(nc, js, flaky, 4.0, max_deliver=3)
+    assert calls == 3
+    found = await results(js)
+    assert kinds(found).count("FAILED") == 1
+    assert found[-1].error_code == "UNAVAILABLE"
+
+
+async def test_a_task_longer_than_ack_wait_is_delivered_once(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def slow(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(3.5)
+        context.output.write_bytes(b"late")
+        return Outcome("jpg", "image/jpeg")
+
+    await dispatch(js, "slow")
+    await run_worker(nc, js, slow, 6.0, ack_wait=1.2)
+    assert calls == 1
+    assert kinds(await results(js)) == ["STARTED", "SUCCEEDED"]
+
+
+async def test_a_redelivered_task_of_a_settled_file_is_skipped(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def never(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        raise AssertionError("must not run")
+
+    await dispatch(js, "done", file_status=jobs_pb2.FILE_STATUS_COMPLETED)
+    await run_worker(nc, js, never, 1.5)
+    assert calls == 0
+    assert await results(js) == []
+    assert (await js.stream_info(streams.TASKS_STREAM)).state.messages == 0
