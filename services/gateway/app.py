@@ -17,7 +17,7 @@ from starlette.routing import Route
 from mesh import jobjson
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, docs, events, openapi, sync
+from services.gateway import auth, docs, events, openapi, paths, sync
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
 from services.gateway.forms import JobForm, parse_job_form
@@ -85,7 +85,7 @@ async def create_job(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     tenant = _tenant(request)
-    job = await _client(request).get_job(tenant, request.path_params["job_id"])
+    job = await _client(request).get_job(tenant, paths.job_id(request))
     return JSONResponse(jobjson.render_job(job, _base_url(request)))
 
 
@@ -93,13 +93,14 @@ def _query_int(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    value = paths.whole_number(raw)
+    if value is None or not low <= value <= high:
         raise MeshError(
             Reason.INVALID_FIELD,
             f"{name} must be a whole number from {low} to {high}.",
             fields={name: f"must be a whole number from {low} to {high}"},
         )
-    return int(raw)
+    return value
 
 
 async def list_jobs(request: Request) -> Response:
@@ -137,17 +138,14 @@ async def list_jobs(request: Request) -> Response:
 
 async def cancel_job(request: Request) -> Response:
     tenant = _tenant(request)
-    job = await _client(request).cancel_job(tenant, request.path_params["job_id"])
+    job = await _client(request).cancel_job(tenant, paths.job_id(request))
     return JSONResponse(jobjson.render_job(job, _base_url(request)))
 
 
 async def download_file(request: Request) -> Response:
     tenant = _tenant(request)
-    raw_index = request.path_params["index"]
-    if not raw_index.isdigit():
-        raise MeshError(Reason.NOT_FOUND, "No file with this index in the job.")
     header, body = await _client(request).read_output(
-        tenant, request.path_params["job_id"], int(raw_index)
+        tenant, paths.job_id(request), paths.file_index(request)
     )
     return download_response(header, body)
 
@@ -155,7 +153,7 @@ async def download_file(request: Request) -> Response:
 async def download_archive(request: Request) -> Response:
     tenant = _tenant(request)
     header, body = await _client(request).read_output(
-        tenant, request.path_params["job_id"], 0, archive=True
+        tenant, paths.job_id(request), 0, archive=True
     )
     return download_response(header, body)
 

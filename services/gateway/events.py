@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from mesh import jobjson
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth
+from services.gateway import auth, paths
 from services.gateway.client import JobClient
 
 KEEPALIVE_SECONDS = 15.0
@@ -99,8 +99,8 @@ async def job_events(request: Request) -> Response:
     tenant = auth.tenant_for(request, request.app.state.settings.api_keys)
     client: JobClient = request.app.state.client
     raw_resume = request.headers.get("last-event-id", "")
-    resume_after = int(raw_resume) if raw_resume.isdigit() else 0
-    updates = await client.watch_job(tenant, request.path_params["job_id"])
+    resume_after = paths.whole_number(raw_resume) or 0
+    updates = await client.watch_job(tenant, paths.job_id(request))
     base_url = str(request.base_url).rstrip("/")
     return StreamingResponse(
         stream_events(updates, base_url, resume_after),

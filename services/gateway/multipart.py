@@ -292,7 +292,7 @@ async def read_multipart(
     """Reads the whole form, storing each file through `upload` as its bytes arrive."""
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+    if declared.isascii() and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise _body_too_large(limits)
     reader = _Reader(upload, limits)
     try:

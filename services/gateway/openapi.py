@@ -4,18 +4,18 @@ a new format, preset, option or reason shows up here without anyone editing the 
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from mesh import jobjson as render
 from mesh.errors import Reason
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS
 from mesh.jobs.v1 import jobs_pb2
 from mesh.options import PRESETS, ConversionOptions, Mode
-from services.gateway import forms, render
+from services.gateway import forms
 from services.gateway.file_options import (
     COMPRESS_JOB,
     COMPRESS_SYNC,
@@ -28,26 +28,25 @@ from services.gateway.settings import Settings
 Schema = dict[str, Any]
 Operation = tuple[str, str]  # (method, path)
 
-# Routes API.md promises that a deployment may not serve yet; documented in full, and flagged
-# `x-planned` while the app does not register them.
-PLANNED: frozenset[Operation] = frozenset(
-    {
-        ("GET", "/api/jobs/{job_id}/events"),
-        ("GET", "/api/jobs/{job_id}/archive"),
-        ("POST", "/api/convert"),
-        ("POST", "/api/compress"),
-    }
-)
 _LIST_LIMIT = (1, 100, 20)  # min, max, default of GET /api/jobs?limit (app.list_jobs)
 _LIST_MAX_OFFSET = 10_000_000
 _JOB_TYPES = [
-    render._name(name, "JOB_TYPE_") for name in jobs_pb2.JobType.keys() if "UNSPECIFIED" not in name
+    render._name(name, "JOB_TYPE_")
+    for name, value in jobs_pb2.JobType.items()
+    if value != jobs_pb2.JOB_TYPE_UNSPECIFIED
 ]
 _FILE_STATUSES = [
-    render.file_status(v) for v in jobs_pb2.FileStatus.values() if v != jobs_pb2.FILE_STATUS_UNSPECIFIED
+    render.file_status(v)
+    for v in jobs_pb2.FileStatus.values()
+    if v != jobs_pb2.FILE_STATUS_UNSPECIFIED
 ]
 _BINARY: Schema = {"type": "string", "format": "binary"}
 _REASONS = [reason.value for reason in Reason]
+# Every Job key but the optional `callbacks` (issue 6) is always present.
+_JOB_KEYS = [
+    *("jobId", "jobType", "status", "totalFiles", "completedFiles", "failedFiles", "progress"),
+    *("errorMessage", "results", "createdAt", "updatedAt", "completedAt"),
+]
 
 
 def ref(name: str) -> Schema:
@@ -222,9 +221,26 @@ def component_schemas() -> dict[str, Schema]:
             downloadUrl=nullable({"type": "string", "format": "uri"}),
             errorMessage=text_or_null,
             errorCode=nullable({"type": "string", "enum": _REASONS}),
+            entries={
+                "type": ["array", "null"],
+                "items": ref("ArchiveEntry"),
+                "description": "For an archive input converted entry by entry.",
+            },
         ),
         "Archive": _object(
-            ["downloadUrl"], open_=True, downloadUrl={"type": "string", "format": "uri"}
+            None,
+            status={"type": "string", "enum": _FILE_STATUSES},
+            size=nullable(_COUNT),
+            mimeType={"type": "string", "enum": ["application/zip"]},
+            downloadUrl=nullable({"type": "string", "format": "uri"}),
+            errorMessage=text_or_null,
+        ),
+        "ArchiveEntry": _object(
+            None,
+            name=_STRING,
+            status={"type": "string", "enum": _FILE_STATUSES},
+            outputName=text_or_null,
+            errorMessage=text_or_null,
         ),
         "CallbackDelivery": _object(
             ["type", "attempt", "status"],
@@ -288,7 +304,222 @@ def component_schemas() -> dict[str, Schema]:
     }
 
 
-_JOB_KEYS = (
-    "jobId jobType status totalFiles completedFiles failedFiles progress errorMessage results "
-    "createdAt updatedAt completedAt"
-).split()
+_WHEN: dict[int, str] = {
+    400: "A field is invalid; `detail.fields` names every bad field.",
+    401: "The API key is missing or unknown.",
+    403: "This key may not do that.",
+    404: "No such job (or file) for this key's tenant, or it has expired.",
+    409: "The job's state does not allow this, or the Idempotency-Key was used with another body.",
+    413: "The upload or the input exceeds a limit.",
+    415: "The input format, or the input/output pair, is not supported.",
+    422: "The input cannot be processed (damaged, encrypted, unreachable target).",
+    429: "Too many requests or concurrent jobs for this tenant; retry after `Retry-After`.",
+    500: "Something went wrong on our side.",
+    503: "A dependency is down; retry after `Retry-After`.",
+    504: "The work took longer than the synchronous budget; use a job instead.",
+}
+_ERROR_STATUSES = sorted({reason.http_status for reason in Reason})
+_RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": _integer(0)}
+
+
+def error_codes(status: int) -> list[str]:
+    """The error table's codes that answer with this status."""
+    return [reason.value for reason in Reason if reason.http_status == status]
+
+
+def _error_response(status: int) -> Schema:
+    codes = error_codes(status)
+    narrowed = {"allOf": [ref("Error"), {"properties": {"code": {"enum": codes}}}]}
+    response: Schema = {
+        "description": f"{_WHEN.get(status, 'An error.')} Codes: {', '.join(codes)}.",
+        "content": {"application/json": {"schema": narrowed}},
+    }
+    if status in (429, 503):
+        response["headers"] = {"Retry-After": {**_RETRY_AFTER, "required": True}}
+    return response
+
+
+def _json(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _param(name: str, where: str, schema: Schema, description: str = "") -> Schema:
+    param: Schema = {"name": name, "in": where, "schema": schema, "description": description}
+    if where == "path":
+        param["required"] = True
+    return param
+
+
+_JOB_ID = _param("job_id", "path", _STRING, "The jobId returned when the job was created.")
+_IDEMPOTENCY_KEY = _param(
+    "Idempotency-Key",
+    "header",
+    _STRING,
+    "Same key and tenant within 24 h returns the first job and creates nothing.",
+)
+_DOWNLOAD_HEADERS = {
+    "Content-Disposition": {"schema": _STRING, "description": "attachment; the output's name"},
+    "ETag": {"schema": _STRING, "description": "Quoted SHA-256 of the bytes."},
+}
+
+
+def _operation(
+    tag: str,
+    summary: str,
+    ok: Schema,
+    errors: tuple[int, ...],
+    *,
+    parameters: tuple[Schema, ...] = (),
+    body: Schema | None = None,
+    public: bool = False,
+) -> Schema:
+    operation: Schema = {
+        "tags": [tag],
+        "summary": summary,
+        "responses": {
+            "200": ok,
+            **{str(s): {"$ref": f"#/components/responses/E{s}"} for s in errors},
+        },
+    }
+    if parameters:
+        operation["parameters"] = list(parameters)
+    if body is not None:
+        operation["requestBody"] = body
+    if public:
+        operation["security"] = []
+    return operation
+
+
+_READ = (401, 404, 500, 503)
+_CREATE = (400, 401, 409, 413, 415, 422, 429, 500, 503)
+_SYNC = (400, 401, 413, 415, 422, 429, 500, 503, 504)
+
+
+def _sync(summary: str, using: OptionSet) -> Schema:
+    ok = _json(ref("SyncResult"), "The outputs as data: URLs.")
+    ok["content"]["application/octet-stream"] = {
+        "schema": {**_BINARY, "description": "With `Accept: application/octet-stream` and one file"}
+    }
+    return _operation("sync", summary, ok, _SYNC, body=_form(using, {}))
+
+
+def _download(media_types: list[str], description: str) -> Schema:
+    content = {media_type: {"schema": _BINARY} for media_type in media_types}
+    return {"description": description, "headers": _DOWNLOAD_HEADERS, "content": content}
+
+
+def operations() -> dict[Operation, Schema]:
+    job_id = (_JOB_ID,)
+    index = _param("index", "path", _integer(0), "The file's `index` in `results.files`.")
+    listing = (
+        _param("limit", "query", {**_integer(*_LIST_LIMIT[:2]), "default": _LIST_LIMIT[2]}),
+        _param("offset", "query", {**_integer(0, _LIST_MAX_OFFSET), "default": 0}),
+        _param("status", "query", {"type": "string", "enum": list(render.STATUS_FILTERS)}),
+    )
+    last_event = _param("Last-Event-ID", "header", _STRING, "Resume after this event.")
+    mime_types = sorted({output.mime_type for output in OUTPUT_FORMATS.values()})
+    healthz = _operation("service", "Liveness", _json(ref("Health"), "Up."), (), public=True)
+    healthz["responses"]["503"] = {
+        **_json(ref("Health"), "A dependency is down."),
+        "headers": {"Retry-After": {**_RETRY_AFTER, "required": True}},
+    }
+    html = {"description": "HTML.", "content": {"text/html": {"schema": _STRING}}}
+    events = {"description": "Events.", "content": {"text/event-stream": {"schema": _STRING}}}
+    return {
+        ("GET", "/healthz"): healthz,
+        ("GET", "/openapi.json"): _operation(
+            "service", "This document", _json({"type": "object"}, "OpenAPI 3.1."), (), public=True
+        ),
+        ("GET", "/docs"): _operation("service", "This document as a page", html, (), public=True),
+        ("POST", "/api/jobs"): _operation(
+            "jobs",
+            "Create an asynchronous job",
+            _json(ref("JobCreated"), "Accepted; poll the job or watch its events."),
+            _CREATE,
+            parameters=(_IDEMPOTENCY_KEY,),
+            body=_form(COMPRESS_JOB, _JOB_FIELDS),
+        ),
+        ("GET", "/api/jobs"): _operation(
+            "jobs",
+            "The tenant's jobs, newest first",
+            _json(ref("JobList"), "A page."),
+            (400, 401, 500, 503),
+            parameters=listing,
+        ),
+        ("GET", "/api/jobs/{job_id}"): _operation(
+            "jobs", "A job", _json(ref("Job"), "The job."), _READ, parameters=job_id
+        ),
+        ("DELETE", "/api/jobs/{job_id}"): _operation(
+            "jobs",
+            "Cancel a pending job",
+            _json(ref("Job"), "The cancelled job."),
+            (401, 404, 409, 500, 503),
+            parameters=job_id,
+        ),
+        ("GET", "/api/jobs/{job_id}/files/{index}"): _operation(
+            "jobs",
+            "Download one output",
+            _download(mime_types, "The output's bytes."),
+            _READ,
+            parameters=(*job_id, index),
+        ),
+        ("GET", "/api/jobs/{job_id}/archive"): _operation(
+            "jobs",
+            "Download the zip of all outputs (createArchive=true)",
+            _download(["application/zip"], "The zip."),
+            (401, 404, 409, 500, 503),
+            parameters=job_id,
+        ),
+        ("GET", "/api/jobs/{job_id}/events"): _operation(
+            "jobs",
+            "Progress as server-sent events: `file` (a FileResult), `job` (the Job), then `end`",
+            events,
+            _READ,
+            parameters=(*job_id, last_event),
+        ),
+        ("POST", "/api/convert"): _sync("Convert and wait (small inputs)", CONVERT),
+        ("POST", "/api/compress"): _sync(
+            "Compress and wait; outputs keep their format", COMPRESS_SYNC
+        ),
+    }
+
+
+def registered_operations(routes: list[BaseRoute]) -> frozenset[Operation]:
+    """(method, path) of every route the app serves, HEAD aside (Starlette adds it to GET)."""
+    return frozenset(
+        (method, route.path_format)
+        for route in routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    )
+
+
+def build_document() -> Schema:
+    paths: dict[str, Schema] = {}
+    for (method, path), operation in operations().items():
+        paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "convertmesh",
+            "version": "1",
+            "description": "Convertly-compatible file conversion API. Booleans in forms are "
+            "true/false (or 1/0). Errors are `{error, code, detail}`.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+            "schemas": component_schemas(),
+            "responses": {f"E{status}": _error_response(status) for status in _ERROR_STATUSES},
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(build_document())

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from mesh.bus import streams
@@ -47,8 +47,8 @@ class JobStore:
     async def get(self, tenant: str, job_id: str) -> tuple[state_pb2.JobRecord, int]:
         try:
             entry = await self._jobs.get(streams.job_key(tenant, job_id))
-        except (KeyNotFoundError, ValueError) as exc:
-            raise MeshError(Reason.NOT_FOUND, "No job with this id.", jobId=job_id) from exc
+        except (KeyNotFoundError, InvalidKeyError, ValueError) as exc:
+            raise MeshError(Reason.NOT_FOUND, "No job with this id.") from exc
         return state_pb2.JobRecord.FromString(entry.value or b""), entry.revision or 0
 
     async def mutate(
@@ -104,7 +104,7 @@ class JobStore:
     async def get_upload(self, tenant: str, blob_id: str) -> state_pb2.UploadRecord:
         try:
             entry = await self._uploads.get(streams.upload_key(blob_id))
-        except (KeyNotFoundError, ValueError) as exc:
+        except (KeyNotFoundError, InvalidKeyError, ValueError) as exc:
             raise MeshError(Reason.NOT_FOUND, "No uploaded file with this id.") from exc
         record = state_pb2.UploadRecord.FromString(entry.value or b"")
         if record.tenant != tenant:
