@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 
-from mesh import blobs
+from mesh import blobs, telemetry
 from mesh.bus import streams
 from mesh.bus import tasks as results
 from mesh.bus.tasks import TaskKind, TaskSpec
@@ -136,6 +136,7 @@ class Worker:
             return
         if await self._already_settled(task):
             await message.ack()
+            telemetry.TASKS.labels(s.service, "skipped").inc()
             return
         deliveries = message.metadata.num_delivered or 1
         last_try = deliveries >= s.max_deliver
@@ -150,10 +151,10 @@ class Worker:
                 f"{task.task_id}.end",
             )
             await message.ack()
-            log.info(
-                "task done",
-                extra={"task": task.task_id, "seconds": round(time.monotonic() - started, 3)},
-            )
+            seconds = time.monotonic() - started
+            telemetry.TASKS.labels(s.service, "succeeded").inc()
+            telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
+            log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
         except MeshError as error:
             if error.reason.retryable and not last_try:
                 await self._retry(message, task, error)
@@ -248,6 +249,7 @@ class Worker:
     async def _retry(self, message: Msg, task: TaskSpec, error: Exception) -> None:
         deliveries = message.metadata.num_delivered or 1
         delay = self._settings.retry_delay_seconds * (2 ** (deliveries - 1))
+        telemetry.TASKS.labels(self._settings.service, "retried").inc()
         log.warning(
             "task will be retried",
             extra={"task": task.task_id, "error": str(error), "delay": delay},
@@ -257,6 +259,7 @@ class Worker:
 
     async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
         log.info("task failed", extra={"task": task.task_id, "reason": error.reason.value})
+        telemetry.TASKS.labels(self._settings.service, "failed").inc()
         try:
             await self._publish(
                 results.failed(task, self._settings.worker_name, error), f"{task.task_id}.end"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import logs, sandbox
+from mesh import logs, sandbox, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.outcome import Outcome
@@ -85,6 +85,7 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     exists), then consume until SIGTERM."""
     logs.configure(settings.runtime.service, settings.log_level)
     sandbox.preload(preload)
+    telemetry.serve_from_env()
     asyncio.run(serve(settings, handler()))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from mesh import jobjson
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, docs, events, openapi, paths, sync
+from services.gateway import auth, docs, events, metrics, openapi, paths, sync
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
 from services.gateway.forms import JobForm, parse_job_form
@@ -198,21 +199,24 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await app.state.client.close()
 
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/jobs", create_job, methods=["POST"]),
+        Route("/api/jobs", list_jobs, methods=["GET"]),
+        Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/api/jobs/{job_id}", cancel_job, methods=["DELETE"]),
+        Route("/api/jobs/{job_id}/files/{index}", download_file, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", docs.docs_page, methods=["GET"]),
+        Route("/api/jobs/{job_id}/events", events.job_events, methods=["GET"]),
+        Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
+        Route("/api/convert", sync.convert, methods=["POST"]),
+        Route("/api/compress", sync.compress, methods=["POST"]),
+        Route("/metrics", metrics.metrics, methods=["GET"]),
+    ]
     return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/api/jobs", create_job, methods=["POST"]),
-            Route("/api/jobs", list_jobs, methods=["GET"]),
-            Route("/api/jobs/{job_id}", get_job, methods=["GET"]),
-            Route("/api/jobs/{job_id}", cancel_job, methods=["DELETE"]),
-            Route("/api/jobs/{job_id}/files/{index}", download_file, methods=["GET"]),
-            Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
-            Route("/docs", docs.docs_page, methods=["GET"]),
-            Route("/api/jobs/{job_id}/events", events.job_events, methods=["GET"]),
-            Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
-            Route("/api/convert", sync.convert, methods=["POST"]),
-            Route("/api/compress", sync.compress, methods=["POST"]),
-        ],
+        routes=routes,
+        middleware=[Middleware(metrics.RequestMetrics, routes=routes)],
         exception_handlers={
             MeshError: on_mesh_error,
             HTTPException: on_http_error,

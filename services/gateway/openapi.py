@@ -431,6 +431,13 @@ def operations() -> dict[Operation, Schema]:
             "service", "This document", _json({"type": "object"}, "OpenAPI 3.1."), (), public=True
         ),
         ("GET", "/docs"): _operation("service", "This document as a page", html, (), public=True),
+        ("GET", "/metrics"): _operation(
+            "service",
+            "Prometheus metrics",
+            {"description": "Metrics.", "content": {"text/plain": {"schema": _STRING}}},
+            (),
+            public=True,
+        ),
         ("POST", "/api/jobs"): _operation(
             "jobs",
             "Create an asynchronous job",

@@ -9,7 +9,7 @@ import signal
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from mesh import logs
+from mesh import logs, telemetry
 from mesh.bus import connection, streams
 from services.orchestrator import callbacks
 from services.orchestrator.delivery import Deliverer
@@ -66,6 +66,7 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("orchestrator", settings.log_level)
+    telemetry.serve_from_env()
     asyncio.run(serve(settings))
 
 

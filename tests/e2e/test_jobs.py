@@ -279,3 +279,18 @@ async def test_internal_callback_url_is_a_400_naming_the_field(http: httpx.Async
     assert response.status_code == 400
     assert "callbackUrl" in response.json()["detail"]["fields"]
     assert "127.0.0.1" not in response.json()["error"]
+
+
+async def test_metrics_count_requests_by_route_template(http: httpx.AsyncClient) -> None:
+    await http.get("/api/jobs/3c90c3cc-0d44-4b50-8888-8dd25736052a", headers=auth())
+    response = await http.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert any(
+        line.startswith("convertmesh_http_requests_total{")
+        and 'route="/api/jobs/{job_id}"' in line
+        and 'status="404"' in line
+        for line in lines
+    )
+    assert not any("3c90c3cc" in line for line in lines)

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from launcher.nats import NatsServer, start_nats
-from mesh import blobs
+from mesh import blobs, telemetry
 from mesh.bus import streams
 from mesh.bus.runtime import RuntimeSettings, TaskContext, Worker
 from mesh.bus.tasks import TaskSpec
@@ -161,8 +161,10 @@ async def test_permanent_failure_is_reported_once_and_termed(
         calls += 1
         raise MeshError(Reason.CORRUPT_INPUT, "Bad bytes.")
 
+    before = telemetry.TASKS.labels(SERVICE, "failed")._value.get()
     await dispatch(js, "bad")
     await run_worker(nc, js, corrupt, 2.0)
+    assert telemetry.TASKS.labels(SERVICE, "failed")._value.get() == before + 1
     found = await results(js)
     assert kinds(found) == ["STARTED", "FAILED"]
     assert (found[-1].error_code, found[-1].error_message) == ("CORRUPT_INPUT", "Bad bytes.")
