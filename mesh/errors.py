@@ -38,6 +38,7 @@ class Reason(enum.Enum):
     CONFLICT = "CONFLICT"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
     TOO_LARGE = "TOO_LARGE"
+    RANGE_NOT_SATISFIABLE = "RANGE_NOT_SATISFIABLE"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     UNSUPPORTED_PAIR = "UNSUPPORTED_PAIR"
     UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
@@ -85,6 +86,9 @@ _TABLE: dict[Reason, _Mapping] = {
         409, _C.ALREADY_EXISTS, False, "This Idempotency-Key was used with a different request."
     ),
     Reason.TOO_LARGE: _Mapping(413, _C.OUT_OF_RANGE, False, "The upload is too large."),
+    Reason.RANGE_NOT_SATISFIABLE: _Mapping(
+        416, _C.OUT_OF_RANGE, False, "The requested range is outside the file."
+    ),
     Reason.LIMIT_EXCEEDED: _Mapping(
         413, _C.OUT_OF_RANGE, False, "The input exceeds a processing limit."
     ),

@@ -20,7 +20,7 @@ from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from services.gateway import auth, docs, events, metrics, openapi, paths, sync
 from services.gateway.client import JobClient
-from services.gateway.downloads import download_response
+from services.gateway.downloads import download_response, requested_range
 from services.gateway.forms import JobForm, parse_job_form
 from services.gateway.multipart import FormLimits, read_form
 from services.gateway.settings import Settings
@@ -145,18 +145,20 @@ async def cancel_job(request: Request) -> Response:
 
 async def download_file(request: Request) -> Response:
     tenant = _tenant(request)
+    wanted = requested_range(request)
     header, body = await _client(request).read_output(
-        tenant, paths.job_id(request), paths.file_index(request)
+        tenant, paths.job_id(request), paths.file_index(request), byte_range=wanted
     )
-    return download_response(header, body)
+    return await download_response(request, header, body, ranged=wanted is not None)
 
 
 async def download_archive(request: Request) -> Response:
     tenant = _tenant(request)
+    wanted = requested_range(request)
     header, body = await _client(request).read_output(
-        tenant, paths.job_id(request), 0, archive=True
+        tenant, paths.job_id(request), 0, archive=True, byte_range=wanted
     )
-    return download_response(header, body)
+    return await download_response(request, header, body, ranged=wanted is not None)
 
 
 async def healthz(request: Request) -> Response:

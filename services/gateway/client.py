@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,6 +18,16 @@ from mesh.errors import MeshError, Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 
 UPLOAD_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ByteRange:
+    """A single HTTP byte range: `length` bytes from `offset` (0: to the end), or the last
+    `suffix_length` bytes."""
+
+    offset: int = 0
+    length: int = 0
+    suffix_length: int = 0
 
 
 class JobClient:
@@ -117,13 +128,24 @@ class JobClient:
         return updates()
 
     async def read_output(
-        self, tenant: str, job_id: str, index: int, *, archive: bool = False
+        self,
+        tenant: str,
+        job_id: str,
+        index: int,
+        *,
+        archive: bool = False,
+        byte_range: ByteRange | None = None,
     ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:
         """The output's header, then its bytes as a stream (the call stays open meanwhile).
         With `archive`, the job's zip of every output instead of one file."""
-        call = self._stub.ReadOutput(
-            jobs_pb2.ReadOutputRequest(tenant=tenant, job_id=job_id, index=index, archive=archive)
+        request = jobs_pb2.ReadOutputRequest(
+            tenant=tenant, job_id=job_id, index=index, archive=archive
         )
+        if byte_range is not None:
+            request.offset = byte_range.offset
+            request.length = byte_range.length
+            request.suffix_length = byte_range.suffix_length
+        call = self._stub.ReadOutput(request)
         try:
             first = await call.read()
         except grpc.RpcError as error:

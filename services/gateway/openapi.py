@@ -363,6 +363,22 @@ _DOWNLOAD_HEADERS = {
 }
 
 
+_RANGE_HEADER = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "description": "One byte range (`bytes=first-last`, `bytes=first-`, `bytes=-suffix`).",
+    "schema": _STRING,
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags the client has; a match answers 304.",
+    "schema": _STRING,
+}
+
+
 def _operation(
     tag: str,
     summary: str,
@@ -403,9 +419,31 @@ def _sync(summary: str, using: OptionSet) -> Schema:
     return _operation("sync", summary, ok, _SYNC, body=_form(using, {}))
 
 
-def _download(media_types: list[str], description: str) -> Schema:
+def _download(
+    summary: str, media_types: list[str], errors: tuple[int, ...], parameters: tuple[Schema, ...]
+) -> Schema:
+    """A download: the whole output (200), one byte range (206), or not modified (304)."""
     content = {media_type: {"schema": _BINARY} for media_type in media_types}
-    return {"description": description, "headers": _DOWNLOAD_HEADERS, "content": content}
+    operation = _operation(
+        "jobs",
+        summary,
+        {"description": "The output's bytes.", "headers": _DOWNLOAD_HEADERS, "content": content},
+        (*errors, 416),
+        parameters=(*parameters, _RANGE_HEADER, _IF_NONE_MATCH),
+    )
+    operation["responses"]["206"] = {
+        "description": "The requested byte range.",
+        "headers": {
+            **_DOWNLOAD_HEADERS,
+            "Content-Range": {"schema": _STRING, "description": "bytes first-last/size"},
+        },
+        "content": content,
+    }
+    operation["responses"]["304"] = {
+        "description": "Not modified: If-None-Match names the current ETag.",
+        "headers": {"ETag": _DOWNLOAD_HEADERS["ETag"]},
+    }
+    return operation
 
 
 def operations() -> dict[Operation, Schema]:
@@ -463,19 +501,14 @@ def operations() -> dict[Operation, Schema]:
             (401, 404, 409, 500, 503),
             parameters=job_id,
         ),
-        ("GET", "/api/jobs/{job_id}/files/{index}"): _operation(
-            "jobs",
-            "Download one output",
-            _download(mime_types, "The output's bytes."),
-            _READ,
-            parameters=(*job_id, index),
+        ("GET", "/api/jobs/{job_id}/files/{index}"): _download(
+            "Download one output", mime_types, (401, 404, 409, 500, 503), (*job_id, index)
         ),
-        ("GET", "/api/jobs/{job_id}/archive"): _operation(
-            "jobs",
+        ("GET", "/api/jobs/{job_id}/archive"): _download(
             "Download the zip of all outputs (createArchive=true)",
-            _download(["application/zip"], "The zip."),
-            (401, 404, 409, 500, 503),
-            parameters=job_id,
+            ["application/zip"],
+            (401, 404, 500, 503),
+            job_id,
         ),
         ("GET", "/api/jobs/{job_id}/events"): _operation(
             "jobs",

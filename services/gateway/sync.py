@@ -96,7 +96,7 @@ async def _run(
     accept = request.headers.get("accept", "")
     if "application/octet-stream" in accept and len(final.files) == 1:
         header, body = await client.read_output(tenant, job.job_id, 0)
-        return download_response(header, body)
+        return await download_response(request, header, body, ranged=False)
     return StreamingResponse(_json_body(client, tenant, final), media_type="application/json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import posixpath
@@ -219,13 +220,47 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         record, _ = await self._store.get(request.tenant, request.job_id)
         name, filename, mime_type = _output_of(record, request)
         info = await blobs.info(self._js, streams.BLOBS_BUCKET, name)
+        start, count = byte_range(request, info.size)
         yield jobs_pb2.ReadOutputResponse(
             header=jobs_pb2.OutputHeader(
-                filename=filename, mime_type=mime_type, size=info.size, sha256=info.sha256
+                filename=filename,
+                mime_type=mime_type,
+                size=info.size,
+                sha256=info.sha256,
+                range_start=start,
+                range_length=count,
             )
         )
-        async for chunk in blobs.read_stream(self._js, streams.BLOBS_BUCKET, name):
-            yield jobs_pb2.ReadOutputResponse(chunk=chunk)
+        chunks = blobs.read_stream(self._js, streams.BLOBS_BUCKET, name)
+        async with contextlib.aclosing(chunks):
+            async for piece in ranged(chunks, start, count):
+                yield jobs_pb2.ReadOutputResponse(chunk=piece)
+
+
+def byte_range(request: jobs_pb2.ReadOutputRequest, size: int) -> tuple[int, int]:
+    """(first byte, byte count) of what the request asks for, within an output of `size`."""
+    if request.suffix_length > 0:
+        count = min(request.suffix_length, size)
+        return size - count, count
+    start = max(request.offset, 0)
+    if start and start >= size:
+        raise MeshError(Reason.RANGE_NOT_SATISFIABLE, size=size)
+    end = size if request.length <= 0 else min(size, start + request.length)
+    return start, end - start
+
+
+async def ranged(chunks: AsyncIterator[bytes], start: int, count: int) -> AsyncIterator[bytes]:
+    """The `count` bytes from `start` of a stream of chunks; chunks before are skipped unread
+    by the client, and reading stops at the end of the range."""
+    position = 0
+    end = start + count
+    async for chunk in chunks:
+        following = position + len(chunk)
+        if following > start and position < end:
+            yield chunk[max(start - position, 0) : min(end - position, len(chunk))]
+        position = following
+        if position >= end:
+            return
 
 
 def _output_of(

@@ -294,3 +294,34 @@ async def test_metrics_count_requests_by_route_template(http: httpx.AsyncClient)
         for line in lines
     )
     assert not any("3c90c3cc" in line for line in lines)
+
+
+async def test_downloads_serve_byte_ranges_and_honour_etags(http: httpx.AsyncClient) -> None:
+    body = (await create_job(http, ["exif-orientation-examples/Landscape_2.jpg"], SEED)).json()
+    job = await wait_for_job(http, body["jobId"])
+    url = job["results"]["files"][0]["downloadUrl"]
+    whole = await http.get(url, headers=auth())
+    assert whole.headers["accept-ranges"] == "bytes"
+    data = whole.content
+    size = len(data)
+    cases = {
+        "bytes=0-99": (0, 99),
+        f"bytes={size - 10}-": (size - 10, size - 1),
+        "bytes=-300000": (size - 300000, size - 1),
+        f"bytes=1000-{size + 50}": (1000, size - 1),
+    }
+    for header, (first, last) in cases.items():
+        part = await http.get(url, headers={**auth(), "Range": header})
+        assert part.status_code == 206, header
+        assert part.content == data[first : last + 1], header
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{size}"
+        assert int(part.headers["content-length"]) == last - first + 1
+    beyond = await http.get(url, headers={**auth(), "Range": f"bytes={size}-"})
+    assert beyond.status_code == 416
+    assert beyond.json()["code"] == "RANGE_NOT_SATISFIABLE"
+    several = await http.get(url, headers={**auth(), "Range": "bytes=0-1,5-6"})
+    assert several.status_code == 200 and several.content == data
+    cached = await http.get(url, headers={**auth(), "If-None-Match": whole.headers["etag"]})
+    assert cached.status_code == 304 and cached.content == b""
+    changed = await http.get(url, headers={**auth(), "If-None-Match": '"other"'})
+    assert changed.status_code == 200 and changed.content == data
