@@ -125,6 +125,12 @@ class Worker:
                     with contextlib.suppress(Exception):
                         await message.nak()
                     raise
+                except Exception:
+                    # NATS trouble around the task (reading the job, acking): the message is
+                    # redelivered after ack_wait; this slot must keep consuming.
+                    log.exception("task handling failed", extra={"subject": message.subject})
+                    with contextlib.suppress(Exception):
+                        await message.nak(delay=self._settings.retry_delay_seconds)
 
     async def _process(self, message: Msg) -> None:
         s = self._settings

@@ -12,6 +12,7 @@ from grpc_health.v1._async import HealthServicer
 from mesh import logs, telemetry
 from mesh.bus import connection, streams
 from services.orchestrator import callbacks
+from services.orchestrator.advisories import watch_abandoned_tasks
 from services.orchestrator.delivery import Deliverer
 from services.orchestrator.index import JobIndex
 from services.orchestrator.results import consume_results
@@ -51,10 +52,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    advisories = await watch_abandoned_tasks(nc, js)
     consumer = asyncio.create_task(consume_results(js, store, stop, callbacks.on_change(js)))
     deliverer = asyncio.create_task(Deliverer(js, store, settings.callbacks).run(stop))
     await stop.wait()
     log.info("orchestrator stopping")
+    await advisories.unsubscribe()
     await health.enter_graceful_shutdown()
     await server.stop(grace=5)
     await consumer
