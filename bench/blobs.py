@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
-from nats.js import JetStreamContext
+from nats.js import JetStreamContext, api
 
 from launcher.nats import start_nats
 from mesh import blobs
@@ -69,13 +70,16 @@ def _peak_rss() -> int:
     return _status_kib("VmHWM") * 1024
 
 
-async def _operation(key: str, js: JetStreamContext, source: Path, target: Path) -> None:
+async def _operation(
+    key: str, js: JetStreamContext, source: Path, target: Path, chunk_size: int
+) -> None:
     store = await js.object_store(BUCKET)
     if key == "write_ours":
-        await blobs.write_file(js, BUCKET, target.name, source)
+        await blobs.write_file(js, BUCKET, target.name, source, chunk_size=chunk_size)
     elif key == "write_nats":
+        meta = api.ObjectMeta(options=api.ObjectMetaOptions(max_chunk_size=chunk_size))
         with source.open("rb") as file:
-            await store.put(target.name, file)
+            await store.put(target.name, file, meta=meta)
     elif key == "read_ours":
         await blobs.read_to_file(js, BUCKET, READ_NAME, target)
     elif key == "read_nats_into":
@@ -89,13 +93,15 @@ async def _operation(key: str, js: JetStreamContext, source: Path, target: Path)
         raise ValueError(key)
 
 
-async def _child(key: str, url: str, source: Path, target: Path) -> dict[str, float]:
+async def _child(
+    key: str, url: str, source: Path, target: Path, chunk_size: int
+) -> dict[str, float]:
     nc = await nats.connect(url)
     js = nc.jetstream()
     try:
         before = _reset_peak_rss()
         started = time.perf_counter()
-        await _operation(key, js, source, target)
+        await _operation(key, js, source, target, chunk_size)
         seconds = time.perf_counter() - started
         return {"seconds": seconds, "rss_growth": _peak_rss() - before}
     finally:
@@ -104,19 +110,20 @@ async def _child(key: str, url: str, source: Path, target: Path) -> dict[str, fl
         await nc.close()
 
 
-def _run_child(key: str, url: str, source: Path, target: Path) -> dict[str, float]:
-    command = [sys.executable, "-m", "bench.blobs", "--child", key, url, str(source), str(target)]
+def _run_child(key: str, url: str, source: Path, target: Path, chunk_size: int) -> dict[str, float]:
+    child = ["--child", key, url, str(source), str(target), f"--chunk-kib={chunk_size // 1024}"]
+    command = [sys.executable, "-m", "bench.blobs", *child]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     target.unlink(missing_ok=True)
     result: dict[str, float] = json.loads(output)
     return result
 
 
-async def _prepare(url: str, source: Path) -> None:
+async def _prepare(url: str, source: Path, chunk_size: int) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     await blobs.ensure_bucket(js, BUCKET)
-    await blobs.write_file(js, BUCKET, READ_NAME, source)
+    await blobs.write_file(js, BUCKET, READ_NAME, source, chunk_size=chunk_size)
     await nc.close()
 
 
@@ -151,12 +158,14 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--store-dir", type=Path, default=None)
+    parser.add_argument("--chunk-kib", type=int, default=blobs.CHUNK_SIZE // 1024)
     parser.add_argument("--in-memory-get", action="store_true", help="also time get() to bytes")
     parser.add_argument("--child", nargs=4, metavar=("KEY", "URL", "SOURCE", "TARGET"))
     args = parser.parse_args()
+    chunk_size = args.chunk_kib * 1024
     if args.child:
         key, url, source, target = args.child
-        print(json.dumps(asyncio.run(_child(key, url, Path(source), Path(target)))))
+        print(json.dumps(asyncio.run(_child(key, url, Path(source), Path(target), chunk_size))))
         return
     size = args.size_mb * 1_000_000
     with tempfile.TemporaryDirectory() as scratch_name:
@@ -166,19 +175,23 @@ def main() -> None:
         try:
             source = scratch / "source.bin"
             _write_random(source, size)
-            asyncio.run(_prepare(server.url, source))
+            asyncio.run(_prepare(server.url, source, chunk_size))
             cases = [*CASES, IN_MEMORY_GET] if args.in_memory_get else CASES
             runs: dict[str, list[dict[str, float]]] = {case.key: [] for case in cases}
             for rep in range(args.reps):
                 for case in cases:
                     target = scratch / f"{case.key}-{rep}.out"
-                    runs[case.key].append(_run_child(case.key, server.url, source, target))
-            print(f"blob {size / 1e6:.0f} MB, {args.reps} runs each, store {store}")
+                    run = _run_child(case.key, server.url, source, target, chunk_size)
+                    runs[case.key].append(run)
+            print(
+                f"blob {size / 1e6:.0f} MB in {args.chunk_kib} KiB chunks, "
+                f"{args.reps} runs each, store {store}"
+            )
             _report(size, cases, runs)
         finally:
             server.stop()
             if args.store_dir:
-                subprocess.run(["rm", "-rf", str(store)], check=False)
+                shutil.rmtree(store, ignore_errors=True)
 
 
 if __name__ == "__main__":

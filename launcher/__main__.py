@@ -20,8 +20,9 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        mesh.start()
-        print(f"convertmesh is up: {mesh.http_url} (gRPC {mesh.grpc_target})", flush=True)
+        mesh.start(stopping=stop.is_set)
+        if not stop.is_set():
+            print(f"convertmesh is up: {mesh.http_url} (gRPC {mesh.grpc_target})", flush=True)
         while not stop.wait(0.5):
             if dead := mesh.exited():
                 print(f"a service exited: {dead}; stopping", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,7 +88,9 @@ class LocalMesh:
         env.update(c.extra_env)
         return env
 
-    def start(self, ready_timeout: float = 60.0) -> None:
+    def start(
+        self, ready_timeout: float = 60.0, stopping: Callable[[], bool] = lambda: False
+    ) -> None:
         c = self.config
         (c.data_dir / "scratch").mkdir(parents=True, exist_ok=True)
         if c.log_dir:
@@ -100,7 +103,7 @@ class LocalMesh:
         env = self.environment()
         for name in SERVICES:
             self.start_service(name, env)
-        self.wait_ready(ready_timeout)
+        self.wait_ready(ready_timeout, stopping)
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
         output = (self.config.log_dir / f"{name}.log").open("ab") if self.config.log_dir else None
@@ -111,10 +114,11 @@ class LocalMesh:
             stderr=subprocess.STDOUT if output else None,
         )
 
-    def wait_ready(self, timeout: float) -> None:
-        """Waits until /healthz answers 200: gateway, orchestrator and NATS all up."""
+    def wait_ready(self, timeout: float, stopping: Callable[[], bool] = lambda: False) -> None:
+        """Waits until /healthz answers 200: gateway, orchestrator and NATS all up; returns
+        early when `stopping` says a stop was asked for meanwhile."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stopping():
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with code {process.returncode}")
@@ -125,7 +129,8 @@ class LocalMesh:
             except OSError:
                 pass
             time.sleep(0.2)
-        raise RuntimeError("the mesh did not become healthy in time")
+        if not stopping():
+            raise RuntimeError("the mesh did not become healthy in time")
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to every service (gateway first, NATS last), then SIGKILL stragglers."""

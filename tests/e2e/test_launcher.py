@@ -57,9 +57,10 @@ def test_launcher_serves_reports_nats_loss_and_stops_on_sigterm(tmp_path: Path) 
     )
     health = f"http://127.0.0.1:{port}/healthz"
     try:
-        first_line = launcher.stdout.readline() if launcher.stdout else ""
-        assert "development key" in first_line
-        assert wait_for(lambda: status_of(health) == 200, 60)
+        assert launcher.stdout is not None
+        assert "development key" in launcher.stdout.readline()
+        assert "convertmesh is up" in launcher.stdout.readline()
+        assert status_of(health) == 200
         children = psutil.Process(launcher.pid).children()
         names = {" ".join(c.cmdline()) for c in children}
         for service in ("orchestrator", "image", "media", "archive", "gateway"):
@@ -73,6 +74,30 @@ def test_launcher_serves_reports_nats_loss_and_stops_on_sigterm(tmp_path: Path) 
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(30) in (0, 1)
         assert not [c for c in children if c.is_running() and c.status() != "zombie"]
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def test_launcher_stops_promptly_when_asked_during_start_up(tmp_path: Path) -> None:
+    env = dict(
+        os.environ,
+        DATA_DIR=str(tmp_path / "data"),
+        HTTP_PORT=str(free_port()),
+        GRPC_PORT=str(free_port()),
+        NATS_PORT=str(free_port()),
+        API_KEYS="acme:key",
+        ORCHESTRATOR_ADDR=f"127.0.0.1:{free_port()}",  # never healthy: start-up waits
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "launcher"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+    )
+    try:
+        assert wait_for(lambda: len(psutil.Process(launcher.pid).children()) >= 6, 20)
+        launcher.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert launcher.wait(30) == 0
+        assert time.monotonic() - started < 15
     finally:
         if launcher.poll() is None:
             launcher.kill()

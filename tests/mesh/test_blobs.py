@@ -13,6 +13,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import StorageType
 
 from launcher.nats import NatsServer, start_nats
 from mesh import blobs
@@ -103,6 +104,14 @@ async def test_nats_py_reads_what_we_write(js: JetStreamContext, bucket: str) ->
     assert missing.value.reason is Reason.NOT_FOUND
 
 
+async def test_nats_py_reads_blobs_with_larger_chunks(js: JetStreamContext, bucket: str) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 1)
+    info = await blobs.write_stream(js, bucket, "wide", pieces(data, 1 << 20), chunk_size=1 << 20)
+    assert info.chunks == 4
+    assert (await (await js.object_store(bucket)).get("wide")).data == data
+    assert await read_all(js, bucket, "wide") == data
+
+
 async def test_we_read_what_nats_py_writes(js: JetStreamContext, bucket: str) -> None:
     data = os.urandom(3 * CHUNK + 11)
     store = await js.object_store(bucket)
@@ -137,6 +146,28 @@ async def test_failing_source_leaves_no_chunks(js: JetStreamContext, bucket: str
 
     with pytest.raises(ConnectionResetError):
         await blobs.write_stream(js, bucket, "partial", broken())
+    assert await stream_state(js, bucket) == (0, 0)
+
+
+async def test_cancelled_write_leaves_no_chunks(js: JetStreamContext, bucket: str) -> None:
+    started = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield os.urandom(CHUNK)
+            started.set()
+            await asyncio.sleep(0.01)
+
+    writing = asyncio.create_task(blobs.write_stream(js, bucket, "cancelled", endless()))
+    await started.wait()
+    for _ in range(200):
+        if (await stream_state(js, bucket))[0] >= 3:
+            break
+        await asyncio.sleep(0.01)
+    assert (await stream_state(js, bucket))[0] >= 3  # some chunks were stored for real
+    writing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
     assert await stream_state(js, bucket) == (0, 0)
 
 
@@ -224,3 +255,10 @@ async def test_memory_stays_flat_for_large_blobs(js: JetStreamContext, bucket: s
     # measured about 5.5 MiB and 1.1 MiB on an idle machine.
     assert write_peak < 12 * 1024 * 1024, write_peak
     assert read_peak < 8 * 1024 * 1024, read_peak
+
+
+async def test_ensure_bucket_creates_file_storage_once(js: JetStreamContext) -> None:
+    await blobs.ensure_bucket(js, "limited", ttl_seconds=3600, max_bytes=10 * 1024 * 1024)
+    await blobs.ensure_bucket(js, "limited")
+    config = (await js.stream_info("OBJ_limited")).config
+    assert (config.storage, config.max_age, config.max_bytes) == (StorageType.FILE, 3600, 10 << 20)
