@@ -14,7 +14,12 @@ import pytest
 from launcher.mesh import LocalMesh, MeshConfig
 from tests.corpus import CORPUS
 
-KEYS = {"acme": "key-acme-0123456789", "globex": "key-globex-0123456789"}
+KEYS = {
+    "acme": "key-acme-0123456789",
+    "globex": "key-globex-0123456789",
+    "initech": "key-initech-0123456789",
+}
+MAX_ACTIVE_JOBS = 12
 TERMINAL = {"completed", "failed", "cancelled"}
 SYNC_MAX_BYTES = 8_000_000
 
@@ -29,6 +34,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         MEDIA_CONCURRENCY="1",
         ARCHIVE_CONCURRENCY="1",
         SYNC_MAX_BYTES=str(SYNC_MAX_BYTES),
+        MAX_ACTIVE_JOBS_PER_TENANT=str(MAX_ACTIVE_JOBS),
     )
     local = LocalMesh(config)
     try:

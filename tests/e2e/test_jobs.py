@@ -11,7 +11,7 @@ import httpx
 from PIL import Image
 
 from launcher.mesh import LocalMesh
-from tests.e2e.conftest import auth, create_job, wait_for_job
+from tests.e2e.conftest import MAX_ACTIVE_JOBS, auth, create_job, wait_for_job
 
 SEED = {
     "jobType": "convert",
@@ -325,3 +325,29 @@ async def test_downloads_serve_byte_ranges_and_honour_etags(http: httpx.AsyncCli
     assert cached.status_code == 304 and cached.content == b""
     changed = await http.get(url, headers={**auth(), "If-None-Match": '"other"'})
     assert changed.status_code == 200 and changed.content == data
+
+
+async def test_too_many_unfinished_jobs_is_429_with_retry_after(
+    http: httpx.AsyncClient, mesh: LocalMesh
+) -> None:
+    image_worker = mesh.processes["image"]
+    image_worker.send_signal(signal.SIGSTOP)
+    accepted: list[str] = []
+    try:
+        for _ in range(MAX_ACTIVE_JOBS + 1):
+            response = await create_job(
+                http, ["small/png-transparent.png"], {"format": "gif"}, tenant="initech"
+            )
+            if response.status_code != 200:
+                break
+            accepted.append(response.json()["jobId"])
+    finally:
+        image_worker.send_signal(signal.SIGCONT)
+    assert len(accepted) == MAX_ACTIVE_JOBS
+    assert response.status_code == 429
+    assert response.headers["retry-after"].isdigit()
+    assert response.json()["code"] == "RATE_LIMITED"
+    for job_id in accepted:
+        assert (await wait_for_job(http, job_id, tenant="initech"))["status"] == "completed"
+    again = await create_job(http, ["small/png-transparent.png"], {"format": "gif"}, "initech")
+    assert again.status_code == 200
