@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 from mesh import jobjson as render
 from mesh.errors import Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import openapi
+from services.gateway import apischemas, openapi
 from services.gateway.app import create_app
 from services.gateway.fields import BadValueError
 from services.gateway.file_options import OPTIONS
@@ -26,7 +26,7 @@ DOCUMENT = openapi.build_document()
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-def documented(document: dict[str, Any]) -> set[openapi.Operation]:
+def documented(document: dict[str, Any]) -> set[apischemas.Operation]:
     return {
         (method.upper(), path)
         for path, item in document["paths"].items()

@@ -1,0 +1,296 @@
+"""Schemas of the gateway's OpenAPI document: request forms built from the per-file option
+table, response bodies matching what `mesh.jobjson` renders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mesh import jobjson as render
+from mesh.errors import Reason
+from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS
+from mesh.jobs.v1 import jobs_pb2
+from mesh.options import PRESETS, ConversionOptions, Mode
+from services.gateway import forms
+from services.gateway.file_options import (
+    MAX_PIXELS_PER_SIDE,
+    OptionSet,
+)
+from services.gateway.settings import Settings
+
+Schema = dict[str, Any]
+Operation = tuple[str, str]  # (method, path)
+
+LIST_LIMIT = (1, 100, 20)  # min, max, default of GET /api/jobs?limit (app.list_jobs)
+LIST_MAX_OFFSET = 10_000_000
+_JOB_TYPES = [
+    render._name(name, "JOB_TYPE_")
+    for name, value in jobs_pb2.JobType.items()
+    if value != jobs_pb2.JOB_TYPE_UNSPECIFIED
+]
+_FILE_STATUSES = [
+    render.file_status(v)
+    for v in jobs_pb2.FileStatus.values()
+    if v != jobs_pb2.FILE_STATUS_UNSPECIFIED
+]
+BINARY: Schema = {"type": "string", "format": "binary"}
+_REASONS = [reason.value for reason in Reason]
+# Every Job key but the optional `callbacks` (issue 6) is always present.
+_JOB_KEYS = [
+    *("jobId", "jobType", "status", "totalFiles", "completedFiles", "failedFiles", "progress"),
+    *("errorMessage", "results", "createdAt", "updatedAt", "completedAt"),
+]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    widened = {**schema, "type": [schema["type"], "null"]}
+    if "enum" in schema:
+        widened["enum"] = [*schema["enum"], None]
+    return widened
+
+
+def integer(low: int, high: int | None = None) -> Schema:
+    schema: Schema = {"type": "integer", "minimum": low}
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+STRING: Schema = {"type": "string"}
+_COUNT = integer(0)
+_PERCENT = integer(0, 100)
+
+# Per ConversionOptions field: the value's schema and what it means (API.md "Jobs").
+_OPTION_VALUES: dict[str, tuple[Schema, str]] = {
+    "format": (
+        {"type": "string", "enum": list(OUTPUT_FORMATS)},
+        "Output format. Required for convert; for compress, default is the input's own format.",
+    ),
+    "resize": (
+        {"type": "string", "enum": list(PRESETS)},
+        "Resize preset (see the presets table in API.md); width/height/square read "
+        "resizeWidth/resizeHeight.",
+    ),
+    "resize_width": (integer(1, MAX_PIXELS_PER_SIDE), "Pixels for `width` and `square`."),
+    "resize_height": (integer(1, MAX_PIXELS_PER_SIDE), "Pixels for `height`."),
+    "compression": (integer(1, 100), "Output quality; for svg output, the tracing detail."),
+    "auto_orient": ({"type": "boolean"}, "Apply the EXIF orientation."),
+    "mono": ({"type": "boolean"}, "svg output as a one-colour silhouette instead of layers."),
+    "mode": (
+        {"type": "string", "enum": [mode.value for mode in Mode]},
+        "quality, or target-size (then targetBytes is required).",
+    ),
+    "target_bytes": (integer(1, 2**63 - 1), "target-size mode: largest acceptable output."),
+    "lossless": ({"type": "boolean"}, "Lossless encode where the format allows."),
+    "strip_metadata": (
+        {"type": "boolean"},
+        "Drop EXIF/XMP/IPTC/GPS and container tags (the ICC profile is kept, converted to sRGB).",
+    ),
+}
+_DEFAULTS = ConversionOptions()
+
+
+def _default(attr: str) -> Any:
+    value = getattr(_DEFAULTS, attr)
+    if isinstance(value, Mode):
+        return value.value
+    return None if value in ("", 0, None) and not isinstance(value, bool) else value
+
+
+def _option_fields(using: OptionSet) -> dict[str, Schema]:
+    """The single and per-file JSON-array form of every option the route reads."""
+    properties: dict[str, Schema] = {}
+    for option in using.options:
+        value, meaning = _OPTION_VALUES[option.attr]
+        single = {**value, "description": meaning}
+        default = _default(option.attr)
+        if default is not None:
+            single["default"] = default
+        properties[option.name] = single
+        if option.alias and using.quality_alias:
+            properties[option.alias] = {**single, "description": f"Alias of `{option.name}`."}
+        properties[option.array] = {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"type": "array", "items": nullable(value)},
+            "description": f"Per-file `{option.name}`: a JSON array with exactly one entry per "
+            f"file (else 400). A null or empty entry falls back to `{option.name}`.",
+        }
+    return properties
+
+
+def form(using: OptionSet, extra: dict[str, Schema]) -> Schema:
+    properties: dict[str, Schema] = {
+        "files": {
+            "type": "array",
+            "items": BINARY,
+            "minItems": 1,
+            "maxItems": Settings.max_files,
+            "description": "The files (parts may also be named files[], files[N] or file).",
+        },
+        **extra,
+        **_option_fields(using),
+    }
+    return {
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["files"], "properties": properties},
+                "encoding": {"files": {"contentType": "application/octet-stream"}},
+            }
+        },
+        "required": True,
+    }
+
+
+def _flag(default: bool, meaning: str) -> Schema:
+    return {"type": "boolean", "default": default, "description": meaning}
+
+
+JOB_FIELDS: dict[str, Schema] = {
+    "jobType": {"type": "string", "enum": _JOB_TYPES, "default": "convert"},
+    "createArchive": _flag(False, "Also bundle all outputs into one zip."),
+    "saveToStorage": _flag(True, "Accepted for Convertly clients: jobs always store sources."),
+    "callbackUrl": {
+        "type": "string",
+        "format": "uri",
+        "maxLength": forms.MAX_CALLBACK_URL_CHARS,
+        "description": "http(s) URL that receives the signed completion callback.",
+    },
+    "callbackSecret": {
+        "type": "string",
+        "maxLength": forms.MAX_CALLBACK_SECRET_CHARS,
+        "description": "HMAC-SHA256 key of the Convertly-Signature header.",
+    },
+}
+
+
+def _object(required: list[str] | None, open_: bool = False, **properties: Schema) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if not open_:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _time() -> Schema:
+    return {"type": ["string", "null"], "format": "date-time"}
+
+
+def component_schemas() -> dict[str, Schema]:
+    text_or_null = nullable(STRING)
+    return {
+        "Error": _object(
+            None,
+            error={"type": "string", "minLength": 1, "description": "What to do about it."},
+            code={"type": "string", "enum": _REASONS},
+            detail={
+                "type": "object",
+                "properties": {"fields": {"type": "object", "additionalProperties": STRING}},
+                "description": "`fields` names every bad field of a 400.",
+            },
+        ),
+        "FileResult": _object(
+            None,
+            index=_COUNT,
+            filename=STRING,
+            status={"type": "string", "enum": _FILE_STATUSES},
+            progress=_PERCENT,
+            originalSize=_COUNT,
+            finalSize=nullable(_COUNT),
+            savedPercent={"type": ["number", "null"], "maximum": 100},
+            mimeType=text_or_null,
+            format=nullable({"type": "string", "enum": list(OUTPUT_FORMATS)}),
+            detectedFormat=nullable({"type": "string", "enum": list(INPUT_FAMILIES)}),
+            appliedQuality=nullable(integer(0, 100)),
+            width=nullable(integer(1)),
+            height=nullable(integer(1)),
+            duration={"type": ["number", "null"], "minimum": 0},
+            downloadUrl=nullable({"type": "string", "format": "uri"}),
+            errorMessage=text_or_null,
+            errorCode=nullable({"type": "string", "enum": _REASONS}),
+            entries={
+                "type": ["array", "null"],
+                "items": ref("ArchiveEntry"),
+                "description": "For an archive input converted entry by entry.",
+            },
+        ),
+        "Archive": _object(
+            None,
+            status={"type": "string", "enum": _FILE_STATUSES},
+            size=nullable(_COUNT),
+            mimeType={"type": "string", "enum": ["application/zip"]},
+            downloadUrl=nullable({"type": "string", "format": "uri"}),
+            errorMessage=text_or_null,
+        ),
+        "ArchiveEntry": _object(
+            None,
+            name=STRING,
+            status={"type": "string", "enum": _FILE_STATUSES},
+            outputName=text_or_null,
+            errorMessage=text_or_null,
+        ),
+        "CallbackDelivery": _object(
+            ["type", "attempt", "status"],
+            open_=True,
+            type=STRING,
+            attempt=integer(1),
+            status=STRING,
+            at=_time(),
+        ),
+        "Job": _object(
+            [*_JOB_KEYS],
+            jobId={"type": "string", "format": "uuid"},
+            jobType={"type": "string", "enum": _JOB_TYPES},
+            status={"type": "string", "enum": list(render.STATUS_FILTERS)},
+            totalFiles=_COUNT,
+            completedFiles=_COUNT,
+            failedFiles=_COUNT,
+            progress=_PERCENT,
+            errorMessage=text_or_null,
+            results=_object(
+                None,
+                files={"type": "array", "items": ref("FileResult")},
+                archive=nullable(ref("Archive")),
+            ),
+            createdAt=_time(),
+            updatedAt=_time(),
+            completedAt=_time(),
+            callbacks={"type": "array", "items": ref("CallbackDelivery")},
+        ),
+        "JobCreated": _object(
+            None,
+            jobId={"type": "string", "format": "uuid"},
+            status={"type": "string", "enum": list(render.STATUS_FILTERS)},
+        ),
+        "Pagination": _object(
+            None,
+            limit=integer(LIST_LIMIT[0], LIST_LIMIT[1]),
+            offset=integer(0, LIST_MAX_OFFSET),
+            total=_COUNT,
+            hasMore={"type": "boolean"},
+        ),
+        "JobList": _object(
+            None, jobs={"type": "array", "items": ref("Job")}, pagination=ref("Pagination")
+        ),
+        "SyncFile": _object(
+            None,
+            filename=STRING,
+            originalSize=_COUNT,
+            finalSize=_COUNT,
+            savedPercent={"type": ["number", "null"], "maximum": 100},
+            mimeType=STRING,
+            downloadUrl={"type": "string", "description": "The output as a data: URL."},
+            appliedQuality=nullable(integer(0, 100)),
+        ),
+        "SyncResult": _object(
+            None,
+            files={"type": "array", "items": ref("SyncFile")},
+            storage=_object(None, saved={"type": "boolean"}),
+        ),
+        "Health": _object(None, status={"type": "string", "enum": ["ok", "unavailable"]}),
+    }
