@@ -12,7 +12,8 @@ STUBS_STAMP := mesh/.stubs
 DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow lint format bench stubs install system-deps clean
+.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image stubs install \
+	system-deps clean
 
 run: $(STUBS_STAMP)
 	$(PY) -m launcher
@@ -32,8 +33,14 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks print ratios against a baseline measured in the same run; never part of `test`.
 bench: $(STUBS_STAMP)
 	$(PY) -m bench.blobs
+	$(PY) -m bench.listing
+	$(PY) -m bench.durability
+
+bench-media bench-archive bench-image: bench-%: $(STUBS_STAMP) system-deps
+	$(PY) -m bench.$*
 
 install: $(INSTALLED)
 
