@@ -17,7 +17,7 @@ from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, Family
 from mesh.options import ConversionOptions, Mode
 from mesh.outcome import Outcome
-from services.media import codecs, gif
+from services.media import codecs, gif, webp
 from services.media.budget import Budget, budget_for, unreachable
 from services.media.codecs import Target
 from services.media.lanes import Progress, Timing
@@ -131,7 +131,10 @@ def convert(
     limits: MediaLimits,
 ) -> Outcome:
     """Converts `source` (sniffed as `source_format`) into `output` as `options.format`."""
+    frames = output.with_name(output.name + ".frames.mkv")
     try:
+        if source_format == "webp" and webp.is_animated(source):
+            source, source_format = webp.to_video(source, frames, limits), "mkv"
         return _convert(source, output, source_format, options, limits)
     except MeshError:
         output.unlink(missing_ok=True)
@@ -141,3 +144,5 @@ def convert(
         raise MeshError(
             Reason.CORRUPT_INPUT, "The media could not be decoded; it may be damaged."
         ) from error
+    finally:
+        frames.unlink(missing_ok=True)

@@ -96,12 +96,6 @@ def open_input(
             f"'{source_format or 'unknown'}' is not a media format this service reads.",
             format=source_format,
         )
-    if source_format == "webp" and _is_animated_webp(source):
-        raise MeshError(
-            Reason.UNSUPPORTED_FORMAT,
-            "Animated WebP cannot be converted to video; convert it to gif first.",
-            format=source_format,
-        )
     url = "file:" + str(source.resolve())
     for demuxer in demuxers:
         try:
@@ -124,12 +118,6 @@ def open_input(
         f"The file is not a readable {source_format} file; it may be damaged or truncated.",
         format=source_format,
     )
-
-
-def _is_animated_webp(source: Path) -> bool:
-    # FFmpeg's WebP decoder has no animation support; an ANIM chunk follows the VP8X header.
-    with source.open("rb") as file:
-        return b"ANIM" in file.read(64)
 
 
 def _has_media(container: av.container.InputContainer) -> bool:

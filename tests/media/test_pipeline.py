@@ -237,10 +237,22 @@ def test_strip_metadata_drops_cover_art(clips: dict[str, Path], tmp_path: Path) 
     assert streams_of(ffprobe(output), "audio")[0]["codec_name"] == "mp3"
 
 
-def test_animated_webp_is_refused_as_unsupported(tmp_path: Path) -> None:
-    with pytest.raises(MeshError) as caught:
-        _convert(CORPUS / "pillow" / "iss634.webp", tmp_path / "out.mp4", "webp", format="mp4")
-    assert caught.value.reason is Reason.UNSUPPORTED_FORMAT
+def test_animated_webp_converts_to_video_with_its_timing(tmp_path: Path) -> None:
+    source = CORPUS / "pillow" / "iss634.webp"
+    with Image.open(source) as animation:
+        total_ms = 0
+        for index in range(getattr(animation, "n_frames", 1)):
+            animation.seek(index)
+            animation.load()  # Pillow sets a WebP frame's duration when it decodes it
+            total_ms += animation.info["duration"]
+    output = tmp_path / "out.mp4"
+    outcome = _convert(source, output, "webp", format="mp4")
+    info = ffprobe(output)
+    video = streams_of(info, "video")[0]
+    assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (244, 244)
+    assert abs(float(info["format"]["duration"]) - total_ms / 1000) <= 0.1
+    assert outcome.duration is not None and abs(outcome.duration - total_ms / 1000) <= 0.1
+    assert not list(tmp_path.glob("*.frames.mkv"))
 
 
 def test_animated_gif_converts_to_video(tmp_path: Path) -> None:
