@@ -71,6 +71,11 @@ class TaskContext:
 Handler = Callable[[TaskContext], Awaitable[Outcome]]
 
 
+class _SupersededError(Exception):
+    """The task was settled by another delivery while this one converted: its lease expired
+    (the worker was paused or slow past ack_wait) and JetStream handed the task on."""
+
+
 class Worker:
     def __init__(
         self, nc: Client, js: JetStreamContext, settings: RuntimeSettings, handler: Handler
@@ -161,6 +166,12 @@ class Worker:
             telemetry.TASKS.labels(s.service, "succeeded").inc()
             telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
             log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
+        except _SupersededError:
+            # Writing now would replace the output clients may be downloading, for a job that
+            # is already final; the settled task is acked like a skipped redelivery.
+            log.warning("task settled elsewhere meanwhile", extra={"task": task.task_id})
+            telemetry.TASKS.labels(s.service, "skipped").inc()
+            await message.ack()
         except MeshError as error:
             if error.reason.retryable and not last_try:
                 await self._retry(message, task, error)
@@ -199,6 +210,8 @@ class Worker:
             outcome = await self._handler(context)
         finally:
             reporter.close()
+        if await self._already_settled(task):
+            raise _SupersededError
         if task.kind is TaskKind.UNPACK:
             return outcome, 0, await self._store_entries(task, outcome)
         if not output.exists():

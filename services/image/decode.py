@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pillow_heif
 import pyvips
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mesh.errors import MeshError, Reason
-from services.image import gifcanvas, pdfpage, svgsafe
+from services.image import gifcanvas, pdfpage, pillowload, svgimages, svgsafe, svgsize
 from services.image.limits import ImageLimits, check_source
 from services.image.resize import UNBOUNDED, Plan, per_page
 
@@ -63,7 +63,10 @@ class Source:
     frames: int
     orientation: int = 1
     path: Path | None = None
+    page: int = 0  # the page read from a multi-page file, of `pages`
+    pages: int = 1
     svg: bytes | None = None
+    svg_max_scale: float | None = None
     pillow: Image.Image | None = None
     pdf: pdfpage.Page | None = None
     has_icc: bool = False
@@ -88,7 +91,7 @@ class Source:
         if self.has_icc:
             kwargs["output_profile"] = "srgb"
         if self.path is not None and self.cmyk:
-            image = pyvips.Image.new_from_file(str(self.path), access="sequential")
+            image = pyvips.Image.new_from_file(self._file(), access="sequential")
             # thumbnail's own CMYK import is relative-colourimetric, which turns a CMYK
             # profile's rich black into dark grey; perceptual maps it to sRGB black.
             image = image.icc_transform(
@@ -99,18 +102,50 @@ class Source:
         if self.path is not None and self.frames > 1:
             return self._load_animation(plan, kwargs)
         if self.path is not None:
-            return pyvips.Image.thumbnail(str(self.path), plan.thumbnail_width, **kwargs)
-        if self.svg is not None:
+            return pyvips.Image.thumbnail(self._file(), plan.thumbnail_width, **kwargs)
+        if self.svg is not None and self.svg_max_scale is None:
             return pyvips.Image.thumbnail_buffer(self.svg, plan.thumbnail_width, **kwargs)
-        if self.pdf is not None:
+        if self.svg is not None:
+            scale = min(self._scale_for(plan), self.svg_max_scale or 1.0)
+            image = pyvips.Image.svgload_buffer(self.svg, scale=scale)
+        elif self.pdf is not None:
             image = self.pdf.render(plan.thumbnail_width, plan.thumbnail_height)
         else:
             assert self.pillow is not None
-            image = _from_pillow(self.pillow, auto_orient)
+            image = self._from_pillow(auto_orient)
+            if self.frames > 1:
+                return self._load_animation(plan, kwargs, image)
         kwargs["no_rotate"] = True
         return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
 
-    def _load_animation(self, plan: Plan, kwargs: dict[str, object]) -> pyvips.Image:
+    def _file(self) -> str:
+        return f"{self.path}[page={self.page}]" if self.page else str(self.path)
+
+    def _scale_for(self, plan: Plan) -> float:
+        """The scale `plan` asks of the source, for loaders that take one."""
+        ratios = [
+            target / side
+            for target, side in (
+                (plan.thumbnail_width, self.width),
+                (plan.thumbnail_height, self.page_height),
+            )
+            if target < UNBOUNDED
+        ]
+        scale = (max if plan.crop == "centre" else min)(ratios) if ratios else 1.0
+        return min(scale, 1.0) if plan.size == "down" else scale
+
+    def _from_pillow(self, auto_orient: bool) -> pyvips.Image:
+        assert self.pillow is not None
+        try:
+            if self.frames > 1:
+                return pillowload.to_vips_strip(self.pillow, self.frames)
+            return pillowload.to_vips(self.pillow, auto_orient)
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise corrupt() from error
+
+    def _load_animation(
+        self, plan: Plan, kwargs: dict[str, object], strip: pyvips.Image | None = None
+    ) -> pyvips.Image:
         # thumbnail would crop the whole strip of frames as one picture: scale it to cover,
         # then crop each frame.
         width = plan.thumbnail_width
@@ -118,7 +153,10 @@ class Source:
             scale = max(plan.width / self.width, plan.height / self.page_height)
             width = max(plan.width, round(self.width * scale))
             kwargs = {**kwargs, "crop": "none", "height": UNBOUNDED}
-        image = pyvips.Image.thumbnail(f"{self.path}[n=-1]", width, **kwargs)
+        if strip is None:
+            image = pyvips.Image.thumbnail(f"{self.path}[n=-1]", width, **kwargs)
+        else:
+            image = pyvips.Image.thumbnail_image(strip, width, **{**kwargs, "no_rotate": True})
         if plan.crop != "centre":
             return image
         page_height = image.get("page-height")
@@ -131,35 +169,61 @@ class Source:
         )
 
 
-def open_source(path: Path, source_format: str, limits: ImageLimits, animate: bool) -> Source:
-    """Reads the header of `path` and checks it against `limits` before anything is decoded."""
+def open_source(
+    path: Path, source_format: str, limits: ImageLimits, animate: bool, page: int = 0
+) -> Source:
+    """Reads the header of `path` (its `page`, for multi-page TIFF) and checks it against
+    `limits` before anything is decoded. `animate` asks for every frame of an animation."""
     if source_format not in INPUT_FORMATS:
         raise MeshError(
             Reason.UNSUPPORTED_FORMAT,
             f"'{source_format or 'unknown'}' files are not supported as image input.",
             format=source_format,
         )
+    if source_format == "png" and animate and pillowload.is_apng(path):
+        return _open_pillow(path, source_format, limits, animate)
+    if source_format == "tiff" and pillowload.tiff_needs_pillow(path):
+        return _open_pillow(path, source_format, limits, animate=False)
     if source_format in VIPS_FORMATS:
-        return _open_vips(path, source_format, limits, animate)
-    if source_format in PILLOW_FORMATS:
-        return _open_pillow(path, source_format, limits)
-    if source_format == "svg":
-        data = svgsafe.sanitise(path.read_bytes())
         try:
-            header = pyvips.Image.svgload_buffer(data)
-        except pyvips.Error as error:
-            raise corrupt("SVG") from error
+            return _open_vips(path, source_format, limits, animate, page)
+        except MeshError as error:
+            if source_format != "avif" or error.reason is not Reason.CORRUPT_INPUT:
+                raise
+            # An AVIF image sequence: the wheel's libheif reads still items only.
+            return _open_pillow(path, source_format, limits, animate)
+    if source_format in PILLOW_FORMATS:
+        return _open_pillow(path, source_format, limits, animate=False)
+    if source_format == "svg":
+        data, header = _open_svg(path)
         check_source(header.width, header.height, 1, limits)
-        return Source("svg", header.width, header.height, 1, svg=data)
-    page = pdfpage.open_first_page(path, limits)
-    return Source("pdf", page.width, page.height, 1, pdf=page)
+        bound = svgsize.max_scale(data, header.width, header.height)
+        return Source("svg", header.width, header.height, 1, svg=data, svg_max_scale=bound)
+    first = pdfpage.open_first_page(path, limits)
+    return Source("pdf", first.width, first.height, 1, pdf=first)
 
 
-def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: bool) -> Source:
+def _open_svg(path: Path) -> tuple[bytes, pyvips.Image]:
+    data = svgsize.without_bad_size(svgimages.decodable(svgsafe.sanitise(path.read_bytes())))
+    try:
+        return data, pyvips.Image.svgload_buffer(data)
+    except pyvips.Error:
+        data = svgsize.with_default_size(data)
+    try:
+        return data, pyvips.Image.svgload_buffer(data)
+    except pyvips.Error as error:
+        raise corrupt("SVG") from error
+
+
+def _open_vips(
+    path: Path, source_format: str, limits: ImageLimits, animate: bool, page: int
+) -> Source:
     if source_format == "gif":
         _check_gif_canvas(path, limits)
     try:
-        header = pyvips.Image.new_from_file(str(path), access="sequential")
+        header = pyvips.Image.new_from_file(
+            str(path), access="sequential", **({"page": page} if page else {})
+        )
     except pyvips.Error as error:
         raise corrupt() from error
     fields = set(header.get_fields())
@@ -175,6 +239,8 @@ def _open_vips(path: Path, source_format: str, limits: ImageLimits, animate: boo
         frames,
         orientation=_orientation(header, fields),
         path=path,
+        page=page,
+        pages=pages,
         has_icc="icc-profile-data" in fields,
         bands=header.bands,
         cmyk=header.interpretation == "cmyk",
@@ -196,10 +262,12 @@ def _orientation(image: pyvips.Image, fields: set[str]) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _open_pillow(path: Path, source_format: str, limits: ImageLimits) -> Source:
+def _open_pillow(path: Path, source_format: str, limits: ImageLimits, animate: bool) -> Source:
     try:
         image = Image.open(path)
-        check_source(image.width, image.height, 1, limits)
+        declared = getattr(image, "n_frames", 1)
+        frames = declared if animate and declared > 1 else 1
+        check_source(image.width, image.height, frames, limits)
         if source_format == "ico":
             # The directory may declare a small icon whose embedded PNG is a huge canvas.
             image.load()
@@ -212,34 +280,15 @@ def _open_pillow(path: Path, source_format: str, limits: ImageLimits) -> Source:
         ) from error
     except (OSError, SyntaxError, ValueError) as error:
         raise corrupt() from error
-    # libheif applies HEIF's own rotation on decode; BMP and ICO carry no EXIF.
+    # libheif applies HEIF's own rotation on decode and BMP/ICO carry no EXIF; Pillow's AVIF
+    # reader reports irot/imir as an EXIF orientation it leaves to the caller.
+    orientation = image.getexif().get(0x0112, 1) if source_format == "avif" else 1
     return Source(
         source_format,
         image.width,
         image.height,
-        1,
+        frames,
+        orientation=orientation if 1 <= orientation <= 8 else 1,
         pillow=image,
         has_icc="icc_profile" in image.info,
     )
-
-
-def _from_pillow(image: Image.Image, auto_orient: bool) -> pyvips.Image:
-    try:
-        image.load()
-        if auto_orient:
-            image = ImageOps.exif_transpose(image)
-        icc = image.info.get("icc_profile")
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-        mode = "RGBA" if has_alpha else "RGB"
-        if image.mode in ("L", "LA"):
-            mode = image.mode
-        converted = image.convert(mode)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise corrupt() from error
-    vips_image = pyvips.Image.new_from_memory(
-        converted.tobytes(), converted.width, converted.height, len(mode), "uchar"
-    )
-    vips_image = vips_image.copy(interpretation="b-w" if mode.startswith("L") else "srgb")
-    if icc:
-        vips_image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
-    return vips_image

@@ -7,6 +7,10 @@
 5. shape: pad for `contain`, reset the orientation tag, flatten alpha the output cannot hold;
 6. write once: a raster encoder, the target-size search, the SVG tracer or the PDF writer.
 
+Page sets: an animation keeps every frame into gif/webp/pdf and gives its first frame to
+still outputs; a multi-page TIFF gives every page to pdf (one PDF page each, at its own size)
+and page 0 to every other output.
+
 Pure and synchronous: the worker runs `convert` in a sandboxed child process.
 """
 
@@ -21,7 +25,7 @@ from mesh.options import ConversionOptions, Mode, box_for
 from mesh.outcome import Outcome
 from services.image import encode, pdfwrite, svgtrace, targetsize
 from services.image.decode import Source, corrupt, open_source
-from services.image.limits import ImageLimits, check_output, guard_pillow
+from services.image.limits import ImageLimits, check_output, check_source, guard_pillow
 from services.image.resize import Plan, per_page, plan
 
 __all__ = ["ImageLimits", "convert"]
@@ -42,9 +46,11 @@ def convert(
     guard_pillow(limits)
     target = _output_format(options.format or source_format, source_format)
     opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
-    resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
-    check_output(resize.width, resize.height, opened.frames, limits)
     try:
+        if target == "pdf" and opened.format == "tiff" and opened.pages > 1:
+            return _tiff_pages_to_pdf(source, output, opened, options, limits)
+        resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
+        check_output(resize.width, resize.height, opened.frames, limits)
         image = opened.load(resize, options.auto_orient)
         image = _shape(image, resize, opened, target, options)
         return _write(
@@ -58,6 +64,33 @@ def convert(
         )
     except pyvips.Error as error:
         raise corrupt() from error
+
+
+def _tiff_pages_to_pdf(
+    source: Path, output: Path, first: Source, options: ConversionOptions, limits: ImageLimits
+) -> Outcome:
+    """Every page of a multi-page TIFF, each resized on its own, one PDF page each."""
+    check_source(first.width, first.page_height, first.pages, limits)  # before the headers
+    pages = [first] + [
+        open_source(source, "tiff", limits, animate=False, page=index)
+        for index in range(1, first.pages)
+    ]
+    check_source(
+        max(page.width for page in pages),
+        max(page.page_height for page in pages),
+        len(pages),
+        limits,
+    )
+    images = []
+    for page in pages:
+        resize = plan(box_for(options), *page.oriented_size(options.auto_orient))
+        check_output(resize.width, resize.height, len(pages), limits)
+        image = page.load(resize, options.auto_orient)
+        images.append(_shape(image, resize, page, "pdf", options))
+    quality = pdfwrite.write(images, output, options.compression, passthrough=None)
+    return Outcome(
+        "pdf", "application/pdf", images[0].width, images[0].height, applied_quality=quality
+    )
 
 
 def _output_format(target: str, source_format: str) -> str:
@@ -121,7 +154,8 @@ def _write(
         return Outcome("svg", "image/svg+xml", width, height, applied_quality=options.compression)
     if target == "pdf":
         passthrough = source if _jpeg_untouched(opened, resize, options) else None
-        quality = pdfwrite.write(image, output, opened.frames, options.compression, passthrough)
+        pages = pdfwrite.frames_of(image, opened.frames)
+        quality = pdfwrite.write(pages, output, options.compression, passthrough)
         return Outcome("pdf", "application/pdf", image.width, page_height, applied_quality=quality)
     encoder = encode.ENCODERS[target]
     encoding = encode.Encoding(

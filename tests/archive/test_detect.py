@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mesh.errors import MeshError, Reason
-from services.archive.detect import detect, is_tar_header, require_archive
+from mesh.formats import is_tar_header
+from services.archive.detect import detect, require_archive
 from tests.archive.conftest import corpus
 
 

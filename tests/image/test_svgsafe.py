@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
+from mesh.errors import MeshError, Reason
 from mesh.options import ConversionOptions
 from services.image.pipeline import ImageLimits, convert
-from services.image.svgsafe import sanitise
+from services.image.svgsafe import MAX_EXPANSION, sanitise
 from tests.corpus import CORPUS
 
 
@@ -102,3 +103,53 @@ def test_imgproxy_sample_renders_its_rectangle(tmp_path: Path) -> None:
 )
 def test_local_references_survive(fragment: bytes) -> None:
     assert fragment in sanitise(b"<svg><g " + fragment + b"/></svg>")
+
+
+def test_internal_entities_are_expanded_and_external_ones_are_not() -> None:
+    svg = b"""<!DOCTYPE svg [<!ENTITY fill "green"><!ENTITY leak SYSTEM "file:///etc/passwd">
+      <!ENTITY shape "<rect href='http://127.0.0.1/x' fill='&fill;'/>">]>
+      <svg><rect fill="&fill;"/>&shape;<text>&leak;</text></svg>"""
+    cleaned = sanitise(svg)
+    assert b'<rect fill="green"/>' in cleaned
+    assert b"<rect  fill='green'/>" in cleaned  # the entity's markup, its href removed
+    assert b"&" not in cleaned and b"ENTITY" not in cleaned and b"127.0.0.1" not in cleaned
+
+
+def test_billion_laughs_expansion_stays_small() -> None:
+    entities = '<!ENTITY a "lol">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(9)
+    )
+    svg = f"<!DOCTYPE svg [{entities}]><svg><text>&j;</text></svg>".encode()
+    cleaned = sanitise(svg)
+    assert len(cleaned) < len(svg) + MAX_EXPANSION + 1024
+    assert b"&" not in cleaned
+
+
+def test_import_without_semicolon_does_not_swallow_the_document() -> None:
+    svg = b'<svg><style>@import "../x.css"\n</style><rect fill="red"/></svg>'
+    cleaned = sanitise(svg)
+    assert b"@import" not in cleaned
+    assert b'<rect fill="red"/></svg>' in cleaned
+
+
+def test_legacy_encoding_is_transcoded_to_utf8() -> None:
+    text = "Привет мир"
+    svg = f'<?xml version="1.0" encoding="Windows-1251"?><svg><text>{text}</text></svg>'
+    cleaned = sanitise(svg.encode("cp1251"))
+    assert cleaned.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
+    assert text.encode("utf-8") in cleaned
+
+
+def test_svg_to_svg_is_refused_without_a_sanitising_writer(tmp_path: Path) -> None:
+    # B9: SVG output is only ever traced from pixels; passing an SVG through would need a
+    # sanitiser matching imgproxy/test1.sanitized.svg, which is not offered.
+    with pytest.raises(MeshError) as caught:
+        convert(
+            CORPUS / "imgproxy" / "test1.svg",
+            tmp_path / "out.svg",
+            "svg",
+            ConversionOptions(format="svg"),
+            ImageLimits(),
+        )
+    assert caught.value.reason is Reason.UNSUPPORTED_PAIR
+    assert not (tmp_path / "out.svg").exists()

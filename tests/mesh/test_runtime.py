@@ -183,7 +183,7 @@ async def test_transient_failure_is_retried_up_to_max_deliver_then_failed(
         raise MeshError(Reason.UNAVAILABLE, "Try later.")
 
     await dispatch(js, "flaky")
-    await run_worker(nc, js, flaky, 4.0, max_deliver=3)
+    await run_worker(nc, js, flaky, 8.0, max_deliver=3)
     assert calls == 3
     found = await results(js)
     assert kinds(found).count("FAILED") == 1
