@@ -21,7 +21,6 @@ from pathlib import Path
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
@@ -117,7 +116,7 @@ class Worker:
         while not self._stopping.is_set():
             try:
                 messages = await subscription.fetch(1, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass, or the bare one
                 continue
             except Exception as exc:  # connection trouble: wait for the reconnect
                 log.warning("fetch failed: %s", exc)

@@ -67,40 +67,25 @@ class Retention:
 
 async def ensure(js: JetStreamContext, retention: Retention) -> None:
     """Creates every stream and bucket this mesh uses; harmless when they exist."""
-    await _ensure_stream(
-        js,
-        StreamConfig(
-            name=TASKS_STREAM,
-            subjects=["tasks.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=retention.duplicate_window_seconds,
-            max_age=retention.seconds,
-            discard=DiscardPolicy.NEW,
-        ),
-    )
-    await _ensure_stream(
-        js,
-        StreamConfig(
-            name=RESULTS_STREAM,
-            subjects=["results.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=retention.duplicate_window_seconds,
-            max_age=retention.seconds,
-        ),
-    )
-    await _ensure_stream(
-        js,
-        StreamConfig(
-            name=CALLBACKS_STREAM,
-            subjects=["callbacks.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=retention.duplicate_window_seconds,
-            max_age=retention.seconds,
-        ),
-    )
+    # Work queues, all deduplicated by Nats-Msg-Id; new tasks are refused, never old ones
+    # dropped, when the task stream is full.
+    for name, prefix, discard in (
+        (TASKS_STREAM, "tasks", DiscardPolicy.NEW),
+        (RESULTS_STREAM, "results", DiscardPolicy.OLD),
+        (CALLBACKS_STREAM, "callbacks", DiscardPolicy.OLD),
+    ):
+        await _ensure_stream(
+            js,
+            StreamConfig(
+                name=name,
+                subjects=[f"{prefix}.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                storage=StorageType.FILE,
+                duplicate_window=retention.duplicate_window_seconds,
+                max_age=retention.seconds,
+                discard=discard,
+            ),
+        )
     for bucket in (JOBS_BUCKET, UPLOADS_BUCKET):
         try:
             await js.key_value(bucket)

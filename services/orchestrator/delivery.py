@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -140,7 +139,7 @@ class Deliverer:
                 # One at a time: a larger batch waits out the whole timeout for the batch to
                 # fill, which would add up to that much to every (re)delivery.
                 messages = await subscription.fetch(1, timeout=1.0)
-            except NatsTimeoutError:
+            except TimeoutError:  # nats-py raises its own subclass, or the bare one
                 continue
             except Exception as exc:
                 log.warning("callbacks fetch failed: %s", exc)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -59,7 +58,7 @@ async def consume_results(
     while not stop.is_set():
         try:
             messages = await subscription.fetch(BATCH, timeout=1.0)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats-py raises its own subclass, or the bare one
             continue
         except Exception as exc:
             log.warning("results fetch failed: %s", exc)

@@ -118,7 +118,7 @@ async def results(js: JetStreamContext) -> list[tasks_pb2.Result]:
             for message in await subscription.fetch(100, timeout=0.5):
                 collected.append(tasks_pb2.Result.FromString(message.data))
                 await message.ack()
-    except nats.errors.TimeoutError:
+    except TimeoutError:
         return collected
     finally:
         await subscription.unsubscribe()

@@ -49,7 +49,7 @@ async def test_abandoned_task_becomes_a_failed_result(nats_server: NatsServer) -
             assert len(await crashing.fetch(1, timeout=3)) == 1
             await asyncio.sleep(0.7)
         # The next worker asking is what makes the server notice the limit (and tell).
-        with contextlib.suppress(nats.errors.TimeoutError):
+        with contextlib.suppress(TimeoutError):
             assert await crashing.fetch(1, timeout=1) == []
 
         results = await js.pull_subscribe(
@@ -64,7 +64,7 @@ async def test_abandoned_task_becomes_a_failed_result(nats_server: NatsServer) -
                 for message in await results.fetch(1, timeout=1):
                     found.append(tasks_pb2.Result.FromString(message.data))
                     await message.ack()
-            except nats.errors.TimeoutError:
+            except TimeoutError:
                 continue
         assert [r.kind for r in found] == [tasks_pb2.RESULT_KIND_FAILED]
         assert (found[0].task_id, found[0].error_code) == ("abandoned.0", "INTERNAL")
