@@ -4,8 +4,10 @@ separate processes on free ports, with a temporary data directory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,17 +26,12 @@ TERMINAL = {"completed", "failed", "cancelled"}
 SYNC_MAX_BYTES = 8_000_000
 
 
-@pytest.fixture(scope="session")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    data = tmp_path_factory.mktemp("mesh")
+@contextlib.contextmanager
+def running_mesh(data: Path, **extra_env: str) -> Iterator[LocalMesh]:
+    """A whole mesh on free ports with the test keys; its logs are printed if it fails to
+    start."""
     config = MeshConfig.ephemeral(
-        data,
-        ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()),
-        IMAGE_CONCURRENCY="2",
-        MEDIA_CONCURRENCY="1",
-        ARCHIVE_CONCURRENCY="1",
-        SYNC_MAX_BYTES=str(SYNC_MAX_BYTES),
-        MAX_ACTIVE_JOBS_PER_TENANT=str(MAX_ACTIVE_JOBS),
+        data, ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()), **extra_env
     )
     local = LocalMesh(config)
     try:
@@ -44,8 +41,23 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         for log in sorted((data / "logs").glob("*.log")):
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
         raise
-    yield local
-    local.stop()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
+    with running_mesh(
+        tmp_path_factory.mktemp("mesh"),
+        IMAGE_CONCURRENCY="2",
+        MEDIA_CONCURRENCY="1",
+        ARCHIVE_CONCURRENCY="1",
+        SYNC_MAX_BYTES=str(SYNC_MAX_BYTES),
+        MAX_ACTIVE_JOBS_PER_TENANT=str(MAX_ACTIVE_JOBS),
+    ) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

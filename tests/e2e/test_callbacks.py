@@ -12,12 +12,12 @@ from typing import Any
 import grpc
 import pytest
 
-from launcher.mesh import LocalMesh, MeshConfig
+from launcher.mesh import LocalMesh
 from mesh.errors import Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from services.orchestrator import signing
 from tests.corpus import CORPUS
-from tests.e2e.conftest import KEYS
+from tests.e2e.conftest import running_mesh
 from tests.e2e.test_grpc import upload
 from tests.mesh.http_receiver import Answer, Received, Receiver
 
@@ -29,10 +29,8 @@ CORRUPT_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x13" * 200
 
 @pytest.fixture(scope="module")
 def callback_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
-    data = tmp_path_factory.mktemp("callback-mesh")
-    config = MeshConfig.ephemeral(
-        data,
-        ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()),
+    with running_mesh(
+        tmp_path_factory.mktemp("callback-mesh"),
         IMAGE_CONCURRENCY="2",
         MEDIA_CONCURRENCY="1",
         ARCHIVE_CONCURRENCY="1",
@@ -40,17 +38,8 @@ def callback_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMes
         CALLBACK_RETRY_DELAYS="1,2",
         CALLBACK_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
         PUBLIC_BASE_URL="https://convert.example",
-    )
-    local = LocalMesh(config)
-    try:
-        local.start()
-    except Exception:
-        local.stop()
-        for log in sorted((data / "logs").glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
-        raise
-    yield local
-    local.stop()
+    ) as local:
+        yield local
 
 
 @pytest.fixture(scope="module")
