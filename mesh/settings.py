@@ -7,6 +7,7 @@ they share.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 
 def env_int(name: str, default: int) -> int:
@@ -27,3 +28,16 @@ def env_number(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_flag(name: str, env: Mapping[str, str] = os.environ) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")

@@ -23,13 +23,14 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from mesh import jobjson, urlguard
+from mesh import jobjson
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
+from mesh.settings import env_flag
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import state
+from services.orchestrator import state, urlguard
 
 COMPLETED = "conversion.completed"
 FAILED = "conversion.failed"
@@ -74,7 +75,10 @@ class CallbackSettings:
             retry_delays=_delays(env.get("CALLBACK_RETRY_DELAYS", "5,25")),
             timeout_seconds=float(env.get("CALLBACK_TIMEOUT_SECONDS", cls.timeout_seconds)),
             public_base_url=env.get("PUBLIC_BASE_URL", cls.public_base_url).rstrip("/"),
-            allow=urlguard.Allowlist.parse(env.get("OUTBOUND_ALLOW_HOSTS", "")),
+            allow=urlguard.Allowlist.parse(
+                env.get("OUTBOUND_ALLOW_HOSTS", ""),
+                only=env_flag("OUTBOUND_ALLOW_ONLY", env),
+            ),
             concurrency=int(env.get("CALLBACK_CONCURRENCY", cls.concurrency)),
         )
 
@@ -178,8 +182,10 @@ def on_change(
     return emit
 
 
-async def validate_callback(url: str, secret: str, allow: urlguard.Allowlist) -> None:
-    """At job creation: a callbackUrl the guard accepts (resolved off the event loop)."""
+def validate_callback(url: str, secret: str, allow: urlguard.Allowlist) -> None:
+    """At job creation: a callbackUrl whose syntax and any literal address the guard accepts.
+    Nothing is resolved here: the name is resolved, checked and pinned at each delivery
+    attempt (`delivery.attempt`), where a failure is a failed attempt, retried on schedule."""
     if len(secret) > MAX_SECRET_LENGTH:
         raise MeshError(
             Reason.INVALID_FIELD,
@@ -187,4 +193,4 @@ async def validate_callback(url: str, secret: str, allow: urlguard.Allowlist) ->
             fields={"callbackSecret": f"at most {MAX_SECRET_LENGTH} characters"},
         )
     if url:
-        await urlguard.check_async(url, allow, "callbackUrl")
+        urlguard.screen(url, allow, "callbackUrl")

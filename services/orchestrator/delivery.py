@@ -20,12 +20,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from mesh import outbound, urlguard
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
-from services.orchestrator import signing, state
+from services.orchestrator import outbound, signing, state, urlguard
 from services.orchestrator.callbacks import CallbackSettings, Event
 from services.orchestrator.store import JobStore
 

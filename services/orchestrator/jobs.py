@@ -10,14 +10,14 @@ from collections.abc import Callable
 
 from nats.js import JetStreamContext
 
-from mesh import blobs, urlguard
+from mesh import blobs
 from mesh.bus import streams
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import callbacks, fanout, routing, state
+from services.orchestrator import callbacks, fanout, routing, state, urlguard
 from services.orchestrator.store import JobExistsError, JobStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class JobCreator:
                 limit="files_per_job",
                 max=self._max_files,
             )
-        await callbacks.validate_callback(
+        callbacks.validate_callback(
             request.callback_url, request.callback_secret, self._callback_allow
         )
         uploads = [await self._store.get_upload(tenant, spec.blob_id) for spec in request.files]

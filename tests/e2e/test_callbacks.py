@@ -222,6 +222,22 @@ async def test_a_receiver_that_never_answers_does_not_delay_the_job(
     assert "No answer" in recorded[0].error
 
 
+async def test_a_callback_host_that_does_not_resolve_fails_attempts_not_the_job(
+    stub: jobs_pb2_grpc.JobServiceStub,
+) -> None:
+    # `.invalid` never resolves (RFC 6761): whether the resolver answers at once, hangs, or is
+    # absent (a network namespace), creation must not wait for it and each delivery attempt
+    # must fail on its own, be recorded, and be retried on the schedule.
+    job_id = await create(stub, [IMAGE], "http://hooks.convertmesh-test.invalid/cb")
+    recorded = await job_callbacks(stub, job_id, 6, within=90)
+    job = await stub.GetJob(jobs_pb2.GetJobRequest(tenant="acme", job_id=job_id))
+    assert job.status == jobs_pb2.JOB_STATUS_COMPLETED
+    for event_type in ("conversion.progress", "conversion.completed"):
+        attempts = sorted((c.attempt, c.status) for c in recorded if c.type == event_type)
+        assert attempts == [(1, "retrying"), (2, "retrying"), (3, "failed")], recorded
+    assert all(c.http_status == 0 and "resolve" in c.error for c in recorded), recorded
+
+
 async def test_an_internal_callback_url_is_refused_at_creation(
     stub: jobs_pb2_grpc.JobServiceStub,
 ) -> None:

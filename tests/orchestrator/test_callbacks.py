@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from mesh import urlguard
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import callbacks, state
+from services.orchestrator import callbacks, state, urlguard
 
 
 def record(files: int = 2, url: str = "https://hooks.example/cb") -> state_pb2.JobRecord:
@@ -126,13 +125,23 @@ def test_settings_read_delays_allowlist_and_base_url() -> None:
         callbacks.CallbackSettings.from_env({"CALLBACK_RETRY_DELAYS": "soon"})
 
 
-async def test_validate_callback_refuses_internal_urls_naming_the_field() -> None:
+def test_validate_callback_refuses_internal_urls_naming_the_field() -> None:
     with pytest.raises(MeshError) as caught:
-        await callbacks.validate_callback("http://169.254.169.254/", "s", urlguard.Allowlist())
+        callbacks.validate_callback("http://169.254.169.254/", "s", urlguard.Allowlist())
     assert caught.value.reason is Reason.INVALID_FIELD
     assert "metadata" in caught.value.detail["fields"]["callbackUrl"]
     with pytest.raises(MeshError) as caught:
-        await callbacks.validate_callback("https://8.8.8.8/", "x" * 1000, urlguard.Allowlist())
+        callbacks.validate_callback("https://8.8.8.8/", "x" * 1000, urlguard.Allowlist())
     assert "callbackSecret" in caught.value.detail["fields"]
-    await callbacks.validate_callback("https://8.8.8.8/hook", "s", urlguard.Allowlist())
-    await callbacks.validate_callback("", "", urlguard.Allowlist())
+    callbacks.validate_callback("https://8.8.8.8/hook", "s", urlguard.Allowlist())
+    callbacks.validate_callback("", "", urlguard.Allowlist())
+
+
+def test_validate_callback_accepts_a_name_without_resolving_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_lookups(*args: object, **kwargs: object) -> None:
+        raise AssertionError("job creation must not resolve the callback host")
+
+    monkeypatch.setattr(urlguard, "_resolve", no_lookups)
+    callbacks.validate_callback("https://0.com/hook", "s", urlguard.Allowlist())

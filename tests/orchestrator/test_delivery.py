@@ -9,9 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mesh import urlguard
 from mesh.jobs.v1 import jobs_pb2
-from services.orchestrator import callbacks, delivery, signing
+from services.orchestrator import callbacks, delivery, signing, urlguard
 from tests.mesh.http_receiver import Answer, Received, Receiver
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from launcher.nats import free_port
-from mesh import outbound, urlguard
 from mesh.errors import MeshError, Reason
+from services.orchestrator import outbound, urlguard
 from tests.mesh.http_receiver import Answer, Received, Receiver
 
 LOOPBACK = urlguard.Allowlist.parse("127.0.0.1")

@@ -1,6 +1,6 @@
 """Outbound HTTP to a URL the guard checked: connect to the pinned address, never re-resolve.
 
-The request goes to the address `mesh.urlguard` resolved, with the URL's host in the `Host`
+The request goes to the address `urlguard` resolved, with the URL's host in the `Host`
 header and as the TLS server name (so certificates are verified against the host, not the
 address). Redirects are never followed blindly: each `Location` is checked by the guard again and
 at most `max_redirects` are followed. 307/308 and also 301/302 repeat the request with its body
@@ -19,8 +19,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from mesh import urlguard
 from mesh.errors import MeshError, Reason
+from services.orchestrator import urlguard
 
 MAX_REDIRECTS = 3
 MAX_BODY_BYTES = 64 * 1024

@@ -3,9 +3,17 @@
 A URL is parsed, its host resolved once, and refused if any address it resolves to is not a
 public unicast address (loopback, private, link-local, CGNAT, cloud metadata, multicast, ...),
 including IPv4 addresses smuggled inside IPv6 (IPv4-mapped, 6to4, NAT64). The caller then
-connects to the pinned address (`mesh.outbound`), so a DNS answer that changes between the check
-and the connection (DNS rebinding) cannot redirect it. Odd numeric hosts (`2130706433`,
-`0x7f.1`, `0177.0.0.1`) are normalised by the resolver and judged by what they resolve to.
+connects to the pinned address (`outbound`), so a DNS answer that changes between the check and
+the connection (DNS rebinding) cannot redirect it. Odd numeric hosts (`2130706433`, `0x7f.1`,
+`0177.0.0.1`) are parsed as the C library parses them, without any lookup, and judged by the
+address they spell. `localhost` and `*.localhost` are loopback by definition (RFC 6761) and are
+never looked up either.
+
+Two moments use the guard. When a URL is *accepted* (a job's callbackUrl), `screen` checks its
+syntax, scheme, port and any literal address, and never touches the network: a job must not
+depend on a resolver being up, and a name that resolves now may point elsewhere later anyway.
+When a connection is *made*, `check` / `check_async` resolve, judge every address and pin one;
+that happens before every attempt.
 
 An operator allowlist (`OUTBOUND_ALLOW_HOSTS`) opens chosen hosts exactly as written in the URL,
 whatever they resolve to; tests use it to reach a receiver on loopback.
@@ -14,6 +22,7 @@ whatever they resolve to; tests use it to reach a receiver on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -67,12 +76,15 @@ _SIX_TO_FOUR = _V6("2002::/16")
 
 @dataclass(frozen=True)
 class Allowlist:
-    """Hosts the operator opened on purpose: `host` (any port) or `host:port`."""
+    """Hosts the operator opened on purpose: `host` (any port) or `host:port`. When `only`
+    (`OUTBOUND_ALLOW_ONLY`), they are the only hosts the mesh may reach at all: a locked-down
+    deployment, or a test suite that must never leave the machine."""
 
     entries: frozenset[tuple[str, int | None]] = frozenset()
+    only: bool = False
 
     @classmethod
-    def parse(cls, raw: str) -> Allowlist:
+    def parse(cls, raw: str, only: bool = False) -> Allowlist:
         entries: set[tuple[str, int | None]] = set()
         for item in (part.strip() for part in raw.split(",")):
             if not item:
@@ -85,7 +97,7 @@ class Allowlist:
             if not parts.hostname:
                 raise ValueError(f"OUTBOUND_ALLOW_HOSTS has an empty host in {item!r}")
             entries.add((_canonical_host(parts.hostname), port))
-        return cls(frozenset(entries))
+        return cls(frozenset(entries), only)
 
     def allows(self, host: str, port: int) -> bool:
         return (host, None) in self.entries or (host, port) in self.entries
@@ -141,22 +153,36 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+def screen(url: str, allow: Allowlist, field: str = "url") -> None:
+    """Checks what can be known of a URL without the network: syntax, scheme, port, and the
+    address when the host is a literal (or a localhost name). Raises INVALID_FIELD naming
+    `field`; a host name is left for `check` to resolve when the connection is made."""
+    parsed = _parse(url, allow, field)
+    addresses = _literal_addresses(parsed.host, parsed.port)
+    if addresses:
+        _judge(parsed, addresses, allow, field)
+
+
 def check(url: str, allow: Allowlist, field: str = "url") -> Target:
     """Checks a URL and resolves its host (blocking); raises INVALID_FIELD naming `field`."""
-    parsed = _parse(url, field)
+    parsed = _parse(url, allow, field)
     return _judge(parsed, _resolve(parsed.host, parsed.port, field), allow, field)
 
 
-async def check_async(url: str, allow: Allowlist, field: str = "url") -> Target:
-    """`check` with the resolution in a thread, bounded in time."""
-    parsed = _parse(url, field)
-    try:
-        async with asyncio.timeout(RESOLVE_TIMEOUT_SECONDS):
-            addresses = await asyncio.to_thread(_resolve, parsed.host, parsed.port, field)
-    except TimeoutError:
-        raise MeshError(
-            Reason.UNAVAILABLE, f"{field}: the host name did not resolve in time; retry."
-        ) from None
+async def check_async(
+    url: str, allow: Allowlist, field: str = "url", within: float = RESOLVE_TIMEOUT_SECONDS
+) -> Target:
+    """`check` with the resolution in a thread, bounded by `within` seconds."""
+    parsed = _parse(url, allow, field)
+    addresses = _literal_addresses(parsed.host, parsed.port)
+    if not addresses:
+        try:
+            async with asyncio.timeout(within):
+                addresses = await asyncio.to_thread(_resolve, parsed.host, parsed.port, field)
+        except TimeoutError:
+            raise MeshError(
+                Reason.UNAVAILABLE, f"{field}: the host name did not resolve in time; retry."
+            ) from None
     return _judge(parsed, addresses, allow, field)
 
 
@@ -173,7 +199,7 @@ class _Parsed:
     target: str
 
 
-def _parse(url: str, field: str) -> _Parsed:
+def _parse(url: str, allow: Allowlist, field: str) -> _Parsed:
     if len(url) > MAX_URL_LENGTH:
         raise _invalid(field, f"must be at most {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 0x20 or ch == "\\" for ch in url):
@@ -195,6 +221,8 @@ def _parse(url: str, field: str) -> _Parsed:
         host = _canonical_host(parts.hostname)
     except UnicodeError:
         raise _invalid(field, "has an invalid host name") from None
+    if allow.only and not allow.allows(host, port):
+        raise _invalid(field, "this deployment connects only to the hosts its operator allowed")
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
@@ -210,7 +238,28 @@ def _canonical_host(hostname: str) -> str:
         return host.encode("idna").decode("ascii")
 
 
+_LOOPBACK_NAMES = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def _literal_addresses(host: str, port: int) -> list[IPAddress]:
+    """The addresses a host spells without any lookup: an IP literal in any form the C library
+    accepts (AI_NUMERICHOST never queries a resolver), or a localhost name; else []."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return list(_LOOPBACK_NAMES)
+    with contextlib.suppress(ValueError):
+        # An IPv6 literal may carry a zone (`fe80::1%eth0`): the address is what is judged.
+        return [ipaddress.ip_address(host.split("%", 1)[0])]
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return _addresses(infos)
+
+
 def _resolve(host: str, port: int, field: str) -> list[IPAddress]:
+    literal = _literal_addresses(host, port)
+    if literal:
+        return literal
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -221,13 +270,20 @@ def _resolve(host: str, port: int, field: str) -> list[IPAddress]:
         raise _invalid(field, "the host name does not resolve") from None
     except UnicodeError:
         raise _invalid(field, "has an invalid host name") from None
+    addresses = _addresses(infos)
+    if not addresses:
+        raise _invalid(field, "the host name does not resolve")
+    return addresses
+
+
+def _addresses(
+    infos: list[tuple[object, object, object, object, tuple[object, ...]]],
+) -> list[IPAddress]:
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
-    if not addresses:
-        raise _invalid(field, "the host name does not resolve")
     return addresses
 
 
