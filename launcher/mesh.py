@@ -89,7 +89,7 @@ class LocalMesh:
         return env
 
     def start(
-        self, ready_timeout: float = 60.0, stopping: Callable[[], bool] = lambda: False
+        self, ready_timeout: float = 180.0, stopping: Callable[[], bool] = lambda: False
     ) -> None:
         c = self.config
         (c.data_dir / "scratch").mkdir(parents=True, exist_ok=True)

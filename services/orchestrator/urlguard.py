@@ -25,7 +25,9 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from mesh.errors import MeshError, Reason
@@ -276,9 +278,7 @@ def _resolve(host: str, port: int, field: str) -> list[IPAddress]:
     return addresses
 
 
-def _addresses(
-    infos: list[tuple[object, object, object, object, tuple[object, ...]]],
-) -> list[IPAddress]:
+def _addresses(infos: Sequence[tuple[Any, ...]]) -> list[IPAddress]:
     addresses: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])

@@ -36,4 +36,5 @@ async def test_orchestrator_down_is_503_with_retry_after() -> None:
         assert response.headers["retry-after"].isdigit()
     assert listed.json()["code"] == created.json()["code"] == "UNAVAILABLE"
     assert "127.0.0.1" not in listed.text
-    assert elapsed < 15
+    # Bounded by the RPC timeouts, not hanging on the missing orchestrator.
+    assert elapsed < 60

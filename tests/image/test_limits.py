@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import os
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -52,7 +51,6 @@ def _bombs(tmp_path: Path) -> list[tuple[Path, str]]:
 def test_pixel_bombs_are_rejected_before_decoding(tmp_path: Path, index: int, target: str) -> None:
     source, source_format = _bombs(tmp_path)[index]
     baseline = _rss()
-    started = time.monotonic()
     with pytest.raises(MeshError) as caught:
         convert(
             source,
@@ -62,7 +60,7 @@ def test_pixel_bombs_are_rejected_before_decoding(tmp_path: Path, index: int, ta
             ImageLimits(),
         )
     assert caught.value.reason is Reason.LIMIT_EXCEEDED
-    assert time.monotonic() - started < 2.0
+    # Refused from the header: decoding the bomb would have taken gigabytes.
     assert _rss() - baseline < 200 * MIB
     assert str(tmp_path) not in caught.value.message
     assert not (tmp_path / f"out.{target}").exists()
@@ -70,7 +68,6 @@ def test_pixel_bombs_are_rejected_before_decoding(tmp_path: Path, index: int, ta
 
 def test_gif_frame_extents_beyond_the_screen_are_clipped_to_it(tmp_path: Path) -> None:
     baseline = _rss()
-    started = time.monotonic()
     outcome = convert(
         CORPUS / "pillow" / "decompression_bomb_extents.gif",
         tmp_path / "out.png",
@@ -79,7 +76,6 @@ def test_gif_frame_extents_beyond_the_screen_are_clipped_to_it(tmp_path: Path) -
         ImageLimits(),
     )
     assert (outcome.width, outcome.height) == (100, 100)
-    assert time.monotonic() - started < 2.0
     assert _rss() - baseline < 200 * MIB
 
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -58,11 +57,9 @@ def test_wav_declaring_two_billion_samples_yields_only_the_samples_present(tmp_p
     )
     source = tmp_path / "huge.wav"
     source.write_bytes(header + bytes(16000))
-    started = time.monotonic()
     outcome = convert(
         source, tmp_path / "out.flac", "wav", ConversionOptions(format="flac"), MediaLimits()
     )
-    assert time.monotonic() - started < 5
     assert outcome.duration is not None and outcome.duration <= 1.01
 
 
@@ -70,7 +67,5 @@ def test_oversized_h264_is_refused_from_its_header_without_decoding(tmp_path: Pa
     source = tmp_path / "big.mp4"
     black = "color=black:size=8192x8192:rate=1:duration=1"
     ffmpeg("-f", "lavfi", "-i", black, "-c:v", "libx264", "-preset", "ultrafast", str(source))
-    started = time.monotonic()
     error = _refusal(source, "mp4", MediaLimits(), tmp_path, out="webm")
     assert error.reason is Reason.LIMIT_EXCEEDED and error.detail["width"] == 8192
-    assert time.monotonic() - started < 2

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -128,11 +127,9 @@ def test_audio_converts(
     assert outcome.duration is not None and outcome.width is None
 
 
-def test_remux_to_mov_copies_streams_quickly(tmp_path: Path) -> None:
+def test_remux_to_mov_copies_streams(tmp_path: Path) -> None:
     output = tmp_path / "out.mov"
-    started = time.monotonic()
     outcome = _convert(SAMPLES / "sample.mp4", output, "mp4", format="mov")
-    elapsed = time.monotonic() - started
     src, out = ffprobe(SAMPLES / "sample.mp4"), ffprobe(output)
     assert "mov" in out["format"]["format_name"]
     for kind in ("video", "audio"):
@@ -142,7 +139,6 @@ def test_remux_to_mov_copies_streams_quickly(tmp_path: Path) -> None:
             b.get("profile"),
             b["bit_rate"],
         )
-    assert elapsed < 2.0
     assert outcome.applied_quality is None
 
 
@@ -351,11 +347,9 @@ def test_unreachable_target_size_fails_typed_and_leaves_no_output(tmp_path: Path
         ("106-invalid-streaminfo.flac", "flac"),
     ],
 )
-def test_broken_media_is_rejected_quickly_and_typed(name: str, fmt: str, tmp_path: Path) -> None:
-    started = time.monotonic()
+def test_broken_media_is_rejected_typed(name: str, fmt: str, tmp_path: Path) -> None:
     with pytest.raises(MeshError) as caught:
         _convert(TINYTAG / name, tmp_path / "out.ogg", fmt, format="ogg")
-    assert time.monotonic() - started < 5
     assert caught.value.reason is Reason.CORRUPT_INPUT
     assert "/" not in caught.value.message
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import nats
@@ -83,9 +84,11 @@ async def run_worker(
     nc: Client,
     js: JetStreamContext,
     handler: Callable[[TaskContext], Awaitable[Outcome]],
-    seconds: float,
+    within: float = 60.0,
     **settings: float,
 ) -> None:
+    """Runs a worker until every queued task is acked or termed (the work queue is empty),
+    then stops it; fails after `within` seconds."""
     worker = Worker(
         nc,
         js,
@@ -100,7 +103,10 @@ async def run_worker(
         handler,
     )
     running = asyncio.create_task(worker.run())
-    await asyncio.sleep(seconds)
+    deadline = time.monotonic() + within
+    while (await js.stream_info(streams.TASKS_STREAM)).state.messages:
+        assert time.monotonic() < deadline, "the worker left tasks in the queue"
+        await asyncio.sleep(0.05)
     worker.stop()
     await running
     await js.delete_consumer(streams.TASKS_STREAM, SERVICE)
@@ -140,7 +146,7 @@ async def test_success_publishes_the_result_then_acks(bus: tuple[Client, JetStre
         return Outcome("jpg", "image/jpeg", width=1, height=1)
 
     await dispatch(js, "ok")
-    await run_worker(nc, js, convert, 1.5)
+    await run_worker(nc, js, convert)
     found = await results(js)
     assert kinds(found) == ["STARTED", "SUCCEEDED"]
     assert found[-1].output_size == len(b"converted")
@@ -163,7 +169,7 @@ async def test_permanent_failure_is_reported_once_and_termed(
 
     before = telemetry.TASKS.labels(SERVICE, "failed")._value.get()
     await dispatch(js, "bad")
-    await run_worker(nc, js, corrupt, 2.0)
+    await run_worker(nc, js, corrupt)
     assert telemetry.TASKS.labels(SERVICE, "failed")._value.get() == before + 1
     found = await results(js)
     assert kinds(found) == ["STARTED", "FAILED"]
@@ -183,7 +189,7 @@ async def test_transient_failure_is_retried_up_to_max_deliver_then_failed(
         raise MeshError(Reason.UNAVAILABLE, "Try later.")
 
     await dispatch(js, "flaky")
-    await run_worker(nc, js, flaky, 8.0, max_deliver=3)
+    await run_worker(nc, js, flaky, max_deliver=3)
     assert calls == 3
     found = await results(js)
     assert kinds(found).count("FAILED") == 1
@@ -204,7 +210,7 @@ async def test_a_task_longer_than_ack_wait_is_delivered_once(
         return Outcome("jpg", "image/jpeg")
 
     await dispatch(js, "slow")
-    await run_worker(nc, js, slow, 6.0, ack_wait=1.2)
+    await run_worker(nc, js, slow, ack_wait=1.2)
     assert calls == 1
     assert kinds(await results(js)) == ["STARTED", "SUCCEEDED"]
 
@@ -221,7 +227,7 @@ async def test_a_redelivered_task_of_a_settled_file_is_skipped(
         raise AssertionError("must not run")
 
     await dispatch(js, "done", file_status=jobs_pb2.FILE_STATUS_COMPLETED)
-    await run_worker(nc, js, never, 1.5)
+    await run_worker(nc, js, never)
     assert calls == 0
     assert await results(js) == []
     assert (await js.stream_info(streams.TASKS_STREAM)).state.messages == 0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -70,6 +71,10 @@ async def upload(stub: jobs_pb2_grpc.JobServiceStub, tenant: str, data: bytes) -
     return response.blob.blob_id
 
 
-async def settle() -> None:
-    """Lets the index's watch catch up with writes made just before."""
-    await asyncio.sleep(0.2)
+async def settle(caught_up: Callable[[], bool], within: float = 30.0) -> None:
+    """Waits until the index's watch has caught up with writes made just before, as
+    `caught_up` tells; fails after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not caught_up():
+        assert time.monotonic() < deadline, "the index did not catch up"
+        await asyncio.sleep(0.02)

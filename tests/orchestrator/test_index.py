@@ -28,7 +28,7 @@ async def test_pages_are_newest_first_and_filtered(orchestrator: Orchestrator) -
     for n in range(25):
         status = jobs_pb2.JOB_STATUS_COMPLETED if n % 2 else jobs_pb2.JOB_STATUS_FAILED
         await orchestrator.store.create(record("paging", f"job-{n:02d}", base + n, status))
-    await settle()
+    await settle(lambda: orchestrator.index.page("paging", 1, 0, 0)[1] == 25)
     first = await orchestrator.stub.ListJobs(jobs_pb2.ListJobsRequest(tenant="paging", limit=10))
     assert [j.job_id for j in first.jobs] == [f"job-{n:02d}" for n in range(24, 14, -1)]
     assert first.total == 25
@@ -48,16 +48,14 @@ async def test_pages_are_newest_first_and_filtered(orchestrator: Orchestrator) -
 async def test_status_changes_reach_the_index(orchestrator: Orchestrator) -> None:
     base = state.now().ToNanoseconds()
     await orchestrator.store.create(record("moving", "a", base, jobs_pb2.JOB_STATUS_PENDING))
-    await settle()
-    assert orchestrator.index.active_jobs("moving") == 1
+    await settle(lambda: orchestrator.index.active_jobs("moving") == 1)
 
     def finish(r: state_pb2.JobRecord) -> bool:
         r.job.status = jobs_pb2.JOB_STATUS_COMPLETED
         return True
 
     await orchestrator.store.mutate("moving", "a", finish)
-    await settle()
-    assert orchestrator.index.active_jobs("moving") == 0
+    await settle(lambda: orchestrator.index.active_jobs("moving") == 0)
     page, total = orchestrator.index.page("moving", 10, 0, jobs_pb2.JOB_STATUS_COMPLETED)
     assert (page, total) == (["a"], 1)
 
@@ -65,10 +63,9 @@ async def test_status_changes_reach_the_index(orchestrator: Orchestrator) -> Non
 async def test_deleted_jobs_leave_the_index(orchestrator: Orchestrator) -> None:
     base = state.now().ToNanoseconds()
     await orchestrator.store.create(record("gone", "x", base, jobs_pb2.JOB_STATUS_COMPLETED))
-    await settle()
+    await settle(lambda: orchestrator.index.page("gone", 10, 0, 0) == (["x"], 1))
     await orchestrator.store.jobs_bucket.purge("gone.x")
-    await settle()
-    assert orchestrator.index.page("gone", 10, 0, 0) == ([], 0)
+    await settle(lambda: orchestrator.index.page("gone", 10, 0, 0) == ([], 0))
 
 
 async def test_too_many_unfinished_jobs_is_429_and_retries_still_answer(

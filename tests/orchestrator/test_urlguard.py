@@ -187,13 +187,13 @@ def _replace_resolver(monkeypatch: pytest.MonkeyPatch, lookup: GetAddrInfo) -> l
     real = socket.getaddrinfo
     asked: list[str] = []
 
-    def getaddrinfo(host: str, port: int, *args: Any, flags: int = 0, **kwargs: Any) -> list[Any]:
-        if flags & socket.AI_NUMERICHOST:
-            return real(host, port, *args, flags=flags, **kwargs)
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if kwargs.get("flags", 0) & socket.AI_NUMERICHOST:
+            return list(real(host, port, *args, **kwargs))
         asked.append(host)
         return lookup(host, port)
 
-    monkeypatch.setattr(urlguard.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return asked
 
 
