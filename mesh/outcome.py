@@ -7,11 +7,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ExtractedEntry:
-    """A member of an unpacked archive: written to `path`, or skipped for `skipped_reason`."""
+    """A member of an unpacked archive: stored as `blob`, or skipped for `skipped_reason`."""
 
     name: str
     size: int
-    path: str | None
+    blob: str | None
+    detected_format: str = ""
     skipped_reason: str | None = None
 
 
@@ -25,5 +26,6 @@ class Outcome:
     height: int | None = None
     duration: float | None = None
     applied_quality: int | None = None
-    # UNPACK tasks: the archive's members instead of one output file.
-    entries: tuple[ExtractedEntry, ...] = ()
+    # Set when the handler stored its outputs itself (an archive's members) instead of
+    # writing the one output file.
+    entries: tuple[ExtractedEntry, ...] | None = None

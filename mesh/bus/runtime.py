@@ -1,8 +1,9 @@
 """The worker runtime: a durable pull consumer per service and the life of one task.
 
-For each task: skip it if its job was cancelled or the file is already done (a redelivery after
-a crash), report STARTED, stream the source into a scratch directory, run the service's
-handler, stream the output into the object store, publish SUCCEEDED, and only then ack.
+For each task: skip it if the orchestrator marked it settled (its job was cancelled, or it is
+a redelivery of a task already done), report STARTED, stream the source into a scratch
+directory, run the service's handler, stream the output into the object store, publish
+SUCCEEDED, and only then ack.
 A `MeshError` that can never succeed publishes FAILED and terms the message; anything that may
 succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED.
 """
@@ -24,21 +25,21 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from mesh import blobs, telemetry
 from mesh.bus import streams
 from mesh.bus import tasks as results
-from mesh.bus.tasks import TaskKind, TaskSpec
+from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
-from mesh.formats import SNIFF_BYTES, sniff
-from mesh.jobs.v1 import jobs_pb2
 from mesh.outcome import Outcome
-from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 
 log = logging.getLogger(__name__)
 
-_SETTLED_FILE = frozenset({jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED})
+# Blob name -> file on disk, and back (returning the stored size).
+Fetch = Callable[[str, Path], Awaitable[None]]
+Store = Callable[[str, Path], Awaitable[int]]
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,17 @@ class RuntimeSettings:
 
 @dataclass
 class TaskContext:
-    """What a handler gets: the task, its source on disk, and where to write the output."""
+    """What a handler gets: the task, its source on disk (when it has one), and where to write
+    the output. A handler that needs other blobs, or stores several outputs itself (and says
+    so with `Outcome.entries`), uses `fetch` and `store`."""
 
     task: TaskSpec
     source: Path
     output: Path
     scratch: Path
     report_progress: Callable[[float], None]
-    # PACK tasks: (name in the archive, file on disk) for every input; `source` is unused.
-    inputs: list[tuple[str, Path]]
+    fetch: Fetch
+    store: Store
 
 
 Handler = Callable[[TaskContext], Awaitable[Outcome]]
@@ -84,6 +87,7 @@ class Worker:
         self._settings = settings
         self._handler = handler
         self._stopping = asyncio.Event()
+        self._settled: KeyValue | None = None
 
     def stop(self) -> None:
         """Stops fetching; tasks in flight finish (or are released after `drain_seconds`)."""
@@ -91,6 +95,7 @@ class Worker:
 
     async def run(self) -> None:
         s = self._settings
+        self._settled = await self._js.key_value(streams.SETTLED_BUCKET)
         subscription = await self._js.pull_subscribe(
             streams.task_subject(s.service),
             durable=s.service,
@@ -144,7 +149,7 @@ class Worker:
             log.error("undecodable task dropped", extra={"subject": message.subject})
             await message.term()
             return
-        if await self._already_settled(task):
+        if not await self._wanted(task):
             await message.ack()
             telemetry.TASKS.labels(s.service, "skipped").inc()
             return
@@ -155,10 +160,9 @@ class Worker:
         started = time.monotonic()
         try:
             await self._publish(results.started(task, s.worker_name), f"{task.task_id}.start")
-            outcome, size, entries = await self._convert(task, scratch)
+            outcome, size = await self._convert(task, scratch)
             await self._publish(
-                results.succeeded(task, s.worker_name, outcome, size, entries),
-                f"{task.task_id}.end",
+                results.succeeded(task, s.worker_name, outcome, size), f"{task.task_id}.end"
             )
             await message.ack()
             seconds = time.monotonic() - started
@@ -188,80 +192,37 @@ class Worker:
             heartbeat.cancel()
             shutil.rmtree(scratch, ignore_errors=True)
 
-    async def _convert(
-        self, task: TaskSpec, scratch: Path
-    ) -> tuple[Outcome, int, list[tasks_pb2.UnpackedEntry]]:
+    async def _convert(self, task: TaskSpec, scratch: Path) -> tuple[Outcome, int]:
         source = scratch / "source"
         output = scratch / "output"
-        inputs: list[tuple[str, Path]] = []
-        if task.kind is TaskKind.PACK:
-            folder = scratch / "inputs"
-            folder.mkdir()
-            for number, item in enumerate(task.inputs):
-                path = folder / str(number)
-                await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, item.blob, path)
-                inputs.append((item.name, path))
-        else:
-            await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, task.source_blob, source)
+        if task.source_blob:
+            await self._fetch(task.source_blob, source)
+        outputs = _Outputs(lambda: self._wanted(task), self._js)
         reporter = _ProgressReporter(self, task)
-        context = TaskContext(task, source, output, scratch, reporter.report, inputs)
+        context = TaskContext(
+            task, source, output, scratch, reporter.report, self._fetch, outputs.store
+        )
         try:
             outcome = await self._handler(context)
         finally:
             reporter.close()
-        if await self._already_settled(task):
-            raise _SupersededError
-        if task.kind is TaskKind.UNPACK:
-            return outcome, 0, await self._store_entries(task, outcome)
+        await outputs.confirm()
+        if outcome.entries is not None:
+            return outcome, 0
         if not output.exists():
             raise MeshError(Reason.INTERNAL, "The converter produced no output.")
-        info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, task.output_blob, output)
-        return outcome, info.size, []
+        return outcome, await outputs.store(task.output_blob, output)
 
-    async def _store_entries(
-        self, task: TaskSpec, outcome: Outcome
-    ) -> list[tasks_pb2.UnpackedEntry]:
-        """Stores each extracted member as its own blob, sniffed, for its own conversion."""
-        stored = []
-        for number, entry in enumerate(outcome.entries):
-            if entry.path is None:
-                stored.append(
-                    tasks_pb2.UnpackedEntry(
-                        name=entry.name, size=entry.size, skipped_reason=entry.skipped_reason or ""
-                    )
-                )
-                continue
-            path = Path(entry.path)
-            sniffed = sniff(await asyncio.to_thread(_read_head, path))
-            blob = f"{task.output_blob}/e/{number}"
-            info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
-            stored.append(
-                tasks_pb2.UnpackedEntry(
-                    name=entry.name, blob=blob, size=info.size, detected_format=sniffed.format
-                )
-            )
-        return stored
+    async def _fetch(self, blob: str, path: Path) -> None:
+        await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, blob, path)
 
-    async def _already_settled(self, task: TaskSpec) -> bool:
+    async def _wanted(self, task: TaskSpec) -> bool:
+        """False once the orchestrator marked the task settled."""
+        assert self._settled is not None, "run() opens the bucket"
         try:
-            kv = await self._js.key_value(streams.JOBS_BUCKET)
-            entry = await kv.get(streams.job_key(task.tenant, task.job_id))
+            await self._settled.get(streams.settled_key(task.task_id))
         except KeyNotFoundError:
-            return True  # the job expired or never existed: nothing to do
-        record = state_pb2.JobRecord.FromString(entry.value or b"")
-        if record.job.status == jobs_pb2.JOB_STATUS_CANCELLED:
             return True
-        if task.job_archive:
-            archive = record.job.archive
-            return record.job.HasField("archive") and archive.status in _SETTLED_FILE
-        files = record.job.files
-        if task.entry_index is not None and task.file_index < len(record.tasks):
-            entries = record.tasks[task.file_index].entries
-            return task.entry_index >= len(entries) or (
-                entries[task.entry_index].status in _SETTLED_FILE
-            )
-        if task.file_index < len(files):
-            return files[task.file_index].status in _SETTLED_FILE
         return False
 
     async def _retry(self, message: Msg, task: TaskSpec, error: Exception) -> None:
@@ -306,9 +267,25 @@ class Worker:
         )
 
 
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as stream:
-        return stream.read(SNIFF_BYTES)
+class _Outputs:
+    """Stores a task's outputs once it is known that nobody settled the task meanwhile:
+    writing then would replace outputs clients may be downloading, of a job already final."""
+
+    def __init__(self, wanted: Callable[[], Awaitable[bool]], js: JetStreamContext) -> None:
+        self._wanted = wanted
+        self._js = js
+        self._confirmed = False
+
+    async def confirm(self) -> None:
+        if not self._confirmed:
+            if not await self._wanted():
+                raise _SupersededError
+            self._confirmed = True
+
+    async def store(self, blob: str, path: Path) -> int:
+        await self.confirm()
+        info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+        return info.size
 
 
 class _ProgressReporter:

@@ -6,7 +6,9 @@ Layout:
 - stream RESULTS, subjects `results.<service>`: work queue, consumed by the orchestrators.
 - stream CALLBACKS, subject `callbacks.events`: work queue of callback events (the job proto,
   metadata in headers), deduplicated by event id; consumed by the orchestrators' deliverers.
-- KV `jobs`: job records, compare-and-set on the revision.
+- KV `jobs`: job records, compare-and-set on the revision (the orchestrator's own).
+- KV `settled`: one key per task that is no longer wanted (done, or its job cancelled), put by
+  the orchestrator; a worker reads its task's key before and after converting.
 - KV `uploads`: blob id -> owner and sniffed type, so a job can only use its tenant's blobs.
 - Object store `blobs`: sources (`src/<id>`) and outputs (`out/<job>/<index>`).
 """
@@ -34,8 +36,8 @@ CALLBACKS_STREAM = "CALLBACKS"
 CALLBACK_SUBJECT = "callbacks.events"
 JOBS_BUCKET = "jobs"
 UPLOADS_BUCKET = "uploads"
+SETTLED_BUCKET = "settled"
 BLOBS_BUCKET = "blobs"
-SERVICES = ("image", "media", "archive")
 
 
 def task_subject(service: str) -> str:
@@ -86,7 +88,7 @@ async def ensure(js: JetStreamContext, retention: Retention) -> None:
                 discard=discard,
             ),
         )
-    for bucket in (JOBS_BUCKET, UPLOADS_BUCKET):
+    for bucket in (JOBS_BUCKET, UPLOADS_BUCKET, SETTLED_BUCKET):
         try:
             await js.key_value(bucket)
         except (NotFoundError, BadRequestError):
@@ -129,3 +131,8 @@ def job_key(tenant: str, job_id: str) -> str:
 
 def upload_key(blob_id: str) -> str:
     return blob_id
+
+
+def settled_key(task_id: str) -> str:
+    """KV key saying a task is no longer wanted. Task ids are KV-safe (job id and numbers)."""
+    return task_id

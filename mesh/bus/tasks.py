@@ -45,6 +45,8 @@ class TaskSpec:
 
     def to_proto(self) -> tasks_pb2.Task:
         return tasks_pb2.Task(
+            entry_index=self.entry_index,
+            job_archive=self.job_archive,
             kind=self.kind.value,
             inputs=[tasks_pb2.PackInput(name=i.name, blob=i.blob) for i in self.inputs],
             report=self.report,
@@ -78,22 +80,9 @@ class TaskSpec:
             kind=TaskKind(message.kind or tasks_pb2.TASK_KIND_CONVERT),
             inputs=tuple(PackInput(i.name, i.blob) for i in message.inputs),
             report=message.report,
-            entry_index=_entry_index(message.task_id),
-            job_archive=message.task_id.endswith(ARCHIVE_SUFFIX),
+            entry_index=message.entry_index if message.HasField("entry_index") else None,
+            job_archive=message.job_archive,
         )
-
-
-ARCHIVE_SUFFIX = ".archive"
-
-
-def entry_task_id(job_id: str, file_index: int, entry: int) -> str:
-    return f"{job_id}.{file_index}.e{entry}"
-
-
-def _entry_index(task_id: str) -> int | None:
-    """Entry tasks are named `<job>.<file>.e<n>` (see `entry_task_id`)."""
-    last = task_id.rsplit(".", 1)[-1]
-    return int(last[1:]) if last.startswith("e") and last[1:].isdigit() else None
 
 
 def started(task: TaskSpec, worker: str) -> tasks_pb2.Result:
@@ -106,15 +95,18 @@ def progressed(task: TaskSpec, worker: str, percent: int) -> tasks_pb2.Result:
     return result
 
 
-def succeeded(
-    task: TaskSpec,
-    worker: str,
-    outcome: Outcome,
-    size: int,
-    entries: list[tasks_pb2.UnpackedEntry] | None = None,
-) -> tasks_pb2.Result:
+def succeeded(task: TaskSpec, worker: str, outcome: Outcome, size: int) -> tasks_pb2.Result:
     result = _result(task, worker, tasks_pb2.RESULT_KIND_SUCCEEDED)
-    result.entries.extend(entries or [])
+    result.entries.extend(
+        tasks_pb2.UnpackedEntry(
+            name=entry.name,
+            blob=entry.blob or "",
+            size=entry.size,
+            detected_format=entry.detected_format,
+            skipped_reason=entry.skipped_reason or "",
+        )
+        for entry in outcome.entries or ()
+    )
     result.progress = 100
     result.output_blob = task.output_blob
     result.output_size = size

@@ -1,16 +1,23 @@
-"""The archive worker's handler: convert, unpack or pack, each in a sandboxed child process."""
+"""The archive worker's handler: convert, unpack or pack, each in a sandboxed child process.
+
+UNPACK stores every extracted member as its own blob (sniffed, for its own conversion by the
+worker its content calls for); PACK fetches the members' outputs and zips them back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from pathlib import Path
 
 from mesh import sandbox
 from mesh.bus import service
 from mesh.bus.runtime import Handler, TaskContext
 from mesh.bus.tasks import TaskKind
+from mesh.formats import SNIFF_BYTES, sniff
 from mesh.outcome import ExtractedEntry, Outcome
 from services.archive import pipeline
+from services.archive.members import Entry
 from services.archive.settings import Settings
 
 PRELOAD = ("services.archive.pipeline",)
@@ -29,14 +36,20 @@ def handler(settings: Settings) -> Handler:
             settings.limits,
             limits=limits,
         )
-        extracted = tuple(
-            ExtractedEntry(e.name, e.size, str(e.path) if e.path else None, e.skipped_reason)
-            for e in entries
-        )
-        return Outcome(format="", mime_type="", entries=extracted)
+        stored = [
+            await _store_entry(context, f"{context.task.output_blob}/e/{number}", entry)
+            for number, entry in enumerate(entries)
+        ]
+        return Outcome(format="", mime_type="", entries=tuple(stored))
 
     async def pack(context: TaskContext) -> Outcome:
-        inputs = list(context.inputs)
+        folder = context.scratch / "inputs"
+        folder.mkdir()
+        inputs: list[tuple[str, Path]] = []
+        for number, item in enumerate(context.task.inputs):
+            path = folder / str(number)
+            await context.fetch(item.blob, path)
+            inputs.append((item.name, path))
         if context.task.report:
             report = context.scratch / REPORT_NAME
             await asyncio.to_thread(report.write_text, context.task.report)
@@ -75,3 +88,16 @@ def handler(settings: Settings) -> Handler:
         return await convert(context)
 
     return handle
+
+
+async def _store_entry(context: TaskContext, blob: str, entry: Entry) -> ExtractedEntry:
+    if entry.path is None:
+        return ExtractedEntry(entry.name, entry.size, None, skipped_reason=entry.skipped_reason)
+    sniffed = sniff(await asyncio.to_thread(_read_head, entry.path))
+    size = await context.store(blob, entry.path)
+    return ExtractedEntry(entry.name, size, blob, sniffed.format)
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        return stream.read(SNIFF_BYTES)

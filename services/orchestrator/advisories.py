@@ -23,6 +23,7 @@ from mesh.bus import tasks as results
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.tasks.v1 import tasks_pb2
+from services.orchestrator import routing
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ async def watch_abandoned_tasks(nc: Client, js: JetStreamContext) -> Subscriptio
 async def fail_abandoned(js: JetStreamContext, advisory: dict[str, object]) -> None:
     sequence = int(str(advisory.get("stream_seq", 0)))
     service = str(advisory.get("consumer", ""))
-    if not sequence or service not in streams.SERVICES:
+    if not sequence or service not in routing.SERVICES:
         return
     try:
         stored = await js.get_msg(streams.TASKS_STREAM, sequence)

@@ -30,7 +30,7 @@ from mesh.jobs.v1 import jobs_pb2
 from mesh.settings import env_flag
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import state, urlguard
+from services.orchestrator import statuses, urlguard
 
 COMPLETED = "conversion.completed"
 FAILED = "conversion.failed"
@@ -140,7 +140,7 @@ def events_for(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[Ev
         return []
     if not 0 <= result.file_index < len(job.files):
         return []
-    if job.files[result.file_index].status not in state.TERMINAL_FILE:
+    if job.files[result.file_index].status not in statuses.TERMINAL_FILE:
         return []
     created = int(time.time())
     snapshot = jobs_pb2.Job()

@@ -1,68 +1,147 @@
-"""Tasks beyond one-file-one-task: an archive converted entry by entry, and the job's zip.
+"""Archive transitions: an archive converted entry by entry, and the job's zip.
 
-An archive asked for a non-archive format goes through three stages, all through the mesh:
-UNPACK (archive worker: extract safely, store each member as a blob), one conversion per
-member by the worker its content calls for, then PACK (archive worker: zip the outputs back
-with the original folders, plus `conversion-report.json` naming what was skipped and why).
+An archive asked for a non-archive format moves through the stages of its `FileTask`, each
+through the mesh:
+- UNPACK: the archive worker extracts it safely and stores each member as a blob;
+- ENTRIES: each member is converted by the worker its content calls for;
+- PACK: the archive worker zips the outputs back with the original folders, plus
+  `conversion-report.json` naming what was skipped and why.
 `createArchive` adds one PACK of every successful output once all files are done.
 
-Everything here is pure: it reads and changes a `JobRecord` and returns the tasks to publish.
-Task ids are deterministic, so publishing the same follow-up twice is dropped by JetStream.
+Everything here is pure: it reads and changes a `JobRecord`; `follow_ups` names the tasks to
+publish. `state.apply_result` hands every result of these stages here.
 """
 
 from __future__ import annotations
 
-import json
-import posixpath
-
-from mesh.bus.tasks import ARCHIVE_SUFFIX, PackInput, TaskKind, TaskSpec, entry_task_id
-from mesh.errors import MeshError
-from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
+from mesh.bus.tasks import TaskSpec
+from mesh.errors import MeshError, Reason
+from mesh.formats import INPUT_FAMILIES, Family
 from mesh.jobs.v1 import jobs_pb2
-from mesh.options import ConversionOptions
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import routing
+from services.orchestrator import routing, specs, statuses
 
-PACK_SUFFIX = ".pack"
-SETTLED = frozenset(
-    {jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED, jobs_pb2.FILE_STATUS_CANCELLED}
+ARCHIVE_STAGES = frozenset(
+    {state_pb2.FILE_STAGE_UNPACK, state_pb2.FILE_STAGE_ENTRIES, state_pb2.FILE_STAGE_PACK}
 )
+_FINISHED = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
-def output_filename(filename: str, output_format: str) -> str:
-    """The client's name (folders kept) with the output format's extension."""
-    folder, base = posixpath.split(filename)
-    stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
-    fmt = OUTPUT_FORMATS.get(output_format)
-    name = f"{stem or 'output'}.{fmt.extension}" if fmt else stem or "output"
-    return posixpath.join(folder, name) if folder else name
+def apply_stage(
+    record: state_pb2.JobRecord, task: state_pb2.FileTask, result: tasks_pb2.Result
+) -> bool:
+    """A result of the file's own task in an archive stage: its UNPACK or its PACK."""
+    item = record.job.files[task.index]
+    if task.stage == state_pb2.FILE_STAGE_ENTRIES:
+        return False  # a repeat of the UNPACK result: its entries are under way
+    if result.kind == tasks_pb2.RESULT_KIND_STARTED:
+        if item.status == jobs_pb2.FILE_STATUS_PROCESSING:
+            return False
+        item.status = jobs_pb2.FILE_STATUS_PROCESSING
+        return True
+    if result.kind == tasks_pb2.RESULT_KIND_FAILED:
+        statuses.fail(item, result.error_code, result.error_message)
+        return True
+    if result.kind != tasks_pb2.RESULT_KIND_SUCCEEDED:
+        return False  # the file's progress is its entries', not UNPACK's or PACK's
+    if task.stage == state_pb2.FILE_STAGE_PACK:
+        statuses.complete(item, result)
+        return True
+    _record_unpacked(record, task, list(result.entries))
+    task.stage = state_pb2.FILE_STAGE_ENTRIES
+    item.status = jobs_pb2.FILE_STATUS_PROCESSING
+    item.progress = max(item.progress, 10)
+    _after_entries(record, task)
+    return True
 
 
-def convert_spec(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> TaskSpec:
+def apply_entry(
+    record: state_pb2.JobRecord, task: state_pb2.FileTask, result: tasks_pb2.Result
+) -> bool:
+    """A result of one member's conversion."""
+    number = result.entry_index
+    if task.stage != state_pb2.FILE_STAGE_ENTRIES or not 0 <= number < len(task.entries):
+        return False
+    entry = task.entries[number]
+    if entry.task_id != result.task_id or entry.status in statuses.TERMINAL_FILE:
+        return False
+    if result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+        entry.status = jobs_pb2.FILE_STATUS_COMPLETED
+    elif result.kind == tasks_pb2.RESULT_KIND_FAILED:
+        entry.status = jobs_pb2.FILE_STATUS_FAILED
+        entry.error_message = result.error_message
+    elif entry.status == jobs_pb2.FILE_STATUS_PENDING:
+        entry.status = jobs_pb2.FILE_STATUS_PROCESSING
+    else:
+        return False
+    mirror = record.job.files[task.index].entries[number]
+    mirror.status = entry.status
+    mirror.error_message = entry.error_message
+    _after_entries(record, task)
+    return True
+
+
+def apply_job_archive(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> bool:
+    """A result of the job's zip (createArchive)."""
+    archive = record.job.archive
+    if result.task_id != record.archive_task_id or archive.status in statuses.TERMINAL_FILE:
+        return False
+    if result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+        archive.status = jobs_pb2.FILE_STATUS_COMPLETED
+        archive.size = result.output_size
+    elif result.kind == tasks_pb2.RESULT_KIND_FAILED:
+        archive.status = jobs_pb2.FILE_STATUS_FAILED
+        archive.error_message = result.error_message
+    else:
+        return False
+    return True
+
+
+def start_job_archive(record: state_pb2.JobRecord) -> None:
+    """Starts the job's zip once it is due: it was asked for, every file is done, and some
+    succeeded."""
     job = record.job
-    item = job.files[task.index]
-    return TaskSpec(
-        task_id=task.task_id,
-        job_id=job.job_id,
-        tenant=job.tenant,
-        file_index=task.index,
-        source_blob=task.source_blob,
-        source_format=item.detected_format,
-        source_family=routing.family_of(item.detected_format),
-        filename=item.filename,
-        options=ConversionOptions.from_proto(task.options),
-        output_blob=task.output_blob,
-        compress=job.job_type == jobs_pb2.JOB_TYPE_COMPRESS,
-        kind=TaskKind(task.kind or tasks_pb2.TASK_KIND_CONVERT),
-    )
+    files_done = all(item.status in statuses.TERMINAL_FILE for item in job.files)
+    any_output = any(item.status == jobs_pb2.FILE_STATUS_COMPLETED for item in job.files)
+    if record.archive_task_id or not (job.create_archive and files_done and any_output):
+        return
+    record.archive_task_id = specs.archive_task_id(job.job_id)
+    record.archive_blob = f"out/{job.job_id}/archive"
+    job.archive.status = jobs_pb2.FILE_STATUS_PROCESSING
 
 
-def record_unpacked(
+def job_archive_pending(record: state_pb2.JobRecord) -> bool:
+    return bool(record.archive_task_id) and record.job.archive.status not in statuses.TERMINAL_FILE
+
+
+def follow_ups(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[tuple[str, TaskSpec]]:
+    """The tasks this (final) result unlocks: a member's conversions after an UNPACK, the
+    PACK after the last member, the job's zip after the last file."""
+    if result.kind not in _FINISHED:
+        return []
+    dispatches: list[tuple[str, TaskSpec]] = []
+    if not result.job_archive and 0 <= result.file_index < len(record.tasks):
+        task = record.tasks[result.file_index]
+        if record.job.files[task.index].status not in statuses.TERMINAL_FILE:
+            if task.stage == state_pb2.FILE_STAGE_PACK:
+                dispatches.append(("archive", specs.pack_spec(record, task)))
+            elif task.stage == state_pb2.FILE_STAGE_ENTRIES:
+                dispatches.extend(
+                    specs.entry_spec(record, task, n)
+                    for n, entry in enumerate(task.entries)
+                    if entry.status == jobs_pb2.FILE_STATUS_PENDING
+                )
+    if job_archive_pending(record):
+        dispatches.append(("archive", specs.archive_spec(record)))
+    return dispatches
+
+
+def _record_unpacked(
     record: state_pb2.JobRecord, task: state_pb2.FileTask, entries: list[tasks_pb2.UnpackedEntry]
 ) -> None:
-    """Turns an UNPACK result into one conversion per convertible member; the others are
-    recorded as skipped, with the reason."""
+    """Plans one conversion per convertible member; the others are recorded as skipped, with
+    the reason."""
     job = record.job
     item = job.files[task.index]
     output_format = task.options.format
@@ -73,12 +152,12 @@ def record_unpacked(
             planned.status = jobs_pb2.FILE_STATUS_FAILED
             planned.error_message = reason
         else:
-            planned.task_id = entry_task_id(job.job_id, task.index, number)
+            planned.task_id = specs.entry_task_id(job.job_id, task.index, number)
             planned.service = routing.route(entry.detected_format, output_format)
             planned.source_blob = entry.blob
             planned.output_blob = f"{task.output_blob}/o/{number}"
             planned.detected_format = entry.detected_format
-            planned.output_name = output_filename(entry.name, output_format)
+            planned.output_name = specs.output_filename(entry.name, output_format)
             planned.status = jobs_pb2.FILE_STATUS_PENDING
         task.entries.append(planned)
         item.entries.append(
@@ -103,120 +182,20 @@ def _unconvertible(detected_format: str, output_format: str) -> str:
     return ""
 
 
-def entry_spec(
-    record: state_pb2.JobRecord, task: state_pb2.FileTask, number: int
-) -> tuple[str, TaskSpec]:
-    job = record.job
-    entry = task.entries[number]
-    options = ConversionOptions.from_proto(task.options)
-    return entry.service, TaskSpec(
-        task_id=entry.task_id,
-        job_id=job.job_id,
-        tenant=job.tenant,
-        file_index=task.index,
-        source_blob=entry.source_blob,
-        source_format=entry.detected_format,
-        source_family=routing.family_of(entry.detected_format),
-        filename=posixpath.basename(entry.name),
-        options=options,
-        output_blob=entry.output_blob,
-        compress=False,
-        entry_index=number,
+def _after_entries(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> None:
+    """Moves the archive to its PACK stage once every member is settled; with no member
+    converted, the file fails."""
+    item = record.job.files[task.index]
+    settled = sum(1 for e in task.entries if e.status in statuses.TERMINAL_FILE)
+    item.progress = max(item.progress, 10 + 80 * settled // max(1, len(task.entries)))
+    if settled < len(task.entries):
+        return
+    if any(e.status == jobs_pb2.FILE_STATUS_COMPLETED for e in task.entries):
+        task.stage = state_pb2.FILE_STAGE_PACK
+        task.task_id = specs.pack_task_id(record.job.job_id, task.index)
+        return
+    statuses.fail(
+        item,
+        Reason.UNSUPPORTED_PAIR.value,
+        f"No entry of this archive could be converted to {task.options.format}.",
     )
-
-
-def pack_spec(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> TaskSpec:
-    """Zips the converted members back, with the report of every member."""
-    job = record.job
-    report = [
-        {
-            "name": e.name,
-            "status": "converted" if e.status == jobs_pb2.FILE_STATUS_COMPLETED else "skipped",
-            "output": e.output_name or None,
-            "reason": e.error_message or None,
-        }
-        for e in task.entries
-    ]
-    return TaskSpec(
-        task_id=task.task_id,
-        job_id=job.job_id,
-        tenant=job.tenant,
-        file_index=task.index,
-        source_blob="",
-        source_format="",
-        source_family="",
-        filename=job.files[task.index].filename,
-        options=ConversionOptions(format="zip", compression=task.options.compression),
-        output_blob=task.output_blob,
-        compress=False,
-        kind=TaskKind.PACK,
-        inputs=tuple(
-            PackInput(e.output_name, e.output_blob)
-            for e in task.entries
-            if e.status == jobs_pb2.FILE_STATUS_COMPLETED
-        ),
-        report=json.dumps({"entries": report}, indent=2),
-    )
-
-
-def archive_spec(record: state_pb2.JobRecord) -> TaskSpec:
-    job = record.job
-    inputs = tuple(
-        PackInput(output_filename(item.filename, item.output_format), task.output_blob)
-        for item, task in zip(job.files, record.tasks, strict=True)
-        if item.status == jobs_pb2.FILE_STATUS_COMPLETED
-    )
-    return TaskSpec(
-        task_id=record.archive_task_id,
-        job_id=job.job_id,
-        tenant=job.tenant,
-        file_index=0,
-        source_blob="",
-        source_format="",
-        source_family="",
-        filename=f"{job.job_id}.zip",
-        options=ConversionOptions(format="zip"),
-        output_blob=record.archive_blob,
-        compress=False,
-        kind=TaskKind.PACK,
-        inputs=inputs,
-        job_archive=True,
-    )
-
-
-def archive_due(record: state_pb2.JobRecord) -> bool:
-    """Every file is done, some succeeded, and the job's zip was asked for and not built."""
-    job = record.job
-    files_done = all(item.status in SETTLED for item in job.files)
-    any_output = any(item.status == jobs_pb2.FILE_STATUS_COMPLETED for item in job.files)
-    settled = job.HasField("archive") and job.archive.status in SETTLED
-    return job.create_archive and files_done and any_output and not settled
-
-
-def start_archive(record: state_pb2.JobRecord) -> None:
-    record.archive_task_id = f"{record.job.job_id}{ARCHIVE_SUFFIX}"
-    record.archive_blob = f"out/{record.job.job_id}/archive"
-    record.job.archive.status = jobs_pb2.FILE_STATUS_PROCESSING
-
-
-def follow_ups(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[tuple[str, TaskSpec]]:
-    """The tasks this (terminal) result unlocks: a member's conversions after an UNPACK, the
-    PACK after the last member, the job's zip after the last file."""
-    if result.kind not in (tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED):
-        return []
-    dispatches: list[tuple[str, TaskSpec]] = []
-    if not result.job_archive and 0 <= result.file_index < len(record.tasks):
-        task = record.tasks[result.file_index]
-        item = record.job.files[result.file_index]
-        if task.kind == tasks_pb2.TASK_KIND_UNPACK and item.status not in SETTLED:
-            if task.task_id.endswith(PACK_SUFFIX):
-                dispatches.append(("archive", pack_spec(record, task)))
-            else:
-                dispatches.extend(
-                    entry_spec(record, task, n)
-                    for n, entry in enumerate(task.entries)
-                    if entry.status == jobs_pb2.FILE_STATUS_PENDING
-                )
-    if record.archive_task_id and record.job.archive.status not in SETTLED:
-        dispatches.append(("archive", archive_spec(record)))
-    return dispatches

@@ -16,8 +16,7 @@ from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
-from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import callbacks, fanout, routing, state, urlguard
+from services.orchestrator import callbacks, routing, specs, state, urlguard
 from services.orchestrator.store import JobExistsError, JobStore
 
 log = logging.getLogger(__name__)
@@ -176,14 +175,14 @@ class JobCreator:
             record.tasks.append(
                 state_pb2.FileTask(
                     index=index,
-                    task_id=f"{job_id}.{index}",
+                    task_id=specs.file_task_id(job_id, index),
                     service=service,
                     source_blob=f"src/{spec.blob_id}",
                     output_blob=f"out/{job_id}/{index}",
                     options=options,
-                    kind=tasks_pb2.TASK_KIND_UNPACK
+                    stage=state_pb2.FILE_STAGE_UNPACK
                     if routing.unpacks(blob.detected_format, output)
-                    else tasks_pb2.TASK_KIND_CONVERT,
+                    else state_pb2.FILE_STAGE_CONVERT,
                 )
             )
             job.files.append(
@@ -205,7 +204,7 @@ class JobCreator:
     async def dispatch(self, record: state_pb2.JobRecord) -> None:
         """Publishes one task per file; `Nats-Msg-Id` makes a repeated dispatch a no-op."""
         for task in record.tasks:
-            await publish_task(self._js, task.service, fanout.convert_spec(record, task))
+            await publish_task(self._js, task.service, specs.file_spec(record, task))
         log.info("job dispatched", extra={"job": record.job.job_id, "files": len(record.tasks)})
 
 

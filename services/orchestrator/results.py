@@ -78,6 +78,8 @@ async def consume_results(
                 # ids make the repeats no-ops.
                 for service, spec in fanout.follow_ups(record, result):
                     await publish_task(js, service, spec)
+                if _terminal(result):
+                    await store.settle([result.task_id])
                 if on_change is not None and (changed or _terminal(result)):
                     await on_change(record, result)
             except MeshError as error:

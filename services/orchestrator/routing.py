@@ -9,6 +9,9 @@ from __future__ import annotations
 from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
 
+# The worker services: each consumes `tasks.<service>` and answers on `results.<service>`.
+SERVICES = ("image", "media", "archive")
+
 IMAGE_OUTPUTS = frozenset({"jpg", "png", "webp", "avif", "tiff", "gif", "heif", "svg", "pdf"})
 VIDEO_OUTPUTS = frozenset({"mp4", "webm", "mov"})
 AUDIO_OUTPUTS = frozenset({"mp3", "wav", "ogg", "m4a", "flac"})

@@ -23,7 +23,7 @@ from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from mesh.state.v1 import state_pb2
-from services.orchestrator import fanout, state
+from services.orchestrator import specs, state
 from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
@@ -201,6 +201,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             return True
 
         record, _ = await self._store.mutate(request.tenant, request.job_id, change)
+        await self._store.settle(task.task_id for task in record.tasks)
         return record.job
 
     @streaming
@@ -277,7 +278,7 @@ def _output_of(
     item = job.files[request.index]
     if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
         raise MeshError(Reason.CONFLICT, "This file has no output (yet).")
-    name = fanout.output_filename(posixpath.basename(item.filename), item.output_format)
+    name = specs.output_filename(posixpath.basename(item.filename), item.output_format)
     return record.tasks[request.index].output_blob, name, item.mime_type
 
 

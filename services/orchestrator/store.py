@@ -3,12 +3,15 @@
 Every change goes through `mutate`: read the record and its revision, apply a pure function,
 write back only if the revision is unchanged, else read again. Several orchestrator replicas
 can therefore apply results to the same job safely.
+
+Workers never read job records: what they need to know, that a task is no longer wanted, is
+one key per task in the `settled` bucket (`settle`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from nats.js import JetStreamContext
 from nats.js.errors import InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
@@ -27,14 +30,17 @@ class JobExistsError(Exception):
 
 
 class JobStore:
-    def __init__(self, jobs: KeyValue, uploads: KeyValue) -> None:
+    def __init__(self, jobs: KeyValue, uploads: KeyValue, settled: KeyValue) -> None:
         self._jobs = jobs
         self._uploads = uploads
+        self._settled = settled
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> JobStore:
         return cls(
-            await js.key_value(streams.JOBS_BUCKET), await js.key_value(streams.UPLOADS_BUCKET)
+            await js.key_value(streams.JOBS_BUCKET),
+            await js.key_value(streams.UPLOADS_BUCKET),
+            await js.key_value(streams.SETTLED_BUCKET),
         )
 
     async def create(self, record: state_pb2.JobRecord) -> None:
@@ -82,6 +88,11 @@ class JobStore:
                 raise found
             jobs.append(found[0].job)
         return jobs
+
+    async def settle(self, task_ids: Iterable[str]) -> None:
+        """Tells workers these tasks are no longer wanted (a redelivery or a job cancelled)."""
+        for task_id in task_ids:
+            await self._settled.put(streams.settled_key(task_id), b"")
 
     @property
     def jobs_bucket(self) -> KeyValue:

@@ -1,6 +1,6 @@
 """The worker runtime's contract with JetStream, with a real nats-server and test handlers:
 permanent failures are reported once and termed, transient ones retried up to max_deliver,
-long tasks kept alive with in_progress, settled files skipped on redelivery."""
+long tasks kept alive with in_progress, tasks the orchestrator marked settled skipped."""
 
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ from mesh.bus import streams
 from mesh.bus.runtime import RuntimeSettings, TaskContext, Worker
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
-from mesh.jobs.v1 import jobs_pb2
 from mesh.options import ConversionOptions
 from mesh.outcome import Outcome
-from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 
 SERVICE = "image"
@@ -49,12 +47,11 @@ async def bus(server: NatsServer) -> AsyncIterator[tuple[Client, JetStreamContex
     await nc.close()
 
 
-async def dispatch(js: JetStreamContext, name: str, file_status: int = 0) -> TaskSpec:
+async def dispatch(js: JetStreamContext, name: str, settled: bool = False) -> TaskSpec:
     await blobs.write_stream(js, streams.BLOBS_BUCKET, f"src/{name}", _one(b"payload"))
-    job = jobs_pb2.Job(job_id=name, tenant="t", status=jobs_pb2.JOB_STATUS_PROCESSING)
-    job.files.append(jobs_pb2.FileResult(index=0, status=file_status or 1))  # type: ignore[arg-type]
-    kv = await js.key_value(streams.JOBS_BUCKET)
-    await kv.put(streams.job_key("t", name), state_pb2.JobRecord(job=job).SerializeToString())
+    if settled:
+        kv = await js.key_value(streams.SETTLED_BUCKET)
+        await kv.put(streams.settled_key(f"{name}.0"), b"")
     task = TaskSpec(
         task_id=f"{name}.0",
         job_id=name,
@@ -215,7 +212,7 @@ async def test_a_task_longer_than_ack_wait_is_delivered_once(
     assert kinds(await results(js)) == ["STARTED", "SUCCEEDED"]
 
 
-async def test_a_redelivered_task_of_a_settled_file_is_skipped(
+async def test_a_task_the_orchestrator_marked_settled_is_skipped(
     bus: tuple[Client, JetStreamContext],
 ) -> None:
     nc, js = bus
@@ -226,7 +223,7 @@ async def test_a_redelivered_task_of_a_settled_file_is_skipped(
         calls += 1
         raise AssertionError("must not run")
 
-    await dispatch(js, "done", file_status=jobs_pb2.FILE_STATUS_COMPLETED)
+    await dispatch(js, "done", settled=True)
     await run_worker(nc, js, never)
     assert calls == 0
     assert await results(js) == []

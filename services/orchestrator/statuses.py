@@ -1,0 +1,35 @@
+"""Which job and file statuses are final, and the two ways a file reaches one.
+
+Shared by the transitions of one-task files (`state`) and of archives (`fanout`).
+"""
+
+from __future__ import annotations
+
+from mesh.jobs.v1 import jobs_pb2
+from mesh.tasks.v1 import tasks_pb2
+
+TERMINAL_JOB = frozenset(
+    {jobs_pb2.JOB_STATUS_COMPLETED, jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
+)
+TERMINAL_FILE = frozenset(
+    {jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED, jobs_pb2.FILE_STATUS_CANCELLED}
+)
+
+
+def complete(item: jobs_pb2.FileResult, result: tasks_pb2.Result) -> None:
+    """The file's output is written: record what the worker reported about it."""
+    item.status = jobs_pb2.FILE_STATUS_COMPLETED
+    item.progress = 100
+    item.final_size = result.output_size
+    item.mime_type = result.mime_type
+    item.output_format = result.output_format
+    for name in ("applied_quality", "width", "height", "duration"):
+        if result.HasField(name):
+            setattr(item, name, getattr(result, name))
+
+
+def fail(item: jobs_pb2.FileResult, code: str, message: str) -> None:
+    item.status = jobs_pb2.FILE_STATUS_FAILED
+    item.progress = 100
+    item.error_code = code
+    item.error_message = message
