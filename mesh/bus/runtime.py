@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 from mesh import blobs, telemetry
 from mesh.bus import streams
 from mesh.bus import tasks as results
+from mesh.bus.consume import consume
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.outcome import Outcome
@@ -96,9 +97,9 @@ class Worker:
     async def run(self) -> None:
         s = self._settings
         self._settled = await self._js.key_value(streams.SETTLED_BUCKET)
-        subscription = await self._js.pull_subscribe(
-            streams.task_subject(s.service),
-            durable=s.service,
+        await consume(
+            self._js,
+            subject=streams.task_subject(s.service),
             stream=streams.TASKS_STREAM,
             config=ConsumerConfig(
                 durable_name=s.service,
@@ -109,37 +110,12 @@ class Worker:
                 max_ack_pending=max(4, s.concurrency * 4),
                 filter_subject=streams.task_subject(s.service),
             ),
+            handle=self._process,
+            stop=self._stopping,
+            concurrency=s.concurrency,
+            drain_seconds=s.drain_seconds,
+            nak_delay=s.retry_delay_seconds,
         )
-        slots = [asyncio.create_task(self._slot(subscription)) for _ in range(s.concurrency)]
-        await self._stopping.wait()
-        _, pending = await asyncio.wait(slots, timeout=s.drain_seconds)
-        for slot in pending:
-            slot.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _slot(self, subscription: JetStreamContext.PullSubscription) -> None:
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(1, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own subclass, or the bare one
-                continue
-            except Exception as exc:  # connection trouble: wait for the reconnect
-                log.warning("fetch failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                try:
-                    await self._process(message)
-                except asyncio.CancelledError:
-                    with contextlib.suppress(Exception):
-                        await message.nak()
-                    raise
-                except Exception:
-                    # NATS trouble around the task (reading the job, acking): the message is
-                    # redelivered after ack_wait; this slot must keep consuming.
-                    log.exception("task handling failed", extra={"subject": message.subject})
-                    with contextlib.suppress(Exception):
-                        await message.nak(delay=self._settings.retry_delay_seconds)
 
     async def _process(self, message: Msg) -> None:
         s = self._settings

@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from mesh.bus import streams
+from mesh.bus.consume import consume
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
@@ -115,9 +116,9 @@ class Deliverer:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self._settings
-        subscription = await self._js.pull_subscribe(
-            streams.CALLBACK_SUBJECT,
-            durable=CONSUMER,
+        await consume(
+            self._js,
+            subject=streams.CALLBACK_SUBJECT,
             stream=streams.CALLBACKS_STREAM,
             config=ConsumerConfig(
                 durable_name=CONSUMER,
@@ -127,32 +128,12 @@ class Deliverer:
                 max_deliver=settings.attempts + _SPARE_DELIVERIES,
                 max_ack_pending=4 * settings.concurrency,
             ),
+            handle=self._handle,
+            stop=stop,
+            concurrency=settings.concurrency,
+            # Unfinished attempts are nak'ed: JetStream hands them to a live replica.
+            drain_seconds=settings.timeout_seconds,
         )
-        in_flight: set[asyncio.Task[None]] = set()
-        while not stop.is_set():
-            free = settings.concurrency - len(in_flight)
-            if free <= 0:
-                await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            try:
-                # One at a time: a larger batch waits out the whole timeout for the batch to
-                # fill, which would add up to that much to every (re)delivery.
-                messages = await subscription.fetch(1, timeout=1.0)
-            except TimeoutError:  # nats-py raises its own subclass, or the bare one
-                continue
-            except Exception as exc:
-                log.warning("callbacks fetch failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                task = asyncio.create_task(self._handle(message))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-        if in_flight:
-            # Unfinished attempts are not acked: JetStream redelivers them to a live replica.
-            _, pending = await asyncio.wait(in_flight, timeout=settings.timeout_seconds)
-            for task in pending:
-                task.cancel()
 
     async def _handle(self, message: Msg) -> None:
         try:

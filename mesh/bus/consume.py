@@ -1,0 +1,86 @@
+"""The one pull-consume loop of the mesh: the worker runtime's tasks, the orchestrator's results
+and its callback events all go through it.
+
+A durable pull consumer is fetched one message at a time while a slot is free, and up to
+`concurrency` messages are handled at once. On `stop` it fetches no more and gives what is in
+flight `drain_seconds` to finish; anything still running then is cancelled and nak'ed, so
+another consumer gets it at once. A handler that raises gets its message nak'ed with a delay:
+the loop itself never stops on one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+
+log = logging.getLogger(__name__)
+
+Handle = Callable[[Msg], Awaitable[None]]
+# A failed fetch is connection trouble: wait this long for the reconnect before the next.
+FETCH_RETRY_SECONDS = 1.0
+IDLE_POLL_SECONDS = 1.0
+
+
+async def consume(
+    js: JetStreamContext,
+    *,
+    subject: str,
+    stream: str,
+    config: ConsumerConfig,
+    handle: Handle,
+    stop: asyncio.Event,
+    concurrency: int = 1,
+    drain_seconds: float = 5.0,
+    nak_delay: float = 1.0,
+) -> None:
+    """Consumes with the durable consumer `config` until `stop` is set, then drains."""
+    subscription = await js.pull_subscribe(
+        subject, durable=config.durable_name, stream=stream, config=config
+    )
+    in_flight: set[asyncio.Task[None]] = set()
+    while not stop.is_set():
+        if len(in_flight) >= concurrency:
+            await asyncio.wait(
+                in_flight, timeout=IDLE_POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            continue
+        try:
+            # One at a time: a batch, once its first message arrives, waits out the whole
+            # timeout for the rest, which would delay every message by up to that much.
+            messages = await subscription.fetch(1, timeout=IDLE_POLL_SECONDS)
+        except TimeoutError:  # nothing came: nats-py raises its own subclass, or the bare one
+            continue
+        except Exception as exc:
+            log.warning("fetch failed: %s", exc, extra={"stream": stream})
+            await asyncio.sleep(FETCH_RETRY_SECONDS)
+            continue
+        for message in messages:
+            running = asyncio.create_task(_handle_one(handle, message, nak_delay))
+            in_flight.add(running)
+            running.add_done_callback(in_flight.discard)
+    if in_flight:
+        _, pending = await asyncio.wait(in_flight, timeout=drain_seconds)
+        for running in pending:
+            running.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _handle_one(handle: Handle, message: Msg, nak_delay: float) -> None:
+    try:
+        await handle(message)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await message.nak()
+        raise
+    except Exception:
+        # NATS trouble around the message (reading state, acking): it comes back after the
+        # delay, and this consumer goes on with the others.
+        log.exception("message handling failed", extra={"subject": message.subject})
+        with contextlib.suppress(Exception):
+            await message.nak(delay=nak_delay)

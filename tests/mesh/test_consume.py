@@ -1,0 +1,178 @@
+"""The one pull-consume loop, against a real nats-server: bounded concurrency, a failing
+handler's message comes back, idle polls are quiet, and stopping releases what is in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import nats
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from launcher.nats import NatsServer, start_nats
+from mesh.bus.consume import Handle, consume
+
+STREAM = "CONSUMETEST"
+SUBJECT = "consumetest.work"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    started = start_nats(tmp_path_factory.mktemp("nats"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+async def js(server: NatsServer) -> AsyncIterator[JetStreamContext]:
+    nc = await nats.connect(server.url)
+    context = nc.jetstream()
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await context.delete_stream(STREAM)
+    await context.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT]))
+    yield context
+    await nc.close()
+
+
+def config(durable: str = "c", ack_wait: float = 60) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=5
+    )
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def start(
+    js: JetStreamContext, handle: Handle, stop: asyncio.Event, **options: float
+) -> asyncio.Task[None]:
+    durable = str(options.pop("durable", "c"))
+    return asyncio.create_task(
+        consume(
+            js,
+            subject=SUBJECT,
+            stream=STREAM,
+            config=config(durable),
+            handle=handle,
+            stop=stop,
+            **options,  # type: ignore[arg-type]
+        )
+    )
+
+
+async def publish(js: JetStreamContext, count: int) -> None:
+    for number in range(count):
+        await js.publish(SUBJECT, str(number).encode())
+
+
+async def test_at_most_concurrency_messages_are_handled_at_once(js: JetStreamContext) -> None:
+    gate = asyncio.Event()
+    active: list[bytes] = []
+    done: list[bytes] = []
+    peak = 0
+
+    async def handle(message: Msg) -> None:
+        nonlocal peak
+        active.append(message.data)
+        peak = max(peak, len(active))
+        await gate.wait()
+        active.remove(message.data)
+        done.append(message.data)
+        await message.ack()
+
+    stop = asyncio.Event()
+    running = start(js, handle, stop, concurrency=2)
+    await publish(js, 5)
+    await eventually(lambda: len(active) == 2)
+    info = await js.consumer_info(STREAM, "c")
+    assert info.num_ack_pending == 2  # the loop fetches nothing while every slot is busy
+    gate.set()
+    await eventually(lambda: len(done) == 5)
+    stop.set()
+    await running
+    assert peak == 2
+    assert sorted(done) == [str(n).encode() for n in range(5)]
+
+
+async def test_a_handler_that_raises_gets_its_message_back(js: JetStreamContext) -> None:
+    seen: list[int] = []
+
+    async def handle(message: Msg) -> None:
+        seen.append(message.metadata.num_delivered or 0)
+        if len(seen) == 1:
+            raise RuntimeError("NATS went away mid-message")
+        await message.ack()
+
+    stop = asyncio.Event()
+    running = start(js, handle, stop, nak_delay=0.1)
+    await publish(js, 1)
+    await eventually(lambda: len(seen) == 2)
+    stop.set()
+    await running
+    assert seen == [1, 2]
+
+
+async def test_idle_polls_are_not_reported_as_fetch_failures(
+    server: NatsServer, js: JetStreamContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    handled: list[bytes] = []
+    pulls: list[Msg] = []
+
+    async def handle(message: Msg) -> None:
+        handled.append(message.data)
+        await message.ack()
+
+    async def pulled(message: Msg) -> None:
+        pulls.append(message)
+
+    # Every fetch is a pull request on this subject: several must expire before work arrives.
+    watcher = await nats.connect(server.url)
+    await watcher.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.c", cb=pulled)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="mesh.bus.consume"):
+        running = start(js, handle, stop)
+        await eventually(lambda: len(pulls) >= 3)
+        await watcher.close()
+        await publish(js, 1)
+        await eventually(lambda: handled == [b"0"])
+        stop.set()
+        await running
+    assert [r.getMessage() for r in caplog.records] == []
+
+
+async def test_stopping_releases_unfinished_messages_to_the_next_consumer(
+    js: JetStreamContext,
+) -> None:
+    started = asyncio.Event()
+    deliveries: list[int] = []
+
+    async def stuck(message: Msg) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def finish(message: Msg) -> None:
+        deliveries.append(message.metadata.num_delivered or 0)
+        await message.ack()
+
+    stop = asyncio.Event()
+    running = start(js, stuck, stop, drain_seconds=0.2)
+    await publish(js, 1)
+    await asyncio.wait_for(started.wait(), 30)
+    stop.set()
+    await running
+    # ack_wait is 60 s: only the nak on cancel brings the message back this soon.
+    again = asyncio.Event()
+    next_one = start(js, finish, again)
+    await eventually(lambda: deliveries == [2])
+    again.set()
+    await next_one
