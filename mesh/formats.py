@@ -65,6 +65,12 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
     )
 }
 
+
+def outputs_of(*families: Family) -> tuple[str, ...]:
+    """The output formats of these families, in the contract's order."""
+    return tuple(name for name, fmt in OUTPUT_FORMATS.items() if fmt.family in families)
+
+
 # Input formats that sniffing recognises, with their family. Names match OUTPUT_FORMATS where
 # the format is also an output; `jpg` for JPEG, `heif` for HEIF/HEIC.
 INPUT_FAMILIES: dict[str, Family] = {

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from mesh.errors import MeshError, Reason
+from mesh.formats import Family, outputs_of
 from services.archive.rar import RarSink
 from services.archive.sevenzip import SevenZipSink
 from services.archive.writers import Sink, StreamSink, TarSink, ZipSink
 
-ARCHIVE_OUTPUTS = ("zip", "tar", "tgz", "7z", "gz", "bz2", "xz", "rar")
+OUTPUTS = outputs_of(Family.ARCHIVE)
 SINGLE_STREAM_OUTPUTS = ("gz", "bz2", "xz")
 
 # Input kind (detect.ARCHIVE_KINDS) -> output format for "keep the input's format".
@@ -54,5 +55,5 @@ def open_sink(
         return RarSink(output, compression, scratch, rar_binary)
     raise MeshError(
         Reason.UNSUPPORTED_PAIR,
-        f"The archive service writes {', '.join(ARCHIVE_OUTPUTS)}, not {fmt!r}.",
+        f"The archive service writes {', '.join(OUTPUTS)}, not {fmt!r}.",
     )

@@ -23,7 +23,7 @@ from services.archive.extraction import PathConflictError, ensure_dir, write_fil
 from services.archive.limits import ArchiveLimits, Budget
 from services.archive.members import SKIP_REASONS, Entry, Kind, Member
 from services.archive.names import UnsafeNameError, from_filename, normalise
-from services.archive.outputs import ARCHIVE_OUTPUTS, KEEP_FORMAT, open_sink
+from services.archive.outputs import KEEP_FORMAT, OUTPUTS, SINGLE_STREAM_OUTPUTS, open_sink
 from services.archive.readers import CHUNK, members
 from services.archive.writers import Sink
 
@@ -146,10 +146,9 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
     if kind is None and INPUT_FAMILIES.get(source_format) is Family.ARCHIVE:
         raise MeshError(Reason.CORRUPT_INPUT, f"The {source_format} file is damaged.")
     target = options.format or (KEEP_FORMAT[kind] if kind else "")
-    if target not in ARCHIVE_OUTPUTS:
+    if target not in OUTPUTS:
         raise MeshError(
-            Reason.UNSUPPORTED_PAIR,
-            "The archive service writes zip, tar, tgz, 7z, gz, bz2, xz or rar.",
+            Reason.UNSUPPORTED_PAIR, f"The archive service writes {', '.join(OUTPUTS)}."
         )
     compression = options.compression if options.format else levels.MAX_COMPRESSION
     try:
@@ -203,7 +202,7 @@ def _repack(
     rar_binary: str | None,
 ) -> None:
     single_name = _single_name(filename, kind)
-    single = target in ("gz", "bz2", "xz") and _holds_one_file(source, kind, limits, single_name)
+    single = target in SINGLE_STREAM_OUTPUTS and _holds_one_file(source, kind, limits, single_name)
     budget = Budget(limits, source.stat().st_size)
     sink = open_sink(target, output, compression, scratch, single=single, rar_binary=rar_binary)
     skipped: list[Entry] = []

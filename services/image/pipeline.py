@@ -21,6 +21,7 @@ from pathlib import Path
 import pyvips
 
 from mesh.errors import MeshError, Reason
+from mesh.formats import Family, outputs_of
 from mesh.options import ConversionOptions, Mode, box_for
 from mesh.outcome import Outcome
 from services.image import encode, pdfwrite, svgtrace, targetsize
@@ -30,7 +31,8 @@ from services.image.resize import Plan, per_page, plan
 
 __all__ = ["ImageLimits", "convert"]
 
-OUTPUT_FORMATS = frozenset(encode.ENCODERS) | {"svg", "pdf"}
+# What this worker writes: raster formats through `encode`, svg by tracing, pdf by pdfwrite.
+OUTPUTS = frozenset(outputs_of(Family.IMAGE, Family.SVG, Family.PDF))
 _MULTI_FRAME_OUTPUTS = encode.ANIMATED_OUTPUTS | {"pdf"}
 _ORIENTATION_FIELDS = ("orientation", "exif-ifd0-Orientation")
 
@@ -94,7 +96,7 @@ def _tiff_pages_to_pdf(
 
 
 def _output_format(target: str, source_format: str) -> str:
-    if target not in OUTPUT_FORMATS or (target == "svg" and source_format == "svg"):
+    if target not in OUTPUTS or (target == "svg" and source_format == "svg"):
         raise MeshError(
             Reason.UNSUPPORTED_PAIR,
             f"A {source_format} image cannot be converted to '{target}'.",

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh.errors import MeshError, Reason
-from mesh.formats import Family
+from mesh.formats import OUTPUT_FORMATS, Family
 
 
 @dataclass(frozen=True)
@@ -176,14 +176,17 @@ SAME_FORMAT: dict[str, str] = {
 }
 
 
+# What a client may ask for; the other targets only keep an input's format (compress jobs).
+OUTPUTS = tuple(name for name in OUTPUT_FORMATS if name in TARGETS)
+
+
 def target_for(output_format: str, source_format: str) -> Target:
     name = output_format or SAME_FORMAT.get(source_format, "")
-    if name not in TARGETS or (output_format and output_format in ("mkv", "ts", "aac", "opus")):
+    if name not in TARGETS or (output_format and output_format not in OUTPUTS):
         wanted = output_format or source_format
         raise MeshError(
             Reason.UNSUPPORTED_PAIR,
-            f"Media cannot be written as {wanted}; "
-            "choose mp4, webm, mov, mp3, m4a, wav, ogg, flac or gif.",
+            f"Media cannot be written as {wanted}; choose {', '.join(OUTPUTS)}.",
             format=wanted,
         )
     return TARGETS[name]

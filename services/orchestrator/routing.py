@@ -7,15 +7,15 @@ never accepted and then left hanging.
 from __future__ import annotations
 
 from mesh.errors import MeshError, Reason
-from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
+from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family, outputs_of
 
 # The worker services: each consumes `tasks.<service>` and answers on `results.<service>`.
 SERVICES = ("image", "media", "archive")
 
-IMAGE_OUTPUTS = frozenset({"jpg", "png", "webp", "avif", "tiff", "gif", "heif", "svg", "pdf"})
-VIDEO_OUTPUTS = frozenset({"mp4", "webm", "mov"})
-AUDIO_OUTPUTS = frozenset({"mp3", "wav", "ogg", "m4a", "flac"})
-ARCHIVE_OUTPUTS = frozenset({"zip", "tar", "tgz", "7z", "rar", "gz", "bz2", "xz"})
+IMAGE_OUTPUTS = frozenset(outputs_of(Family.IMAGE, Family.SVG, Family.PDF))
+VIDEO_OUTPUTS = frozenset(outputs_of(Family.VIDEO))
+AUDIO_OUTPUTS = frozenset(outputs_of(Family.AUDIO))
+ARCHIVE_OUTPUTS = frozenset(outputs_of(Family.ARCHIVE))
 
 # Input family -> {output format -> service}. Any file can be wrapped or compressed by the
 # archive service; that row is added to every family below.
@@ -67,6 +67,17 @@ def route(source_format: str, output_format: str) -> str:
             pair=f"{source_format or 'unknown'}->{output_format}",
         )
     return service
+
+
+def written_by(service: str) -> frozenset[str]:
+    """The output formats `service` writes itself: its routes, less the archives that the
+    archive service only unpacks for other workers to convert."""
+    return frozenset(
+        output
+        for family, row in ROUTES.items()
+        for output, routed in row.items()
+        if routed == service and not (family is Family.ARCHIVE and output not in ARCHIVE_OUTPUTS)
+    ) | {output for (_, output), routed in ANIMATABLE_IMAGE_TO_VIDEO.items() if routed == service}
 
 
 def family_of(source_format: str) -> str:
