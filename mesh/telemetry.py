@@ -7,10 +7,12 @@ of their own, serve them on `METRICS_PORT` when it is set (the cluster scrapes t
 from __future__ import annotations
 
 import logging
-import os
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client import start_http_server as _start_http_server
+
+from mesh.settings import Env
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,24 @@ def exposition() -> bytes:
     return bytes(generate_latest())
 
 
-def serve_from_env() -> None:
-    """Serves the metrics on METRICS_PORT, if set (a thread of this process)."""
-    port = os.environ.get("METRICS_PORT", "")
-    if not port:
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Where the orchestrator and the workers serve their metrics; no port, no server."""
+
+    port: int | None = None
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def read(cls, env: Env) -> MetricsSettings:
+        return cls(
+            port=env.optional_integer("METRICS_PORT", minimum=1, maximum=65535),
+            host=env.text("METRICS_HOST", cls.host),
+        )
+
+
+def serve(settings: MetricsSettings) -> None:
+    """Serves the metrics on `settings.port`, if set (a thread of this process)."""
+    if settings.port is None:
         return
-    if not port.isascii() or not port.isdigit():
-        raise ValueError(f"METRICS_PORT must be a port number, got {port!r}")
-    _start_http_server(int(port), addr=os.environ.get("METRICS_HOST", "127.0.0.1"))
-    log.info("metrics served", extra={"port": int(port)})
+    _start_http_server(settings.port, addr=settings.host)
+    log.info("metrics served", extra={"port": settings.port})

@@ -15,7 +15,7 @@ from mesh import logs, sandbox, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.outcome import Outcome
-from mesh.settings import env_number
+from mesh.settings import Env
 
 log = logging.getLogger(__name__)
 
@@ -23,32 +23,39 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class WorkerSettings:
     """What every worker reads from the environment; limits of the conversion itself are the
-    service's own settings."""
+    service's own settings, which hold these."""
 
     nats_url: str
     runtime: RuntimeSettings
     task_seconds: float
     task_memory_bytes: int | None
     log_level: str
+    retention: streams.Retention
+    metrics: telemetry.MetricsSettings
 
     @classmethod
-    def from_env(cls, service: str, task_seconds: float, task_memory_mb: float) -> WorkerSettings:
+    def read(
+        cls, env: Env, service: str, task_seconds: float, task_memory_mb: float
+    ) -> WorkerSettings:
+        """`<SERVICE>_...` for what differs per worker, the rest shared by all of them."""
         prefix = service.upper()
-        scratch = os.environ.get("SCRATCH_DIR")
-        memory_mb = env_number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb)
+        scratch = env.optional("SCRATCH_DIR")
+        memory_mb = env.number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb, minimum=0)
         return cls(
-            nats_url=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url=env.text("NATS_URL", "nats://127.0.0.1:4222"),
             runtime=RuntimeSettings(
                 service=service,
                 worker_name=f"{service}@{socket.gethostname()}:{os.getpid()}",
-                concurrency=int(env_number(f"{prefix}_CONCURRENCY", os.cpu_count() or 1)),
-                ack_wait_seconds=env_number("TASK_ACK_WAIT_SECONDS", 30.0),
-                max_deliver=int(env_number("TASK_MAX_DELIVER", 4)),
+                concurrency=env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1),
+                ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
+                max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
                 scratch_dir=Path(scratch) if scratch else None,
             ),
-            task_seconds=env_number(f"{prefix}_TASK_SECONDS", task_seconds),
+            task_seconds=env.number(f"{prefix}_TASK_SECONDS", task_seconds, positive=True),
             task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,
-            log_level=os.environ.get("LOG_LEVEL", "INFO"),
+            log_level=env.text("LOG_LEVEL", "INFO"),
+            retention=streams.Retention.read(env),
+            metrics=telemetry.MetricsSettings.read(env),
         )
 
 
@@ -85,7 +92,7 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     exists), then consume until SIGTERM."""
     logs.configure(settings.runtime.service, settings.log_level)
     sandbox.preload(preload)
-    telemetry.serve_from_env()
+    telemetry.serve(settings.metrics)
     asyncio.run(serve(settings, handler()))
 
 
@@ -94,7 +101,7 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
     service = settings.runtime.service
     nc = await connection.connect(settings.nats_url, f"worker-{service}")
     js = nc.jetstream()
-    await streams.ensure(js, streams.Retention.from_env())
+    await streams.ensure(js, settings.retention)
     worker = Worker(nc, js, settings.runtime, handler)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -15,7 +15,6 @@ Layout:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -29,6 +28,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from mesh import blobs
+from mesh.settings import Env
 
 TASKS_STREAM = "TASKS"
 RESULTS_STREAM = "RESULTS"
@@ -57,12 +57,8 @@ class Retention:
     duplicate_window_seconds: float = 120.0
 
     @classmethod
-    def from_env(cls) -> Retention:
-        raw = os.environ.get("RETENTION_SECONDS", "")
-        try:
-            seconds = float(raw) if raw else cls.seconds
-        except ValueError as exc:
-            raise ValueError(f"RETENTION_SECONDS must be a number, got {raw!r}") from exc
+    def read(cls, env: Env) -> Retention:
+        seconds = env.number("RETENTION_SECONDS", cls.seconds, positive=True)
         # JetStream wants the duplicate window no longer than the max age.
         return cls(seconds, min(cls.duplicate_window_seconds, seconds))
 

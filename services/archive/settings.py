@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mesh.bus.service import WorkerSettings
-from mesh.settings import env_number
+from mesh.settings import Env, load
 from services.archive.limits import ArchiveLimits
 
 
@@ -18,18 +19,23 @@ class Settings:
     rar_binary: str | None = None
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return load(cls.read, env)
+
+    @classmethod
+    def read(cls, env: Env) -> Settings:
+        defaults = ArchiveLimits()
         return cls(
-            worker=WorkerSettings.from_env("archive", task_seconds=600, task_memory_mb=1024),
+            worker=WorkerSettings.read(env, "archive", task_seconds=600, task_memory_mb=1024),
             limits=ArchiveLimits(
-                max_entries=int(env_number("ARCHIVE_MAX_ENTRIES", ArchiveLimits.max_entries)),
-                max_total_bytes=int(
-                    env_number("ARCHIVE_MAX_TOTAL_BYTES", ArchiveLimits.max_total_bytes)
+                max_entries=env.integer("ARCHIVE_MAX_ENTRIES", defaults.max_entries, minimum=1),
+                max_total_bytes=env.integer(
+                    "ARCHIVE_MAX_TOTAL_BYTES", defaults.max_total_bytes, minimum=1
                 ),
-                max_entry_bytes=int(
-                    env_number("ARCHIVE_MAX_ENTRY_BYTES", ArchiveLimits.max_entry_bytes)
+                max_entry_bytes=env.integer(
+                    "ARCHIVE_MAX_ENTRY_BYTES", defaults.max_entry_bytes, minimum=1
                 ),
-                max_ratio=env_number("ARCHIVE_MAX_RATIO", ArchiveLimits.max_ratio),
+                max_ratio=env.number("ARCHIVE_MAX_RATIO", defaults.max_ratio, positive=True),
             ),
-            rar_binary=os.environ.get("ARCHIVE_RAR_BINARY") or None,
+            rar_binary=env.optional("ARCHIVE_RAR_BINARY"),
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mesh.bus.service import WorkerSettings
-from mesh.settings import env_number
+from mesh.settings import Env, load
 from services.image.pipeline import ImageLimits
 
 
@@ -15,11 +17,15 @@ class Settings:
     limits: ImageLimits
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return load(cls.read, env)
+
+    @classmethod
+    def read(cls, env: Env) -> Settings:
         return cls(
-            worker=WorkerSettings.from_env("image", task_seconds=120, task_memory_mb=2048),
+            worker=WorkerSettings.read(env, "image", task_seconds=120, task_memory_mb=2048),
             limits=ImageLimits(
-                max_pixels=int(env_number("IMAGE_MAX_PIXELS", ImageLimits.max_pixels)),
-                max_frames=int(env_number("IMAGE_MAX_FRAMES", ImageLimits.max_frames)),
+                max_pixels=env.integer("IMAGE_MAX_PIXELS", ImageLimits.max_pixels, minimum=1),
+                max_frames=env.integer("IMAGE_MAX_FRAMES", ImageLimits.max_frames, minimum=1),
             ),
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mesh.bus.service import WorkerSettings
-from mesh.settings import env_number
+from mesh.settings import Env, load
 from services.media.limits import MediaLimits
 
 
@@ -15,15 +17,20 @@ class Settings:
     limits: MediaLimits
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return load(cls.read, env)
+
+    @classmethod
+    def read(cls, env: Env) -> Settings:
+        defaults = MediaLimits()
         return cls(
-            worker=WorkerSettings.from_env("media", task_seconds=3600, task_memory_mb=3072),
+            worker=WorkerSettings.read(env, "media", task_seconds=3600, task_memory_mb=3072),
             limits=MediaLimits(
-                max_duration_seconds=env_number(
-                    "MEDIA_MAX_DURATION_SECONDS", MediaLimits.max_duration_seconds
+                max_duration_seconds=env.number(
+                    "MEDIA_MAX_DURATION_SECONDS", defaults.max_duration_seconds, positive=True
                 ),
-                max_width=int(env_number("MEDIA_MAX_WIDTH", MediaLimits.max_width)),
-                max_height=int(env_number("MEDIA_MAX_HEIGHT", MediaLimits.max_height)),
-                max_streams=int(env_number("MEDIA_MAX_STREAMS", MediaLimits.max_streams)),
+                max_width=env.integer("MEDIA_MAX_WIDTH", defaults.max_width, minimum=1),
+                max_height=env.integer("MEDIA_MAX_HEIGHT", defaults.max_height, minimum=1),
+                max_streams=env.integer("MEDIA_MAX_STREAMS", defaults.max_streams, minimum=1),
             ),
         )

@@ -38,9 +38,9 @@ async def serve(settings: Settings) -> None:
     await on_nats_state(False)
     nc = await connection.connect(settings.nats_url, "orchestrator", on_nats_state)
     js = nc.jetstream()
-    await streams.ensure(js, streams.Retention.from_env())
+    await streams.ensure(js, settings.retention)
     store = await JobStore.open(js)
-    index = JobIndex(store.jobs_bucket, settings.retention_seconds)
+    index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
     server, port = create_server(
         JobService(js, store, index, settings), health, settings.grpc_host, settings.grpc_port
@@ -69,7 +69,7 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("orchestrator", settings.log_level)
-    telemetry.serve_from_env()
+    telemetry.serve(settings.metrics)
     asyncio.run(serve(settings))
 
 

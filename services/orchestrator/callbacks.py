@@ -14,7 +14,6 @@ receivers that want authenticity set a secret.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +26,7 @@ from mesh import jobjson
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from mesh.settings import env_flag
+from mesh.settings import Env
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 from services.orchestrator import statuses, urlguard
@@ -45,13 +44,18 @@ _TERMINAL_EVENTS = {
 _FINISHING_RESULTS = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
-def _delays(raw: str) -> tuple[float, ...]:
+def _delays(env: Env, default: tuple[float, ...]) -> tuple[float, ...]:
+    raw = env.raw("CALLBACK_RETRY_DELAYS")
+    if raw is None:
+        return default  # set but empty: no retries
     try:
         delays = tuple(float(part) for part in raw.split(",") if part.strip())
-    except ValueError as exc:
-        raise ValueError(f"CALLBACK_RETRY_DELAYS must be seconds like '5,25', got {raw!r}") from exc
+    except ValueError:
+        env.problem("CALLBACK_RETRY_DELAYS", f"must be seconds like '5,25', got {raw!r}")
+        return default
     if any(delay < 0 for delay in delays):
-        raise ValueError(f"CALLBACK_RETRY_DELAYS must not be negative, got {raw!r}")
+        env.problem("CALLBACK_RETRY_DELAYS", f"must not be negative, got {raw!r}")
+        return default
     return delays
 
 
@@ -70,16 +74,17 @@ class CallbackSettings:
         return len(self.retry_delays) + 1
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> CallbackSettings:
+    def read(cls, env: Env) -> CallbackSettings:
         return cls(
-            retry_delays=_delays(env.get("CALLBACK_RETRY_DELAYS", "5,25")),
-            timeout_seconds=float(env.get("CALLBACK_TIMEOUT_SECONDS", cls.timeout_seconds)),
-            public_base_url=env.get("PUBLIC_BASE_URL", cls.public_base_url).rstrip("/"),
-            allow=urlguard.Allowlist.parse(
-                env.get("OUTBOUND_ALLOW_HOSTS", ""),
-                only=env_flag("OUTBOUND_ALLOW_ONLY", env),
+            retry_delays=_delays(env, cls.retry_delays),
+            timeout_seconds=env.number(
+                "CALLBACK_TIMEOUT_SECONDS", cls.timeout_seconds, positive=True
             ),
-            concurrency=int(env.get("CALLBACK_CONCURRENCY", cls.concurrency)),
+            public_base_url=env.text("PUBLIC_BASE_URL", cls.public_base_url).rstrip("/"),
+            allow=urlguard.Allowlist.parse(
+                env.text("OUTBOUND_ALLOW_HOSTS", ""), only=env.flag("OUTBOUND_ALLOW_ONLY")
+            ),
+            concurrency=env.integer("CALLBACK_CONCURRENCY", cls.concurrency, minimum=1),
         )
 
 

@@ -164,7 +164,8 @@ class JobCreator:
                     raise MeshError(
                         Reason.UNSUPPORTED_PAIR,
                         "RAR creation needs the proprietary rar encoder, which this deployment "
-                        "does not have (operators: set ARCHIVE_RAR_BINARY); choose zip or 7z.",
+                        "does not have (operators: give the archive workers ARCHIVE_RAR_BINARY "
+                        "and the orchestrator RAR_OUTPUT_ENABLED=true); choose zip or 7z.",
                         pair=f"{blob.detected_format or 'unknown'}->rar",
                     )
             except MeshError as error:

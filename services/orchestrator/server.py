@@ -88,7 +88,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             js,
             store,
             max_files=settings.max_files_per_job,
-            dedup_window=streams.Retention.from_env().duplicate_window_seconds,
+            dedup_window=settings.retention.duplicate_window_seconds,
             admit=self._admit,
             rar_available=settings.rar_available,
             callback_allow=settings.callbacks.allow,

@@ -1,11 +1,14 @@
-"""Orchestrator settings, read once from the environment."""
+"""Orchestrator settings, read once from the environment and passed down."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh.settings import env_int
+from mesh.bus.streams import Retention
+from mesh.settings import Env, load
+from mesh.telemetry import MetricsSettings
 from services.orchestrator.callbacks import CallbackSettings
 
 
@@ -17,25 +20,32 @@ class Settings:
     max_files_per_job: int = 100
     max_active_jobs_per_tenant: int = 50
     max_upload_bytes: int = 2 * 1024**3
-    retention_seconds: int = 24 * 3600
+    retention: Retention = field(default_factory=Retention)
     log_level: str = "INFO"
-    # The archive workers can create RAR only with the operator's `rar` binary (same setting).
+    # Whether jobs may ask for rar output. The archive workers write it only with the
+    # operator's `rar` binary (their ARCHIVE_RAR_BINARY); the operator says so here too.
     rar_available: bool = False
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @classmethod
-    def from_env(cls) -> Settings:
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        return load(cls.read, env)
+
+    @classmethod
+    def read(cls, env: Env) -> Settings:
         return cls(
-            nats_url=os.environ.get("NATS_URL", cls.nats_url),
-            grpc_host=os.environ.get("GRPC_HOST", cls.grpc_host),
-            grpc_port=env_int("GRPC_PORT", cls.grpc_port),
-            max_files_per_job=env_int("MAX_FILES_PER_JOB", cls.max_files_per_job),
-            max_active_jobs_per_tenant=env_int(
-                "MAX_ACTIVE_JOBS_PER_TENANT", cls.max_active_jobs_per_tenant
+            nats_url=env.text("NATS_URL", cls.nats_url),
+            grpc_host=env.text("GRPC_HOST", cls.grpc_host),
+            grpc_port=env.integer("GRPC_PORT", cls.grpc_port, minimum=0, maximum=65535),
+            max_files_per_job=env.integer("MAX_FILES_PER_JOB", cls.max_files_per_job, minimum=1),
+            max_active_jobs_per_tenant=env.integer(
+                "MAX_ACTIVE_JOBS_PER_TENANT", cls.max_active_jobs_per_tenant, minimum=1
             ),
-            max_upload_bytes=env_int("MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            retention_seconds=env_int("RETENTION_SECONDS", cls.retention_seconds),
-            log_level=os.environ.get("LOG_LEVEL", cls.log_level),
-            rar_available=bool(os.environ.get("ARCHIVE_RAR_BINARY")),
-            callbacks=CallbackSettings.from_env(),
+            max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
+            retention=Retention.read(env),
+            log_level=env.text("LOG_LEVEL", cls.log_level),
+            rar_available=env.flag("RAR_OUTPUT_ENABLED"),
+            callbacks=CallbackSettings.read(env),
+            metrics=MetricsSettings.read(env),
         )

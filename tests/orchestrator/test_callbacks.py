@@ -11,6 +11,7 @@ from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 from services.orchestrator import callbacks, state, urlguard
+from services.orchestrator.settings import Settings
 
 
 def record(files: int = 2, url: str = "https://hooks.example/cb") -> state_pb2.JobRecord:
@@ -110,19 +111,19 @@ def test_the_snapshot_does_not_follow_later_changes_to_the_record() -> None:
 
 
 def test_settings_read_delays_allowlist_and_base_url() -> None:
-    settings = callbacks.CallbackSettings.from_env(
+    settings = Settings.from_env(
         {
             "CALLBACK_RETRY_DELAYS": "1, 2.5",
             "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
             "PUBLIC_BASE_URL": "https://convert.example/",
         }
-    )
+    ).callbacks
     assert settings.retry_delays == (1.0, 2.5) and settings.attempts == 3
     assert settings.allow.allows("127.0.0.1", 80)
     assert settings.public_base_url == "https://convert.example"
-    assert callbacks.CallbackSettings.from_env({}).retry_delays == (5.0, 25.0)
+    assert Settings.from_env({}).callbacks.retry_delays == (5.0, 25.0)
     with pytest.raises(ValueError, match="CALLBACK_RETRY_DELAYS"):
-        callbacks.CallbackSettings.from_env({"CALLBACK_RETRY_DELAYS": "soon"})
+        Settings.from_env({"CALLBACK_RETRY_DELAYS": "soon"})
 
 
 def test_validate_callback_refuses_internal_urls_naming_the_field() -> None:
