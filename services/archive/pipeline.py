@@ -7,10 +7,11 @@ the wall-clock limit. Every failure is a MeshError; partial outputs are removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from mesh.errors import MeshError, Reason
@@ -111,16 +112,20 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+def _add_file(sink: Sink, name: str, path: Path) -> None:
+    info = path.stat()
+    sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)
+
+
 def _close_quietly(sink: Sink) -> None:
     with contextlib.suppress(Exception):
         sink.close()
 
 
-def _fill(sink: Sink, fill: Iterator[None] | None = None) -> None:
+def _fill(sink: Sink, fill: Callable[[], None]) -> None:
     """Runs `fill` (which adds entries) then closes the sink; a failure closes it quietly."""
     try:
-        for _ in fill or ():
-            pass
+        fill()
     except BaseException:
         _close_quietly(sink)
         raise
@@ -157,9 +162,7 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
             sink = open_sink(
                 target, output, compression, scratch, single=True, rar_binary=rar_binary
             )
-            mtime = source.stat().st_mtime
-            size = source.stat().st_size
-            _fill(sink, _adding(sink, name, _file_chunks(source), size, mtime))
+            _fill(sink, functools.partial(_add_file, sink, name, source))
         else:
             _repack(
                 source=source,
@@ -182,13 +185,6 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
     )
 
 
-def _adding(
-    sink: Sink, name: str, data: Iterator[bytes], size: int | None, mtime: float | None
-) -> Iterator[None]:
-    sink.add_file(name, data, size, mtime, None)
-    yield None
-
-
 def _repack(
     *,
     source: Path,
@@ -207,11 +203,10 @@ def _repack(
     sink = open_sink(target, output, compression, scratch, single=single, rar_binary=rar_binary)
     skipped: list[Entry] = []
 
-    def fill() -> Iterator[None]:
+    def fill() -> None:
         skipped.extend(_copy_members(members(source, kind, budget, single_name), sink, budget))
-        yield None
 
-    _fill(sink, fill())
+    _fill(sink, fill)
     if skipped:
         log.warning(
             "archive repack skipped %d entries: %s",
@@ -278,7 +273,7 @@ def pack_directory(
     single = len(entries) == 1
     try:
         sink = open_sink(format, output, compression, scratch, single=single, rar_binary=rar_binary)
-        _fill(sink, _packing(sink, entries))
+        _fill(sink, functools.partial(_pack, sink, entries))
     except BaseException:
         output.unlink(missing_ok=True)
         raise
@@ -289,7 +284,7 @@ def pack_directory(
     )
 
 
-def _packing(sink: Sink, entries: Sequence[tuple[str, Path]]) -> Iterator[None]:
+def _pack(sink: Sink, entries: Sequence[tuple[str, Path]]) -> None:
     taken: set[str] = set()
     for index, (raw_name, path) in enumerate(entries, start=1):
         info = path.lstat()
@@ -302,4 +297,3 @@ def _packing(sink: Sink, entries: Sequence[tuple[str, Path]]) -> Iterator[None]:
         name = _unique(name, taken)
         taken.add(name)
         sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)
-        yield None
