@@ -2,13 +2,12 @@
 
 libvips reads jpg/png/webp/avif/gif/tiff itself (header-only opens are lazy). HEVC HEIF, BMP
 and ICO go through Pillow (the libvips wheel has no HEVC decoder, BMP or ICO loader), SVG
-through the sanitiser and librsvg, PDF through pdfium. Every path ends as a pyvips image made
-by `thumbnail`, so downscales shrink on load where the codec allows it.
+through the sanitiser and librsvg, PDF through pdfium. What is found is one of the `sources`
+types, which loads the pixels when the pipeline asks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pillow_heif
@@ -18,7 +17,14 @@ from PIL import Image
 from mesh.errors import MeshError, Reason
 from services.image import gifcanvas, pdfpage, pillowload, svgimages, svgsafe, svgsize
 from services.image.limits import ImageLimits, check_source
-from services.image.resize import UNBOUNDED, Plan, per_page
+from services.image.sources import (
+    PdfDocument,
+    PillowImage,
+    Source,
+    SvgDocument,
+    VipsFile,
+    corrupt,
+)
 
 # libvips refuses its "untrusted" loaders (matload, fits, magick...): only the ones named here run.
 pyvips.block_untrusted_set(True)
@@ -41,132 +47,6 @@ VIPS_FORMATS = frozenset(VIPS_LOADERS)
 PILLOW_FORMATS = frozenset({"heif", "bmp", "ico"})
 ANIMATED_FORMATS = frozenset({"gif", "webp"})
 INPUT_FORMATS = VIPS_FORMATS | PILLOW_FORMATS | {"svg", "pdf"}
-# Orientations 5-8 swap width and height once applied.
-_TRANSPOSING = frozenset({5, 6, 7, 8})
-
-
-def corrupt(what: str = "image") -> MeshError:
-    return MeshError(
-        Reason.CORRUPT_INPUT,
-        f"The {what} could not be decoded: it is damaged, truncated or not what its content "
-        "claims to be.",
-    )
-
-
-@dataclass
-class Source:
-    """A checked input. `frames` is how many frames will be decoded (1 unless animating)."""
-
-    format: str
-    width: int
-    page_height: int
-    frames: int
-    orientation: int = 1
-    path: Path | None = None
-    page: int = 0  # the page read from a multi-page file, of `pages`
-    pages: int = 1
-    svg: bytes | None = None
-    svg_max_scale: float | None = None
-    pillow: Image.Image | None = None
-    pdf: pdfpage.Page | None = None
-    has_icc: bool = False
-    bands: int = 3
-    cmyk: bool = False
-    delays: list[int] = field(default_factory=list)
-    loop: int = 0
-
-    def oriented_size(self, auto_orient: bool) -> tuple[int, int]:
-        if auto_orient and self.orientation in _TRANSPOSING:
-            return self.page_height, self.width
-        return self.width, self.page_height
-
-    def load(self, plan: Plan, auto_orient: bool) -> pyvips.Image:
-        """The image resized by `plan.thumbnail_*`, oriented, in sRGB (lazy for file sources)."""
-        kwargs: dict[str, object] = {
-            "height": plan.thumbnail_height,
-            "size": plan.size,
-            "crop": plan.crop,
-            "no_rotate": not auto_orient,
-        }
-        if self.has_icc:
-            kwargs["output_profile"] = "srgb"
-        if self.path is not None and self.cmyk:
-            image = pyvips.Image.new_from_file(self._file(), access="sequential")
-            # thumbnail's own CMYK import is relative-colourimetric, which turns a CMYK
-            # profile's rich black into dark grey; perceptual maps it to sRGB black.
-            image = image.icc_transform(
-                "srgb", intent="perceptual", embedded=True, input_profile="cmyk"
-            )
-            kwargs.pop("output_profile", None)
-            return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
-        if self.path is not None and self.frames > 1:
-            return self._load_animation(plan, kwargs)
-        if self.path is not None:
-            return pyvips.Image.thumbnail(self._file(), plan.thumbnail_width, **kwargs)
-        if self.svg is not None and self.svg_max_scale is None:
-            return pyvips.Image.thumbnail_buffer(self.svg, plan.thumbnail_width, **kwargs)
-        if self.svg is not None:
-            scale = min(self._scale_for(plan), self.svg_max_scale or 1.0)
-            image = pyvips.Image.svgload_buffer(self.svg, scale=scale)
-        elif self.pdf is not None:
-            image = self.pdf.render(plan.thumbnail_width, plan.thumbnail_height)
-        else:
-            assert self.pillow is not None
-            image = self._from_pillow(auto_orient)
-            if self.frames > 1:
-                return self._load_animation(plan, kwargs, image)
-        kwargs["no_rotate"] = True
-        return pyvips.Image.thumbnail_image(image, plan.thumbnail_width, **kwargs)
-
-    def _file(self) -> str:
-        return f"{self.path}[page={self.page}]" if self.page else str(self.path)
-
-    def _scale_for(self, plan: Plan) -> float:
-        """The scale `plan` asks of the source, for loaders that take one."""
-        ratios = [
-            target / side
-            for target, side in (
-                (plan.thumbnail_width, self.width),
-                (plan.thumbnail_height, self.page_height),
-            )
-            if target < UNBOUNDED
-        ]
-        scale = (max if plan.crop == "centre" else min)(ratios) if ratios else 1.0
-        return min(scale, 1.0) if plan.size == "down" else scale
-
-    def _from_pillow(self, auto_orient: bool) -> pyvips.Image:
-        assert self.pillow is not None
-        try:
-            if self.frames > 1:
-                return pillowload.to_vips_strip(self.pillow, self.frames)
-            return pillowload.to_vips(self.pillow, auto_orient)
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            raise corrupt() from error
-
-    def _load_animation(
-        self, plan: Plan, kwargs: dict[str, object], strip: pyvips.Image | None = None
-    ) -> pyvips.Image:
-        # thumbnail would crop the whole strip of frames as one picture: scale it to cover,
-        # then crop each frame.
-        width = plan.thumbnail_width
-        if plan.crop == "centre":
-            scale = max(plan.width / self.width, plan.height / self.page_height)
-            width = max(plan.width, round(self.width * scale))
-            kwargs = {**kwargs, "crop": "none", "height": UNBOUNDED}
-        if strip is None:
-            image = pyvips.Image.thumbnail(f"{self.path}[n=-1]", width, **kwargs)
-        else:
-            image = pyvips.Image.thumbnail_image(strip, width, **{**kwargs, "no_rotate": True})
-        if plan.crop != "centre":
-            return image
-        page_height = image.get("page-height")
-        left = (image.width - plan.width) // 2
-        top = (page_height - plan.height) // 2
-        return per_page(
-            image.copy_memory(),
-            self.frames,
-            lambda page: page.crop(left, top, plan.width, plan.height),
-        )
 
 
 def open_source(
@@ -198,9 +78,11 @@ def open_source(
         data, header = _open_svg(path)
         check_source(header.width, header.height, 1, limits)
         bound = svgsize.max_scale(data, header.width, header.height)
-        return Source("svg", header.width, header.height, 1, svg=data, svg_max_scale=bound)
+        return SvgDocument(
+            format="svg", width=header.width, page_height=header.height, data=data, max_scale=bound
+        )
     first = pdfpage.open_first_page(path, limits)
-    return Source("pdf", first.width, first.height, 1, pdf=first)
+    return PdfDocument(format="pdf", width=first.width, page_height=first.height, page=first)
 
 
 def _open_svg(path: Path) -> tuple[bytes, pyvips.Image]:
@@ -232,11 +114,11 @@ def _open_vips(
     pages = header.get("n-pages") if "n-pages" in fields else 1
     frames = pages if animate and source_format in ANIMATED_FORMATS and pages > 1 else 1
     check_source(header.width, header.height, frames, limits)
-    source = Source(
-        source_format,
-        header.width,
-        header.height,
-        frames,
+    return VipsFile(
+        format=source_format,
+        width=header.width,
+        page_height=header.height,
+        frames=frames,
         orientation=_orientation(header, fields),
         path=path,
         page=page,
@@ -245,10 +127,6 @@ def _open_vips(
         bands=header.bands,
         cmyk=header.interpretation == "cmyk",
     )
-    if frames > 1:
-        source.loop = header.get("loop") if "loop" in fields else 0
-        source.delays = list(header.get("delay")) if "delay" in fields else []
-    return source
 
 
 def _check_gif_canvas(path: Path, limits: ImageLimits) -> None:
@@ -283,12 +161,12 @@ def _open_pillow(path: Path, source_format: str, limits: ImageLimits, animate: b
     # libheif applies HEIF's own rotation on decode and BMP/ICO carry no EXIF; Pillow's AVIF
     # reader reports irot/imir as an EXIF orientation it leaves to the caller.
     orientation = image.getexif().get(0x0112, 1) if source_format == "avif" else 1
-    return Source(
-        source_format,
-        image.width,
-        image.height,
-        frames,
+    return PillowImage(
+        format=source_format,
+        width=image.width,
+        page_height=image.height,
+        frames=frames,
         orientation=orientation if 1 <= orientation <= 8 else 1,
-        pillow=image,
+        image=image,
         has_icc="icc_profile" in image.info,
     )

@@ -17,6 +17,7 @@ Pure and synchronous: the worker runs `convert` in a sandboxed child process.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeGuard
 
 import pyvips
 
@@ -25,9 +26,10 @@ from mesh.formats import Family, outputs_of
 from mesh.options import ConversionOptions, Mode, box_for
 from mesh.outcome import Outcome
 from services.image import encode, pdfwrite, svgtrace, targetsize
-from services.image.decode import Source, corrupt, open_source
+from services.image.decode import open_source
 from services.image.limits import ImageLimits, check_output, check_source, guard_pillow
 from services.image.resize import Plan, per_page, plan
+from services.image.sources import Source, VipsFile, corrupt
 
 __all__ = ["ImageLimits", "convert"]
 
@@ -49,7 +51,7 @@ def convert(
     target = _output_format(options.format or source_format, source_format)
     opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
     try:
-        if target == "pdf" and opened.format == "tiff" and opened.pages > 1:
+        if target == "pdf" and _multipage_tiff(opened):
             return _tiff_pages_to_pdf(source, output, opened, options, limits)
         resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
         check_output(resize.width, resize.height, opened.frames, limits)
@@ -68,8 +70,12 @@ def convert(
         raise corrupt() from error
 
 
+def _multipage_tiff(opened: Source) -> TypeGuard[VipsFile]:
+    return isinstance(opened, VipsFile) and opened.format == "tiff" and opened.pages > 1
+
+
 def _tiff_pages_to_pdf(
-    source: Path, output: Path, first: Source, options: ConversionOptions, limits: ImageLimits
+    source: Path, output: Path, first: VipsFile, options: ConversionOptions, limits: ImageLimits
 ) -> Outcome:
     """Every page of a multi-page TIFF, each resized on its own, one PDF page each."""
     check_source(first.width, first.page_height, first.pages, limits)  # before the headers
@@ -180,7 +186,8 @@ def _write(
 def _jpeg_untouched(opened: Source, resize: Plan, options: ConversionOptions) -> bool:
     """A JPEG whose pixels the pipeline would not change can go into a PDF as it is."""
     return (
-        opened.format == "jpg"
+        isinstance(opened, VipsFile)
+        and opened.format == "jpg"
         and opened.bands in (1, 3)
         and not opened.has_icc
         and (opened.orientation == 1 or not options.auto_orient)
