@@ -5,7 +5,7 @@ import io
 import json
 import os
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
@@ -15,18 +15,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
-from launcher.nats import NatsServer, start_nats
+from launcher.nats import NatsServer
 from mesh import blobs
 from mesh.errors import MeshError, Reason
 
 CHUNK = blobs.CHUNK_SIZE
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = start_nats(tmp_path_factory.mktemp("nats"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import nats
 import pytest
@@ -15,18 +15,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
-from launcher.nats import NatsServer, start_nats
+from launcher.nats import NatsServer
 from mesh.bus.consume import Handle, consume
 
 STREAM = "CONSUMETEST"
 SUBJECT = "consumetest.work"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    started = start_nats(tmp_path_factory.mktemp("nats"))
-    yield started
-    started.stop()
 
 
 @pytest.fixture

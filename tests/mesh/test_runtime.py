@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats
 import pytest
@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from launcher.nats import NatsServer, start_nats
+from launcher.nats import NatsServer
 from mesh import blobs, telemetry
 from mesh.bus import streams
 from mesh.bus.runtime import RuntimeSettings, TaskContext, Worker
@@ -26,13 +26,6 @@ from mesh.outcome import Outcome
 from mesh.tasks.v1 import tasks_pb2
 
 SERVICE = "image"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    started = start_nats(tmp_path_factory.mktemp("nats"))
-    yield started
-    started.stop()
 
 
 @pytest.fixture
