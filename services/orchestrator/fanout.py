@@ -28,6 +28,12 @@ ARCHIVE_STAGES = frozenset(
 _FINISHED = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
+def stage_task_id(task: state_pb2.FileTask) -> str:
+    """The task whose results the file's stage takes: the PACK once packing, else the file's
+    first task (whose repeats an ENTRIES stage ignores)."""
+    return task.pack_task_id if task.stage == state_pb2.FILE_STAGE_PACK else task.task_id
+
+
 def apply_stage(
     record: state_pb2.JobRecord, task: state_pb2.FileTask, result: tasks_pb2.Result
 ) -> bool:
@@ -192,7 +198,7 @@ def _after_entries(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> Non
         return
     if any(e.status == jobs_pb2.FILE_STATUS_COMPLETED for e in task.entries):
         task.stage = state_pb2.FILE_STAGE_PACK
-        task.task_id = specs.pack_task_id(record.job.job_id, task.index)
+        task.pack_task_id = specs.pack_task_id(record.job.job_id, task.index)
         return
     statuses.fail(
         item,

@@ -98,7 +98,7 @@ def pack_spec(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> TaskSpec
         for e in task.entries
     ]
     return TaskSpec(
-        task_id=task.task_id,
+        task_id=task.pack_task_id,
         job_id=job.job_id,
         tenant=job.tenant,
         file_index=task.index,

@@ -49,7 +49,7 @@ def _apply_to_file(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> boo
     task = record.tasks[index]
     if result.HasField("entry_index"):
         return fanout.apply_entry(record, task, result)
-    if task.task_id != result.task_id:
+    if fanout.stage_task_id(task) != result.task_id:
         return False
     if task.stage in fanout.ARCHIVE_STAGES:
         return fanout.apply_stage(record, task, result)

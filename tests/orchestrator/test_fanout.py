@@ -158,7 +158,7 @@ def test_members_convert_then_the_archive_is_packed_and_completes() -> None:
     assert fanout.follow_ups(record, of_entry(0, 0, SUCCEEDED))[0][1].entry_index == 1
     assert state.apply_result(record, of_entry(0, 1, FAILED, error_message="bad gif"))
     task = record.tasks[0]
-    assert (task.stage, task.task_id) == (PACK, "j.0.pack")
+    assert (task.stage, task.task_id, task.pack_task_id) == (PACK, "j.0", "j.0.pack")
     [(service, pack)] = fanout.follow_ups(record, of_entry(0, 1, FAILED))
     assert (service, pack.kind, pack.task_id, pack.entry_index) == (
         "archive",
