@@ -41,7 +41,6 @@ _TERMINAL_EVENTS = {
     jobs_pb2.JOB_STATUS_COMPLETED: COMPLETED,
     jobs_pb2.JOB_STATUS_FAILED: FAILED,
 }
-_FINISHING_RESULTS = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
 def _delays(env: Env, default: tuple[float, ...]) -> tuple[float, ...]:
@@ -141,7 +140,7 @@ def events_for(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[Ev
     same events and ids.
     """
     job = record.job
-    if not record.callback_url or result.kind not in _FINISHING_RESULTS:
+    if not record.callback_url or result.kind not in statuses.FINAL_RESULTS:
         return []
     if not 0 <= result.file_index < len(job.files):
         return []

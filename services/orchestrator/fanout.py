@@ -25,7 +25,6 @@ from services.orchestrator import routing, specs, statuses
 ARCHIVE_STAGES = frozenset(
     {state_pb2.FILE_STAGE_UNPACK, state_pb2.FILE_STAGE_ENTRIES, state_pb2.FILE_STAGE_PACK}
 )
-_FINISHED = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
 def stage_task_id(task: state_pb2.FileTask) -> str:
@@ -124,7 +123,7 @@ def job_archive_pending(record: state_pb2.JobRecord) -> bool:
 def follow_ups(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[tuple[str, TaskSpec]]:
     """The tasks this (final) result unlocks: a member's conversions after an UNPACK, the
     PACK after the last member, the job's zip after the last file."""
-    if result.kind not in _FINISHED:
+    if result.kind not in statuses.FINAL_RESULTS:
         return []
     dispatches: list[tuple[str, TaskSpec]] = []
     if not result.job_archive and 0 <= result.file_index < len(record.tasks):

@@ -15,7 +15,7 @@ from mesh.bus.consume import consume
 from mesh.errors import MeshError, Reason
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import fanout, state
+from services.orchestrator import fanout, state, statuses
 from services.orchestrator.jobs import publish_task
 from services.orchestrator.store import JobStore
 
@@ -25,10 +25,6 @@ CONSUMER = "orchestrator"
 
 # Called after a result changed a job (callbacks and events hang off this).
 OnChange = Callable[[state_pb2.JobRecord, tasks_pb2.Result], Awaitable[None]]
-
-
-def _terminal(result: tasks_pb2.Result) -> bool:
-    return result.kind in (tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED)
 
 
 def _applier(result: tasks_pb2.Result) -> Callable[[state_pb2.JobRecord], bool]:
@@ -81,9 +77,10 @@ async def _apply(
     # Follow-ups, the settled mark and events are published even when nothing changed: a
     # redelivered result may be one whose follow-ups were lost in a crash; fixed task and
     # event ids make the repeats no-ops.
+    final = result.kind in statuses.FINAL_RESULTS
     for service, spec in fanout.follow_ups(record, result):
         await publish_task(js, service, spec)
-    if _terminal(result):
+    if final:
         await store.settle([result.task_id])
-    if on_change is not None and (changed or _terminal(result)):
+    if on_change is not None and (changed or final):
         await on_change(record, result)

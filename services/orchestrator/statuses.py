@@ -1,4 +1,5 @@
-"""Which job and file statuses are final, and the two ways a file reaches one.
+"""Which job and file statuses and which results are final, and the two ways a file reaches
+a final status.
 
 Shared by the transitions of one-task files (`state`) and of archives (`fanout`).
 """
@@ -14,6 +15,9 @@ TERMINAL_JOB = frozenset(
 TERMINAL_FILE = frozenset(
     {jobs_pb2.FILE_STATUS_COMPLETED, jobs_pb2.FILE_STATUS_FAILED, jobs_pb2.FILE_STATUS_CANCELLED}
 )
+
+# A task's last word: what settles it, unlocks its follow-ups and may emit a callback.
+FINAL_RESULTS = frozenset({tasks_pb2.RESULT_KIND_SUCCEEDED, tasks_pb2.RESULT_KIND_FAILED})
 
 
 def complete(item: jobs_pb2.FileResult, result: tasks_pb2.Result) -> None:
