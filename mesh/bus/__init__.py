@@ -1,1 +1,2 @@
-"""The bus: NATS connection, JetStream streams and buckets, task dispatch, the worker runtime."""
+"""The bus: NATS connection, JetStream streams and buckets, tasks and results, the one consume
+loop, and the worker runtime."""
