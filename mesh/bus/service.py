@@ -50,6 +50,7 @@ class WorkerSettings:
                 ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
                 max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
                 scratch_dir=Path(scratch) if scratch else None,
+                drain_seconds=env.number("TASK_DRAIN_SECONDS", 20.0, minimum=0),
             ),
             task_seconds=env.number(f"{prefix}_TASK_SECONDS", task_seconds, positive=True),
             task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,

@@ -33,6 +33,8 @@ from tests.e2e.conftest import KEYS, TERMINAL, auth
 # "the task in flight" is unambiguous.
 CHAOS_ENV = {
     "TASK_ACK_WAIT_SECONDS": "3",
+    # Room for the task in flight to finish after SIGTERM on a busy machine (E11).
+    "TASK_DRAIN_SECONDS": "120",
     "IMAGE_CONCURRENCY": "1",
     "MEDIA_CONCURRENCY": "1",
     "ARCHIVE_CONCURRENCY": "1",

@@ -235,7 +235,7 @@ async def test_worker_killed_after_the_result_but_before_the_ack_is_not_reconver
 
         await eventually(skipped, ACK_WAIT + 45, "the redelivered task skipped via KV")
         assert await worker_metric(metrics, "succeeded") == 0
-        await eventually(lambda: consumer_idle(chaos), 10, "no task left pending or unacked")
+        await eventually(lambda: consumer_idle(chaos), 60, "no task left pending or unacked")
     assert ledger.output_commits(job_id) == 1
     assert ledger.results(f"{job_id}.0", SUCCEEDED) == 1
     assert ledger.terminal_writes(job_id) == 1

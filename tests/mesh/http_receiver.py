@@ -61,7 +61,7 @@ class Receiver:
 
     def start(self) -> Receiver:
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not self._server.started:
             if time.monotonic() > deadline:
                 raise RuntimeError("receiver did not start")

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -154,7 +155,8 @@ async def test_cancelled_write_leaves_no_chunks(js: JetStreamContext, bucket: st
 
     writing = asyncio.create_task(blobs.write_stream(js, bucket, "cancelled", endless()))
     await started.wait()
-    for _ in range(200):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if (await stream_state(js, bucket))[0] >= 3:
             break
         await asyncio.sleep(0.01)
@@ -224,7 +226,8 @@ async def test_abandoned_reader_deletes_its_consumer(js: JetStreamContext, bucke
     chunks = blobs.read_stream(js, bucket, "long", batch=8)
     await anext(chunks)
     del chunks  # the event loop's async-generator finalizer closes it
-    for _ in range(50):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         if (await stream_state(js, bucket))[1] == 0:
             break
         await asyncio.sleep(0.05)

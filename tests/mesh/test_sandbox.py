@@ -41,8 +41,9 @@ def _pids_in(pid_file: Path) -> tuple[int, int] | None:
     return int(child), int(grandchild)
 
 
-async def _read_pids(pid_file: Path) -> tuple[int, int]:
-    for _ in range(500):
+async def _read_pids(pid_file: Path, within: float = 60.0) -> tuple[int, int]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
         if pids := _pids_in(pid_file):
             return pids
         await asyncio.sleep(0.01)
