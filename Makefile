@@ -9,7 +9,8 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
-DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip
+DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip \
+	chromium:chromium
 PYTEST_ARGS ?=
 
 .PHONY: run test test-slow lint format bench bench-media bench-archive bench-image stubs install \
@@ -27,7 +28,7 @@ test-slow: $(STUBS_STAMP) system-deps
 lint: $(STUBS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy mesh services launcher tests bench
+	$(VENV)/bin/mypy convertmesh mesh services launcher tests bench
 
 format: $(INSTALLED)
 	$(VENV)/bin/ruff format .

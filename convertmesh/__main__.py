@@ -1,0 +1,5 @@
+"""`python -m convertmesh`: the CLI."""
+
+from convertmesh.cli import main
+
+raise SystemExit(main())
