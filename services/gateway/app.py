@@ -18,7 +18,7 @@ from starlette.routing import Route
 from mesh import jobjson
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, docs, events, metrics, openapi, paths, sync
+from services.gateway import auth, docs, events, metrics, openapi, paths, sync, web
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response, requested_range
 from services.gateway.forms import JobForm, parse_job_form
@@ -215,6 +215,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/convert", sync.convert, methods=["POST"]),
         Route("/api/compress", sync.compress, methods=["POST"]),
         Route("/metrics", metrics.metrics, methods=["GET"]),
+        *web.routes,
     ]
     return Starlette(
         routes=routes,

@@ -196,6 +196,23 @@ def operations() -> dict[Operation, Schema]:
             "service", "This document", _json({"type": "object"}, "OpenAPI 3.1."), (), public=True
         ),
         ("GET", "/docs"): _operation("service", "This document as a page", html, (), public=True),
+        ("GET", "/"): _operation(
+            "service", "The web page: convert files in a browser", html, (), public=True
+        ),
+        ("GET", "/web/{name}"): _operation(
+            "service",
+            "The web page's script, style sheet and icon",
+            {
+                "description": "A static file.",
+                "content": {
+                    kind: {"schema": STRING}
+                    for kind in ("text/javascript", "text/css", "image/svg+xml")
+                },
+            },
+            (404,),
+            parameters=(_param("name", "path", STRING, "app.js, app.css or icon.svg"),),
+            public=True,
+        ),
         ("GET", "/metrics"): _operation(
             "service",
             "Prometheus metrics",
