@@ -28,7 +28,7 @@ from convertmesh.errors import (
     error_from_response,
 )
 from convertmesh.models import Archive, FileResult, Job, JobPage, Saved
-from convertmesh.multipart import CHUNK_BYTES, UploadProgress
+from convertmesh.multipart import UploadProgress
 from convertmesh.options import Options
 from convertmesh.results import NamePicker, ToolResult, filename_from_disposition
 from convertmesh.retry import RetryPolicy
@@ -105,6 +105,8 @@ class AsyncClient(ToolMethods[Awaitable[ToolResult]]):
                 await asyncio.sleep(delay)
                 continue
             if response.status_code < 400:
+                # Any answer that is not an error proves the key (KEY_CHECK_BYTES).
+                self.settings.key_checked |= self.settings.same_origin(url)
                 try:
                     yield response
                 finally:
@@ -251,7 +253,7 @@ class AsyncClient(ToolMethods[Awaitable[ToolResult]]):
                 total = received + int(length) if length and length.isdigit() else None
                 out = await asyncio.to_thread(part.open, "ab" if resumed else "wb")
                 try:
-                    async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                    async for chunk in response.aiter_bytes():
                         await asyncio.to_thread(out.write, chunk)
                         received += len(chunk)
                         if on_progress is not None:
@@ -285,7 +287,11 @@ class AsyncClient(ToolMethods[Awaitable[ToolResult]]):
         if archive and job.archive is not None and job.archive.download_url:
             targets.append(job.archive)
         for target in targets:
-            name = target.filename if isinstance(target, FileResult) else f"convertmesh-{job.id[:8]}.zip"
+            name = (
+                target.filename
+                if isinstance(target, FileResult)
+                else f"convertmesh-{job.id[:8]}.zip"
+            )
 
             def report(received: int, total: int | None, target: Any = target) -> None:
                 if on_progress is not None:
@@ -402,7 +408,7 @@ class AsyncClient(ToolMethods[Awaitable[ToolResult]]):
             part = calls.partial_path(path)
             out = await asyncio.to_thread(part.open, "wb")
             try:
-                async for chunk in response.aiter_bytes(CHUNK_BYTES):
+                async for chunk in response.aiter_bytes():
                     await asyncio.to_thread(out.write, chunk)
             finally:
                 await asyncio.to_thread(out.close)

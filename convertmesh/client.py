@@ -27,7 +27,7 @@ from convertmesh.errors import (
     error_from_response,
 )
 from convertmesh.models import Archive, FileResult, Job, JobPage, Saved
-from convertmesh.multipart import CHUNK_BYTES, UploadProgress
+from convertmesh.multipart import UploadProgress
 from convertmesh.options import Options
 from convertmesh.results import (
     NamePicker,
@@ -117,6 +117,8 @@ class Client(ToolMethods[ToolResult]):
                 time.sleep(delay)
                 continue
             if response.status_code < 400:
+                # Any answer that is not an error proves the key (KEY_CHECK_BYTES).
+                self.settings.key_checked |= self.settings.same_origin(url)
                 try:
                     yield response
                 finally:
@@ -275,7 +277,7 @@ class Client(ToolMethods[ToolResult]):
                 total = received + int(length) if length and length.isdigit() else None
                 try:
                     with part.open("ab" if resumed else "wb") as out:
-                        for chunk in response.iter_bytes(CHUNK_BYTES):
+                        for chunk in response.iter_bytes():
                             out.write(chunk)
                             received += len(chunk)
                             if on_progress is not None:
@@ -309,7 +311,11 @@ class Client(ToolMethods[ToolResult]):
         if archive and job.archive is not None and job.archive.download_url:
             targets.append(job.archive)
         for target in targets:
-            name = target.filename if isinstance(target, FileResult) else f"convertmesh-{job.id[:8]}.zip"
+            name = (
+                target.filename
+                if isinstance(target, FileResult)
+                else f"convertmesh-{job.id[:8]}.zip"
+            )
             path = names.pick(name)
 
             def report(received: int, total: int | None, target: Any = target) -> None:
@@ -431,7 +437,7 @@ class Client(ToolMethods[ToolResult]):
             path = NamePicker(folder).pick(name or "output")
             part = calls.partial_path(path)
             with part.open("wb") as out:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in response.iter_bytes():
                     out.write(chunk)
             os.replace(part, path)
             saved = Saved(
