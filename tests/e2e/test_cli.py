@@ -15,6 +15,7 @@ from typing import Any
 
 from PIL import Image
 
+from convertmesh import AsyncClient, Client, Options
 from launcher.mesh import LocalMesh
 from launcher.nats import free_port
 from tests.corpus import CORPUS
@@ -163,3 +164,30 @@ def test_jobs_commands_show_list_and_download(mesh: LocalMesh, tmp_path: Path) -
     cancelled = cli(mesh, "jobs", "cancel", job_id)
     assert cancelled.returncode == 1  # a finished job cannot be cancelled: 409, explained
     assert "409" in cancelled.stderr
+
+
+async def test_python_client_sync_routes_and_async_jobs(mesh: LocalMesh, tmp_path: Path) -> None:
+    """The library under the CLI, through the mesh: /api/convert answering bytes for one file,
+    /api/compress answering data: URLs for two, and the async client's job round trip."""
+    photo, other = CORPUS / "pillow/hopper.jpg", CORPUS / "pillow/hopper.png"
+    with Client(mesh.http_url, KEYS["acme"]) as client:
+        (converted,) = client.convert(photo, "png", dest=tmp_path / "sync")
+        compressed = client.compress([photo, other], dest=tmp_path / "compressed")
+    with Image.open(converted.path) as image:
+        assert (image.format, image.size) == ("PNG", (128, 128))
+    assert sorted(Path(s.path).suffix for s in compressed) == [".jpg", ".png"]
+    for saved in compressed:
+        with Image.open(saved.path) as image:
+            assert image.size == (128, 128)
+
+    progress: list[int] = []
+    async with AsyncClient(mesh.http_url, KEYS["acme"]) as client:
+        job_id = await client.create_job(
+            [photo, other], per_file=[Options(format="webp"), Options(format="avif")]
+        )
+        job = await client.wait(job_id, on_progress=lambda j: progress.append(j.progress))
+        outputs = await client.download_outputs(job, tmp_path / "async")
+    assert job.all_ok and progress[-1] == 100
+    assert [s.mime_type for s in outputs] == ["image/webp", "image/avif"]
+    with Image.open(outputs[0].path) as image:
+        assert image.format == "WEBP"
