@@ -1,7 +1,7 @@
 """The page at `/` in a real browser (Debian's headless Chromium, driven by Playwright) against
 the real mesh: a key entered and kept, three files dropped, upload and processing followed to
 the end, an output downloaded and checked byte for byte and by a second decoder, screenshots
-saved; the same on a phone-sized screen with the file picker."""
+saved; the same on a phone-sized screen, there with the file picker and the keyboard too."""
 
 from __future__ import annotations
 
@@ -114,19 +114,26 @@ def fetch_output(job: dict[str, Any], index: int) -> bytes:
     return response.content
 
 
-def check_download(page: Page, mesh: LocalMesh, job: dict[str, Any], tmp_path: Path) -> None:
-    """The page's download of the first file is the server's output, byte for byte, and a
-    WebP that Pillow (not the libvips that wrote it) decodes at the source's size."""
+def check_download(
+    page: Page, job: dict[str, Any], tmp_path: Path, name: str, expected_format: str
+) -> None:
+    """The page's download of `name`'s output is the server's output, byte for byte, in a
+    format that Pillow (not the libvips that wrote it) decodes at the source's size."""
+    index = next(
+        i
+        for i, f in enumerate(job["results"]["files"])
+        if name in (f["filename"], f.get("originalFilename"))
+    )
     with page.expect_download() as started:
-        page.click("li[data-result='hopper.jpg'] a.button-link")
+        page.click(f"li[data-result='{name}'] a.button-link")
     download = started.value
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
-    expected = fetch_output(job, 0)
+    expected = fetch_output(job, index)
     assert saved.read_bytes() == expected
-    assert saved.suffix == ".webp"
+    assert saved.suffix == f".{expected_format.lower()}"
     with Image.open(io.BytesIO(expected)) as image:
-        assert (image.format, image.size) == ("WEBP", (128, 128))
+        assert (image.format, image.size) == (expected_format, (128, 128))
 
 
 def test_drop_three_files_convert_and_download(
@@ -146,7 +153,7 @@ def test_drop_three_files_convert_and_download(
     ]
     assert page.locator("#upload-bar").get_attribute("value") == "100"
     assert page.locator("li[data-result] img.preview").count() == 2
-    check_download(page, mesh, job, tmp_path)
+    check_download(page, job, tmp_path, "hopper.jpg", "WEBP")
     # The key stays in the browser: a reload finds it without asking again.
     page.reload()
     page.wait_for_selector("html[data-ready]")
@@ -156,20 +163,28 @@ def test_drop_three_files_convert_and_download(
     assert not problems, problems
 
 
-def test_phone_width_with_the_file_picker(
+def test_the_same_at_phone_width_and_by_keyboard(
     browser: Browser, mesh: LocalMesh, tmp_path: Path
 ) -> None:
     page, problems = open_page(browser, mesh, 390)
     enter_key(page)
-    page.set_input_files("#file-input", [str(CORPUS / r) for r in PHONE_FILES])
+    drop_files(page, PHONE_FILES)
+    # The picker adds files too; one is taken out again with the keyboard alone.
+    page.set_input_files("#file-input", [str(CORPUS / "pillow/hopper.png")])
+    assert page.locator("#file-list li").count() == 4
+    page.focus("#file-list li[data-file='hopper.png'] button")
+    page.keyboard.press("Enter")
+    assert page.locator("#file-list li").count() == 3
     page.select_option("#all-format", "png")
     page.fill("#all-quality", "60")
-    page.click("#start")
+    page.focus("#start")
+    page.keyboard.press("Enter")
     job = finished_job(page, mesh)
     assert [f["mimeType"] for f in job["results"]["files"]] == ["image/png"] * 3
     assert page.locator("li[data-result][data-status=completed]").count() == 3
     with Image.open(io.BytesIO(fetch_output(job, 1))) as image:
         assert (image.format, image.size) == ("PNG", (1800, 1200))  # turned upright
+    check_download(page, job, tmp_path, "hopper.webp", "PNG")
     # Nothing wider than the phone's screen, and the controls are labelled.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     unlabelled = page.evaluate(
