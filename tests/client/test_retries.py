@@ -172,3 +172,25 @@ def test_bad_request_lists_its_fields() -> None:
         "formats": "must have 2 entries, one per file",
         "resize": "must be one of original, website",
     }
+
+
+async def test_async_upload_is_streamed_and_resent_whole(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mov"
+    clip.write_bytes(bytes(range(256)) * 12000)  # 3 MB
+    progress: list[tuple[int, int, int]] = []
+    answers = [
+        Answer.json(200, {"jobs": [], "pagination": {"total": 0}}),
+        busy("0"),
+        Answer.json(200, {"jobId": "j2", "status": "pending"}),
+    ]
+    with Loopback(answers) as server:
+        async with AsyncClient(server.url, "k", retry=FAST) as client:
+            job_id = await client.create_job(
+                [clip], options=Options(format="mp4"), on_upload=lambda *p: progress.append(p)
+            )
+    assert job_id == "j2"
+    posts = [s for s in server.seen if s.method == "POST"]
+    assert len(posts) == 2 and posts[0].body_bytes == posts[1].body_bytes > clip.stat().st_size
+    assert b'name="format"\r\n\r\nmp4' in posts[0].body_head
+    assert progress[-1] == (0, clip.stat().st_size, clip.stat().st_size)
+    assert len(progress) > 3  # reported chunk by chunk, not once at the end
