@@ -97,15 +97,14 @@ class Display:
             self.line(f"{self._names[key]}: {phase} {percent}%{extra}")
 
     def finish(self, key: str, ok: bool, text: str) -> None:
+        """The file's bar gives way to one lasting line (a bar with a long note would be
+        squeezed)."""
         if self._progress is not None:
-            task = self._tasks[key]
-            total = self._progress.tasks[self._tasks_index(task)].total or 100
-            self._progress.update(
-                task, completed=total, phase="done" if ok else "failed", note=text
+            self._progress.remove_task(self._tasks.pop(key))
+            style = "green" if ok else "red"
+            mark = "✓" if ok else "✗"
+            self._progress.console.print(
+                f"{mark} {self._names[key]}: {text}", markup=False, style=style
             )
             return
         self.line(f"{self._names[key]}: {text}")
-
-    def _tasks_index(self, task: TaskID) -> int:
-        assert self._progress is not None
-        return next(i for i, t in enumerate(self._progress.tasks) if t.id == task)
