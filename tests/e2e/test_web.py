@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,9 +144,20 @@ def test_drop_three_files_convert_and_download(
     enter_key(page)
     drop_files(page, FILES)
     assert page.locator("#file-list li").count() == 3
+    page.check("#all-archive")
     page.click("#start")
     job = finished_job(page, mesh)
     assert [f["status"] for f in job["results"]["files"]] == ["completed"] * 3
+    assert job["results"]["archive"]["status"] == "completed"
+    assert page.locator("#archive a").inner_text() == "Download all as zip"
+    with page.expect_download() as started:
+        page.click("#archive a")
+    bundle = tmp_path / "all.zip"
+    started.value.save_as(bundle)
+    listing = subprocess.run(
+        ["bsdtar", "-tf", bundle], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert len(listing) == 3 and {Path(name).suffix for name in listing} == {".webp", ".mp3"}
     assert [f["mimeType"] for f in job["results"]["files"]] == [
         "image/webp",
         "image/webp",
