@@ -239,12 +239,15 @@ class AsyncClient(ToolMethods[Awaitable[ToolResult]]):
         on_progress: DownloadProgress | None = None,
     ) -> Path:
         url = calls.download_url(target)
-        path = calls.destination(target, dest) if not isinstance(target, str) else Path(dest)
-        part = calls.partial_path(path)
+        path: Path | None = None
         received, etag, breaks = 0, None, 0
         while True:
             headers = {"Range": f"bytes={received}-"} if received else {}
             async with self._open(Call("GET", url, headers=headers)) as response:
+                if path is None:
+                    disposition = response.headers.get("content-disposition")
+                    path = calls.destination(target, dest, disposition)
+                part = calls.partial_path(path)
                 resumed = bool(received) and response.status_code == 206
                 resumed = resumed and etag in (None, response.headers.get("etag"))
                 received = received if resumed else 0

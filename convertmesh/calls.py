@@ -9,7 +9,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -17,6 +17,7 @@ from convertmesh.errors import InvalidRequestError
 from convertmesh.models import Archive, FileResult, safe_filename
 from convertmesh.multipart import FilePart, MultipartBody, UploadProgress
 from convertmesh.options import Options, form_fields
+from convertmesh.results import filename_from_disposition
 from convertmesh.retry import RetryNotice, RetryPolicy
 from convertmesh.tools import tool_named, wire_params
 
@@ -260,14 +261,23 @@ class Settings:
 
 
 def destination(
-    target: FileResult | Archive, dest: str | os.PathLike[str], archive_name: str = "outputs.zip"
+    target: FileResult | Archive | str,
+    dest: str | os.PathLike[str],
+    disposition: str | None = None,
 ) -> Path:
-    """Where an output is written: `dest` itself, or a file in it when it is a directory."""
+    """Where an output is written: `dest` itself, or a file in it when it is a directory,
+    named by the output (a bare URL: by the answer's Content-Disposition, else the URL)."""
     path = Path(dest)
-    if path.is_dir() or str(dest).endswith(os.sep):
-        name = target.filename if isinstance(target, FileResult) else archive_name
-        return path / safe_filename(name)
-    return path
+    if not (path.is_dir() or str(dest).endswith(os.sep)):
+        return path
+    if isinstance(target, FileResult):
+        return path / target.filename
+    named = filename_from_disposition(disposition)
+    if named:
+        return path / named
+    if isinstance(target, Archive):
+        return path / "outputs.zip"
+    return path / safe_filename(PurePosixPath(urlsplit(target).path).name, "download")
 
 
 def download_url(target: FileResult | Archive | str) -> str:

@@ -263,12 +263,15 @@ class Client(ToolMethods[ToolResult]):
         """Streams an output to `dest` (a file, or a directory to put it in, named by the
         output). A connection that breaks mid-way is resumed with a Range request."""
         url = calls.download_url(target)
-        path = calls.destination(target, dest) if not isinstance(target, str) else Path(dest)
-        part = calls.partial_path(path)
+        path: Path | None = None
         received, etag, breaks = 0, None, 0
         while True:
             headers = {"Range": f"bytes={received}-"} if received else {}
             with self._open(Call("GET", url, headers=headers)) as response:
+                if path is None:
+                    disposition = response.headers.get("content-disposition")
+                    path = calls.destination(target, dest, disposition)
+                part = calls.partial_path(path)
                 resumed = bool(received) and response.status_code == 206
                 resumed = resumed and etag in (None, response.headers.get("etag"))
                 received = received if resumed else 0

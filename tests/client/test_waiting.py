@@ -95,3 +95,13 @@ def test_a_broken_download_resumes_with_a_range_request(tmp_path: Path) -> None:
     resumed_from = int(server.seen[1].headers["Range"][6:-1])
     assert resumed_from == 300_000
     assert not (tmp_path / ".out.png.part").exists()
+
+
+async def test_a_link_downloaded_into_a_directory_takes_the_servers_name(tmp_path: Path) -> None:
+    disposition = "attachment; filename=\"_.webp\"; filename*=UTF-8''caf%C3%A9.webp"
+    answers = [Answer(200, b"RIFF....WEBP", {"Content-Disposition": disposition})]
+    with Loopback(answers) as server:
+        async with AsyncClient(server.url, "k") as client:
+            path = await client.download(f"{server.url}/api/jobs/j/files/0?signature=x", tmp_path)
+    assert path == tmp_path / "café.webp"
+    assert path.read_bytes() == b"RIFF....WEBP"
