@@ -10,7 +10,7 @@ PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
 DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip \
-	chromium:chromium
+	chromium:chromium pdfinfo:poppler-utils
 PYTEST_ARGS ?=
 
 .PHONY: run test test-slow lint format bench bench-media bench-archive bench-image stubs install \
