@@ -56,7 +56,7 @@ def convert(
         resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
         check_output(resize.width, resize.height, opened.frames, limits)
         image = opened.load(resize, options.auto_orient)
-        image = _shape(image, resize, opened, target, options)
+        image = shape(image, resize, opened, target, options)
         return _write(
             image,
             source=source,
@@ -94,7 +94,7 @@ def _tiff_pages_to_pdf(
         resize = plan(box_for(options), *page.oriented_size(options.auto_orient))
         check_output(resize.width, resize.height, len(pages), limits)
         image = page.load(resize, options.auto_orient)
-        images.append(_shape(image, resize, page, "pdf", options))
+        images.append(shape(image, resize, page, "pdf", options))
     quality = pdfwrite.write(images, output, options.compression, passthrough=None)
     return Outcome(
         "pdf", "application/pdf", images[0].width, images[0].height, applied_quality=quality
@@ -112,7 +112,7 @@ def _output_format(target: str, source_format: str) -> str:
     return target
 
 
-def _shape(
+def shape(
     image: pyvips.Image, resize: Plan, opened: Source, target: str, options: ConversionOptions
 ) -> pyvips.Image:
     if options.auto_orient:

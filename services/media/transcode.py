@@ -1,11 +1,16 @@
-"""One pass from input to output file: open both, wire a lane per stream, pump, close."""
+"""One pass from input to output file: open both, wire a lane per stream, pump, close.
+
+The media tools pass their own video lane (a watermark overlay, a time window) and their own
+pump (one that seeks and stops at the window's end); conversions use the defaults."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import av
+import av.container
 
 from services.media.lanes import AudioLane, CopyLane, Lane, Timing, VideoLane
 from services.media.plan import Plan
@@ -26,6 +31,8 @@ def transcode(
     *,
     timing: Timing,
     palette: av.VideoFrame | None = None,
+    video_lane: Callable[..., Lane] = VideoLane,
+    run: Callable[[av.container.InputContainer, Mapping[int, Lane]], None] = pump,
 ) -> None:
     with (
         open_input(source, source_format, timing.limits) as container,
@@ -42,7 +49,7 @@ def transcode(
             if plan.video is None:
                 lanes[stream.index] = CopyLane(out, stream, timing)
             else:
-                lanes[stream.index] = VideoLane(out, stream, timing, plan.video, palette)
+                lanes[stream.index] = video_lane(out, stream, timing, plan.video, palette)
             # The video lane reports progress; the audio lane runs alongside it.
             timing = dataclasses.replace(timing, progress=_silent)
         if probe.audio is not None and (plan.copy_audio or plan.audio is not None):
@@ -54,4 +61,4 @@ def transcode(
         pictures = dataclasses.replace(timing, progress=_silent)
         for index in plan.pictures:
             lanes[index] = CopyLane(out, container.streams[index], pictures)
-        pump(container, lanes)
+        run(container, lanes)

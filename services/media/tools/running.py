@@ -1,0 +1,80 @@
+"""What every media tool does around its own work: probe with the limits, report progress,
+clean up a failed output, and measure what was written."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import av.error
+
+from mesh import sandbox
+from mesh.errors import MeshError, Reason
+from mesh.formats import INPUT_FAMILIES, Family
+from mesh.outcome import Outcome
+from services.media.codecs import Target
+from services.media.lanes import Progress
+from services.media.limits import MediaLimits
+from services.media.probe import Probe, first_frame_rotation, open_input, probe
+
+
+def probed(source: Path, source_format: str, limits: MediaLimits, orient: bool = False) -> Probe:
+    """The header facts, checked against the limits; with `orient`, the display rotation too
+    (read from the first decoded frame: FFmpeg attaches it to frames, not streams)."""
+    with open_input(source, source_format, limits) as container:
+        found = probe(container, limits)
+    if orient and found.video is not None:
+        rotation = first_frame_rotation(source, source_format, found.video.index, limits)
+        found = dataclasses.replace(
+            found, video=dataclasses.replace(found.video, rotation=rotation)
+        )
+    return found
+
+
+def reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> Progress:
+    def report(seconds: float) -> None:
+        if duration:
+            sandbox.report_progress(start + span * min(1.0, max(0.0, seconds / duration)))
+
+    return report
+
+
+def require_tracks(found: Probe, target: Target, source_format: str) -> None:
+    if target.family is Family.VIDEO and found.video is None:
+        audio = INPUT_FAMILIES.get(source_format) is Family.AUDIO
+        raise MeshError(
+            Reason.UNSUPPORTED_PAIR,
+            f"{'Audio' if audio else 'The input'} has no video track to write as {target.name}.",
+            format=target.name,
+        )
+    if target.family is Family.AUDIO and found.audio is None:
+        raise MeshError(
+            Reason.NO_AUDIO_TRACK,
+            f"The input has no audio track to write as {target.name}.",
+            format=target.name,
+        )
+
+
+@contextlib.contextmanager
+def safely(output: Path) -> Iterator[None]:
+    """Removes a partial output on failure; a decoder's error becomes CORRUPT_INPUT."""
+    try:
+        yield
+    except MeshError:
+        output.unlink(missing_ok=True)
+        raise
+    except av.error.FFmpegError as error:
+        output.unlink(missing_ok=True)
+        raise MeshError(
+            Reason.CORRUPT_INPUT, "The media could not be decoded; it may be damaged."
+        ) from error
+
+
+def measure(output: Path, target: Target, quality: int | None) -> Outcome:
+    with open_input(output, target.name, MediaLimits()) as container:
+        written = probe(container, MediaLimits())
+    width = written.video.width if written.video else None
+    height = written.video.height if written.video else None
+    return Outcome(target.name, target.mime_type, width, height, written.duration, quality)
