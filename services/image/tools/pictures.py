@@ -102,7 +102,8 @@ def _edited(
     else:
         if encode.ENCODERS[params.format].alpha and not image.hasalpha():
             image = image.bandjoin_const([255])
-        image = image.rotate(params.rotate, background=_background(image))
+        # An odd angle reads the source out of order: decode it once into memory.
+        image = image.copy_memory().rotate(params.rotate, background=_background(image))
     resize = fit_plan(params.fit, params.width, params.height, (image.width, image.height))
     check_output(resize.width, resize.height, 1, limits)
     if (resize.width, resize.height) == (image.width, image.height) and not resize.pad:

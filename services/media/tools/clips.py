@@ -87,7 +87,12 @@ def _audio_plan(found: Probe, target: Target, kbps: int) -> Plan:
         kbps = max(rate for rate in _MP3_KBPS if rate <= kbps)
     # A fixed bitrate is what target-size mode hands the audio encoder: reuse that path.
     options = ConversionOptions(format=target.name, mode=Mode.TARGET_SIZE, target_bytes=1)
-    return make_plan(found, target, options, Budget(0, kbps * 1000))
+    plan = make_plan(found, target, options, Budget(0, kbps * 1000))
+    if plan.audio is not None and target.audio_codec == "libopus":
+        # libopus's default VBR spends what the signal asks; the bitrate was asked for.
+        audio = dataclasses.replace(plan.audio, options={**plan.audio.options, "vbr": "constrained"})
+        plan = dataclasses.replace(plan, audio=audio)
+    return plan
 
 
 def writable(source_format: str, found: Probe, requested: str, fallback: str) -> Target:
