@@ -8,12 +8,16 @@ at most `max_redirects` are followed. 307/308 and also 301/302 repeat the reques
 says. Each hop uses a fresh connection: a pooled TLS connection to the same address could carry
 another host's server name. Environment proxies are ignored, since a proxy would resolve the
 host itself.
+
+`send` keeps at most `max_body` bytes of the answer (enough to log what a receiver said);
+`stream` hands the final answer's body out as it arrives, for downloads of any size.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -40,6 +44,16 @@ class Response:
     # At most `max_body` bytes of the body: enough to log what a receiver said.
     body: bytes
     url: str
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """The final answer of `stream`: its body is read from `chunks`, as it arrives."""
+
+    status: int
+    headers: httpx.Headers
+    url: str
+    chunks: AsyncIterator[bytes]
 
 
 @dataclass(frozen=True)
@@ -87,29 +101,79 @@ async def _follow(request: Request, target: urlguard.Target, policy: _Policy) ->
     raise MeshError(Reason.UNAVAILABLE, f"More than {policy.max_redirects} redirects.")
 
 
+def _client(policy: _Policy) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=policy.seconds, follow_redirects=False, trust_env=False)
+
+
+async def _open(
+    client: httpx.AsyncClient, request: Request, target: urlguard.Target, policy: _Policy
+) -> httpx.Response:
+    """Sends the request to the pinned address; the answer's body is left unread."""
+    headers = {**request.headers, "Host": target.host_header}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    built = client.build_request(
+        request.method,
+        target.pinned_url,
+        content=request.body or None,
+        headers=headers,
+        extensions=extensions,
+    )
+    try:
+        return await client.send(built, stream=True)
+    except httpx.TimeoutException:
+        raise MeshError(Reason.UNAVAILABLE, f"No answer within {policy.seconds:g} s.") from None
+    except httpx.HTTPError as exc:
+        raise MeshError(Reason.UNAVAILABLE, f"Could not connect: {type(exc).__name__}.") from None
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    request: Request,
+    target: urlguard.Target,
+    *,
+    allow: urlguard.Allowlist,
+    seconds: float = 10.0,
+    max_redirects: int = MAX_REDIRECTS,
+    field: str = "url",
+) -> AsyncIterator[Streamed]:
+    """Like `send`, but the final answer's body streams. `seconds` bounds connecting and each
+    read (a peer silent that long fails with TIMEOUT), not the transfer: the caller bounds it."""
+    policy = _Policy(allow, seconds, max_redirects, 0, field)
+    for _ in range(max_redirects + 1):
+        async with _client(policy) as client:
+            response = await _open(client, request, target, policy)
+            try:
+                location = response.headers.get("location")
+                if response.status_code not in _REDIRECTS or location is None:
+                    yield Streamed(
+                        response.status_code, response.headers, target.url, _body(response, policy)
+                    )
+                    return
+            finally:
+                await response.aclose()
+        if response.status_code == 303:
+            request = Request("GET", request.headers)
+        target = await urlguard.check_async(urljoin(target.url, location), allow, field)
+    raise MeshError(Reason.UNAVAILABLE, f"More than {max_redirects} redirects.")
+
+
+async def _body(response: httpx.Response, policy: _Policy) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TimeoutException:
+        raise MeshError(Reason.TIMEOUT, f"No data arrived for {policy.seconds:g} s.") from None
+    except httpx.HTTPError as exc:
+        raise MeshError(
+            Reason.UNAVAILABLE, f"The connection broke during the body: {type(exc).__name__}."
+        ) from None
+
+
 async def _once(
     request: Request, target: urlguard.Target, policy: _Policy
 ) -> tuple[int, str | None, bytes]:
-    headers = {**request.headers, "Host": target.host_header}
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-    async with httpx.AsyncClient(
-        timeout=policy.seconds, follow_redirects=False, trust_env=False
-    ) as client:
-        built = client.build_request(
-            request.method,
-            target.pinned_url,
-            content=request.body or None,
-            headers=headers,
-            extensions=extensions,
-        )
-        try:
-            response = await client.send(built, stream=True)
-        except httpx.TimeoutException:
-            raise MeshError(Reason.UNAVAILABLE, f"No answer within {policy.seconds:g} s.") from None
-        except httpx.HTTPError as exc:
-            raise MeshError(
-                Reason.UNAVAILABLE, f"Could not connect: {type(exc).__name__}."
-            ) from None
+    async with _client(policy) as client:
+        response = await _open(client, request, target, policy)
         content = bytearray()
         try:
             async for chunk in response.aiter_raw():

@@ -1,7 +1,8 @@
 """A scripted HTTP receiver on loopback for outbound tests: uvicorn in its own thread.
 
 Each path answers with the handler registered for it (200 by default) and every request is
-recorded with its arrival time, so tests can check headers, bodies and retry spacing.
+recorded with its arrival time, so tests can check headers, bodies and retry spacing. A handler
+may answer with an async iterator of bytes: the body then streams, piece by piece, chunked.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ class Received:
     at: float
 
 
-Answer = tuple[int, dict[str, str], bytes]
+Answer = tuple[int, dict[str, str], bytes | AsyncIterator[bytes]]
 Handler = Callable[[Received], Awaitable[Answer]]
 
 
@@ -100,4 +101,12 @@ class Receiver:
                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
             }
         )
-        await send({"type": "http.response.body", "body": content})
+        if isinstance(content, bytes):
+            await send({"type": "http.response.body", "body": content})
+            return
+        try:
+            async for piece in content:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        except (asyncio.CancelledError, OSError):
+            return  # the client went away
+        await send({"type": "http.response.body", "body": b""})

@@ -90,7 +90,8 @@ def _audio_plan(found: Probe, target: Target, kbps: int) -> Plan:
     plan = make_plan(found, target, options, Budget(0, kbps * 1000))
     if plan.audio is not None and target.audio_codec == "libopus":
         # libopus's default VBR spends what the signal asks; the bitrate was asked for.
-        audio = dataclasses.replace(plan.audio, options={**plan.audio.options, "vbr": "constrained"})
+        constrained = {**plan.audio.options, "vbr": "constrained"}
+        audio = dataclasses.replace(plan.audio, options=constrained)
         plan = dataclasses.replace(plan, audio=audio)
     return plan
 
