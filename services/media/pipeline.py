@@ -31,7 +31,7 @@ LOSSY_AUDIO = frozenset({"aac", "libopus", "libmp3lame"})
 RETRY_MARGIN = 0.9
 
 
-def _reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> Progress:
+def reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> Progress:
     def report(seconds: float) -> None:
         if duration:
             sandbox.report_progress(start + span * min(1.0, max(0.0, seconds / duration)))
@@ -39,7 +39,7 @@ def _reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> 
     return report
 
 
-def _check_pair(found: Probe, target: Target, source_format: str) -> None:
+def check_pair(found: Probe, target: Target, source_format: str) -> None:
     if target.family is Family.VIDEO and found.video is None:
         if INPUT_FAMILIES.get(source_format) is Family.AUDIO:
             message = f"Audio cannot be converted to {target.name}; choose an audio format."
@@ -58,12 +58,12 @@ def _run(
     source: Path, source_format: str, found: Probe, plan: Plan, *, output: Path, limits: MediaLimits
 ) -> None:
     if plan.target.name == "gif" and plan.video is not None:
-        first = Timing(found.start_time, limits, _reporter(found.duration, 0, 0.5))
+        first = Timing(found.start_time, limits, reporter(found.duration, 0, 0.5))
         palette = gif.palette_for(source, source_format, found, plan.video, first)
-        second = Timing(found.start_time, limits, _reporter(found.duration, 0.5, 0.5))
+        second = Timing(found.start_time, limits, reporter(found.duration, 0.5, 0.5))
         transcode(source, source_format, found, plan, output, timing=second, palette=palette)
     else:
-        timing = Timing(found.start_time, limits, _reporter(found.duration))
+        timing = Timing(found.start_time, limits, reporter(found.duration))
         transcode(source, source_format, found, plan, output, timing=timing)
 
 
@@ -106,7 +106,7 @@ def _convert(
     target = codecs.target_for(options.format, source_format)
     with open_input(source, source_format, limits) as container:
         found = probe(container, limits)
-    _check_pair(found, target, source_format)
+    check_pair(found, target, source_format)
     if options.auto_orient and make_plan(found, target, options, None).video is not None:
         found = _orient(source, source_format, found, limits)  # only new frames are turned
     scale = 1.0

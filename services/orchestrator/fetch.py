@@ -137,7 +137,15 @@ async def fetch_to_store(
     INVALID_FIELD (refused URL or address, a 4xx answer), TOO_LARGE, TIMEOUT, UNAVAILABLE."""
     try:
         async with asyncio.timeout(limits.total_seconds):
-            return await _fetch(js, url, bucket=bucket, name=name, allow=allow, limits=limits)
+            target = await urlguard.check_async(url, allow, FIELD)
+            async with outbound.stream(
+                outbound.Request("GET", {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}),
+                target,
+                allow=allow,
+                seconds=limits.idle_seconds,
+                field=FIELD,
+            ) as answer:
+                return await _store(js, answer, bucket, name, limits)
     except TimeoutError:
         raise MeshError(
             Reason.TIMEOUT,
@@ -146,47 +154,40 @@ async def fetch_to_store(
         ) from None
 
 
-async def _fetch(
-    js: JetStreamContext,
-    url: str,
-    *,
-    bucket: str,
-    name: str,
-    allow: urlguard.Allowlist,
-    limits: FetchLimits,
+def _check_answer(answer: outbound.Streamed, limits: FetchLimits) -> None:
+    if 400 <= answer.status < 500:
+        raise _invalid(f"the server answered {answer.status}")
+    if not 200 <= answer.status < 300:
+        raise MeshError(
+            Reason.UNAVAILABLE, f"{FIELD}: the server answered {answer.status}; retry later."
+        )
+    encoding = answer.headers.get("content-encoding", "identity").lower()
+    if encoding != "identity":
+        raise _invalid(f"the server sent a {encoding}-encoded body though none was asked for")
+    declared = answer.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+        raise _too_large(limits.max_bytes)
+
+
+async def _store(
+    js: JetStreamContext, answer: outbound.Streamed, bucket: str, name: str, limits: FetchLimits
 ) -> Fetched:
-    target = await urlguard.check_async(url, allow, FIELD)
-    request = outbound.Request("GET", {"Accept-Encoding": "identity", "User-Agent": USER_AGENT})
-    async with outbound.stream(
-        request, target, allow=allow, seconds=limits.idle_seconds, field=FIELD
-    ) as answer:
-        if 400 <= answer.status < 500:
-            raise _invalid(f"the server answered {answer.status}")
-        if not 200 <= answer.status < 300:
-            raise MeshError(
-                Reason.UNAVAILABLE, f"{FIELD}: the server answered {answer.status}; retry later."
-            )
-        encoding = answer.headers.get("content-encoding", "identity").lower()
-        if encoding != "identity":
-            raise _invalid(f"the server sent a {encoding}-encoded body though none was asked for")
-        declared = answer.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
-            raise _too_large(limits.max_bytes)
-        head = bytearray()
-        pace = _Pace(limits)
+    _check_answer(answer, limits)
+    head = bytearray()
+    pace = _Pace(limits)
 
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in answer.chunks:
-                pace.count(len(chunk))
-                if len(head) < SNIFF_BYTES:
-                    head.extend(chunk[: SNIFF_BYTES - len(head)])
-                yield chunk
+    async def body() -> AsyncIterator[bytes]:
+        async for chunk in answer.chunks:
+            pace.count(len(chunk))
+            if len(head) < SNIFF_BYTES:
+                head.extend(chunk[: SNIFF_BYTES - len(head)])
+            yield chunk
 
-        try:
-            info = await blobs.write_stream(js, bucket, name, body(), max_bytes=limits.max_bytes)
-        except MeshError as error:
-            if error.reason is Reason.TOO_LARGE:
-                raise _too_large(limits.max_bytes) from None
-            raise
-        filename = _filename(answer.headers.get("content-disposition"), answer.url)
-        return Fetched(info, sniff(bytes(head)), filename, answer.url)
+    try:
+        info = await blobs.write_stream(js, bucket, name, body(), max_bytes=limits.max_bytes)
+    except MeshError as error:
+        if error.reason is Reason.TOO_LARGE:
+            raise _too_large(limits.max_bytes) from None
+        raise
+    filename = _filename(answer.headers.get("content-disposition"), answer.url)
+    return Fetched(info, sniff(bytes(head)), filename, answer.url)

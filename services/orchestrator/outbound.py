@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
@@ -53,7 +53,7 @@ class Streamed:
     status: int
     headers: httpx.Headers
     url: str
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,6 @@ class _Policy:
     allow: urlguard.Allowlist
     seconds: float
     max_redirects: int
-    max_body: int
     field: str
 
 
@@ -80,25 +79,35 @@ async def send(
     Raises MeshError: INVALID_FIELD when a redirect leads somewhere the guard refuses,
     UNAVAILABLE when the peer cannot be reached, answers too slowly or redirects too often.
     """
-    policy = _Policy(allow, seconds, max_redirects, max_body, field)
     try:
-        async with asyncio.timeout(seconds):
-            return await _follow(request, target, policy)
+        async with (
+            asyncio.timeout(seconds),
+            stream(
+                request,
+                target,
+                allow=allow,
+                seconds=seconds,
+                max_redirects=max_redirects,
+                field=field,
+            ) as answer,
+        ):
+            return Response(answer.status, await _capped(answer.chunks, max_body), answer.url)
     except TimeoutError:
         raise MeshError(Reason.UNAVAILABLE, f"No answer within {seconds:g} s.") from None
 
 
-async def _follow(request: Request, target: urlguard.Target, policy: _Policy) -> Response:
-    for _ in range(policy.max_redirects + 1):
-        status, location, content = await _once(request, target, policy)
-        if status not in _REDIRECTS or location is None:
-            return Response(status, content, target.url)
-        if status == 303:
-            request = Request("GET", request.headers)
-        target = await urlguard.check_async(
-            urljoin(target.url, location), policy.allow, policy.field
-        )
-    raise MeshError(Reason.UNAVAILABLE, f"More than {policy.max_redirects} redirects.")
+async def _capped(chunks: AsyncGenerator[bytes, None], limit: int) -> bytes:
+    content = bytearray()
+    async with contextlib.aclosing(chunks):
+        try:
+            async for chunk in chunks:
+                content += chunk
+                if len(content) >= limit:
+                    del content[limit:]
+                    break
+        except MeshError:
+            pass  # a receiver that answered and then broke the body still answered
+    return bytes(content)
 
 
 def _client(policy: _Policy) -> httpx.AsyncClient:
@@ -138,7 +147,7 @@ async def stream(
 ) -> AsyncIterator[Streamed]:
     """Like `send`, but the final answer's body streams. `seconds` bounds connecting and each
     read (a peer silent that long fails with TIMEOUT), not the transfer: the caller bounds it."""
-    policy = _Policy(allow, seconds, max_redirects, 0, field)
+    policy = _Policy(allow, seconds, max_redirects, field)
     for _ in range(max_redirects + 1):
         async with _client(policy) as client:
             response = await _open(client, request, target, policy)
@@ -157,7 +166,7 @@ async def stream(
     raise MeshError(Reason.UNAVAILABLE, f"More than {max_redirects} redirects.")
 
 
-async def _body(response: httpx.Response, policy: _Policy) -> AsyncIterator[bytes]:
+async def _body(response: httpx.Response, policy: _Policy) -> AsyncGenerator[bytes, None]:
     try:
         async for chunk in response.aiter_raw():
             yield chunk
@@ -167,22 +176,3 @@ async def _body(response: httpx.Response, policy: _Policy) -> AsyncIterator[byte
         raise MeshError(
             Reason.UNAVAILABLE, f"The connection broke during the body: {type(exc).__name__}."
         ) from None
-
-
-async def _once(
-    request: Request, target: urlguard.Target, policy: _Policy
-) -> tuple[int, str | None, bytes]:
-    async with _client(policy) as client:
-        response = await _open(client, request, target, policy)
-        content = bytearray()
-        try:
-            async for chunk in response.aiter_raw():
-                content += chunk
-                if len(content) >= policy.max_body:
-                    del content[policy.max_body :]
-                    break
-        except httpx.HTTPError:
-            pass  # a receiver that answered and then broke the body still answered
-        finally:
-            await response.aclose()
-    return response.status_code, response.headers.get("location"), bytes(content)

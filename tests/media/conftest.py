@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,22 @@ def ffprobe(path: Path) -> dict[str, Any]:
     )
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+def counted_frames(path: Path) -> tuple[int, Fraction]:
+    """Frames of the first video stream as Debian's ffprobe decodes them, and its frame rate."""
+    result = subprocess.run(
+        [
+            *("ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0"),
+            *("-show_entries", "stream=nb_read_frames,r_frame_rate", "-of", "json", str(path)),
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    )
+    stream = json.loads(result.stdout)["streams"][0]  # MPEG-TS lists it per program too
+    return int(stream["nb_read_frames"]), Fraction(stream["r_frame_rate"])
 
 
 def streams_of(info: dict[str, Any], kind: str) -> list[dict[str, Any]]:

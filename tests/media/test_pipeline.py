@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import json
 import subprocess
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,15 @@ from mesh.options import ConversionOptions, Mode
 from mesh.outcome import Outcome
 from services.media.limits import MediaLimits
 from services.media.pipeline import convert
-from tests.media.conftest import CORPUS, SAMPLES, TINYTAG, ffmpeg, ffprobe, streams_of
+from tests.media.conftest import (
+    CORPUS,
+    SAMPLES,
+    TINYTAG,
+    counted_frames,
+    ffmpeg,
+    ffprobe,
+    streams_of,
+)
 
 VIDEO_SAMPLES = [
     ("sample.mp4", "mp4"),
@@ -44,27 +50,8 @@ def _source_duration(path: Path) -> float:
     if "duration" in info["format"]:
         return _duration(info)
     # A raw elementary stream declares no duration: count its frames.
-    result = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames,r_frame_rate",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-        text=True,
-        timeout=30,
-    )
-    stream = json.loads(result.stdout)["streams"][0]
-    return int(stream["nb_read_frames"]) / float(Fraction(stream["r_frame_rate"]))
+    frames, rate = counted_frames(path)
+    return frames / float(rate)
 
 
 def _convert(source: Path, output: Path, fmt: str, **options: object) -> Outcome:

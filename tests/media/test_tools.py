@@ -4,7 +4,6 @@ wrote it) and, for pictures, by libvips (not the Pillow that wrote them)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from services.media import tools
 from services.media.limits import MediaLimits
 from services.media.tools import clips as clip_tools
 from services.media.tools import inspection, stills, watermark
-from tests.media.conftest import SAMPLES, ffmpeg, ffprobe, streams_of
+from tests.media.conftest import SAMPLES, counted_frames, ffmpeg, ffprobe, streams_of
 
 LIMITS = MediaLimits()
 MP4 = SAMPLES / "sample.mp4"
@@ -43,26 +42,7 @@ def _duration(path: Path) -> float:
 
 
 def _counted_frames(path: Path) -> int:
-    result = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-        text=True,
-        timeout=60,
-    )
-    return int(result.stdout.split()[0].rstrip(","))  # MPEG-TS lists the stream per program too
+    return counted_frames(path)[0]
 
 
 def _frame(path: Path, seconds: float, out: Path) -> Image.Image:

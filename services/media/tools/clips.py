@@ -43,7 +43,7 @@ from services.media.limits import MediaLimits
 from services.media.plan import Plan, make_plan
 from services.media.probe import Probe, open_input
 from services.media.tools import window
-from services.media.tools.running import measure, probed, reporter, require_tracks, safely
+from services.media.tools.running import measure, probed, safely
 from services.media.transcode import transcode
 
 _FALLBACK_VIDEO = "mp4"
@@ -74,7 +74,7 @@ def extract_audio(
         if found.audio is None:
             raise MeshError(Reason.NO_AUDIO_TRACK, "The input has no audio track to extract.")
         plan = _audio_plan(found, target, params.bitrate_kbps)
-        timing = Timing(found.start_time, limits, reporter(found.duration))
+        timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         transcode(source, source_format, found, plan, output, timing=timing)
         kbps = params.bitrate_kbps if plan.audio and plan.audio.bit_rate else None
         return measure(output, target, kbps)
@@ -122,19 +122,12 @@ def trim(
     with safely(output):
         found = probed(source, source_format, limits, orient=True)
         target = writable(source_format, found, params.format, _FALLBACK_VIDEO)
-        require_tracks(found, target, source_format)
+        pipeline.check_pair(found, target, source_format)
         span = window.window_for(found, params.start, params.duration)
         plan = reencoding_video(found, target)
-        timing = Timing(found.start_time + span.start, limits, reporter(span.duration))
-        transcode(
-            source,
-            source_format,
-            found,
-            plan,
-            output,
-            timing=timing,
-            video_lane=window.video_lane(span),
-            run=window.pump(span),
+        timing = Timing(found.start_time + span.start, limits, pipeline.reporter(span.duration))
+        window.transcode_window(
+            source, source_format, found, plan, output, timing=timing, span=span
         )
         return measure(output, target, None)
 
@@ -154,19 +147,11 @@ def gif(
         target = codecs.TARGETS["gif"]
         plan = Plan(target, settings, False, None, False, (), keep_metadata=False)
         start = found.start_time + span.start
-        first = Timing(start, limits, reporter(span.duration, 0, 0.5))
+        first = Timing(start, limits, pipeline.reporter(span.duration, 0, 0.5))
         palette = _palette(source, source_format, found, settings, (first, span))
-        second = Timing(start, limits, reporter(span.duration, 0.5, 0.5))
-        transcode(
-            source,
-            source_format,
-            found,
-            plan,
-            output,
-            timing=second,
-            palette=palette,
-            video_lane=window.video_lane(span),
-            run=window.pump(span),
+        second = Timing(start, limits, pipeline.reporter(span.duration, 0.5, 0.5))
+        window.transcode_window(
+            source, source_format, found, plan, output, timing=second, span=span, palette=palette
         )
         return measure(output, target, None)
 
@@ -208,6 +193,6 @@ def strip_metadata(
             plan = make_plan(
                 found, target, ConversionOptions(format=target.name, strip_metadata=True), None
             )
-        timing = Timing(found.start_time, limits, reporter(found.duration))
+        timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         transcode(source, source_format, found, plan, output, timing=timing)
         return measure(output, target, None)

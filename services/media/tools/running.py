@@ -1,5 +1,5 @@
-"""What every media tool does around its own work: probe with the limits, report progress,
-clean up a failed output, and measure what was written."""
+"""What every media tool does around its own work: probe with the limits, clean up a failed
+output, and measure what was written (progress and pair checks are the pipeline's own)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from pathlib import Path
 
 import av.error
 
-from mesh import sandbox
 from mesh.errors import MeshError, Reason
-from mesh.formats import INPUT_FAMILIES, Family
 from mesh.outcome import Outcome
 from services.media.codecs import Target
-from services.media.lanes import Progress
 from services.media.limits import MediaLimits
 from services.media.probe import Probe, first_frame_rotation, open_input, probe
 
@@ -31,30 +28,6 @@ def probed(source: Path, source_format: str, limits: MediaLimits, orient: bool =
             found, video=dataclasses.replace(found.video, rotation=rotation)
         )
     return found
-
-
-def reporter(duration: float | None, start: float = 0.0, span: float = 1.0) -> Progress:
-    def report(seconds: float) -> None:
-        if duration:
-            sandbox.report_progress(start + span * min(1.0, max(0.0, seconds / duration)))
-
-    return report
-
-
-def require_tracks(found: Probe, target: Target, source_format: str) -> None:
-    if target.family is Family.VIDEO and found.video is None:
-        audio = INPUT_FAMILIES.get(source_format) is Family.AUDIO
-        raise MeshError(
-            Reason.UNSUPPORTED_PAIR,
-            f"{'Audio' if audio else 'The input'} has no video track to write as {target.name}.",
-            format=target.name,
-        )
-    if target.family is Family.AUDIO and found.audio is None:
-        raise MeshError(
-            Reason.NO_AUDIO_TRACK,
-            f"The input has no audio track to write as {target.name}.",
-            format=target.name,
-        )
 
 
 @contextlib.contextmanager

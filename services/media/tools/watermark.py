@@ -20,10 +20,11 @@ from mesh.errors import MeshError, Reason
 from mesh.outcome import Outcome
 from mesh.tools import marks
 from mesh.tools.params import WatermarkParams
+from services.media import pipeline
 from services.media.lanes import Timing, VideoLane
 from services.media.limits import MediaLimits
 from services.media.tools.clips import reencoding_video, writable
-from services.media.tools.running import measure, probed, reporter, safely
+from services.media.tools.running import measure, probed, safely
 from services.media.transcode import transcode
 
 _LOGO_FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "AVIF"]
@@ -107,7 +108,7 @@ def watermark(
         mark = marks.render(params, picture, size[0])
         at = marks.offset(params.position, size, mark.size, params.margin)
         still = av.VideoFrame.from_image(mark)  # type: ignore[no-untyped-call]
-        timing = Timing(found.start_time, limits, reporter(found.duration))
+        timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         lane = functools.partial(MarkedLane, mark=still, at=at)
         transcode(source, source_format, found, plan, output, timing=timing, video_lane=lane)
         return measure(output, target, None)

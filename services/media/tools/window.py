@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import av
@@ -22,8 +23,10 @@ import av.error
 
 from mesh.errors import MeshError, Reason
 from services.media.gif import PaletteLane
-from services.media.lanes import Lane, VideoLane
+from services.media.lanes import Lane, Timing, VideoLane
+from services.media.plan import Plan
 from services.media.probe import Probe
+from services.media.transcode import transcode
 
 # B-frames arrive before earlier-shown frames: keep demuxing this long past the end.
 REORDER_SECONDS = 1.0
@@ -69,18 +72,8 @@ class WindowVideoLane(VideoLane):
             super()._filter(frame)
 
 
-class WindowPaletteLane(PaletteLane):
-    def __init__(self, *args: Any, window: Window, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.window = window
-
-    def _filter(self, frame: av.VideoFrame | None) -> None:
-        if frame is None or self.window.inside(_frame_seconds(frame)):
-            super()._filter(frame)
-
-
-def video_lane(window: Window) -> Callable[..., Lane]:
-    return functools.partial(WindowVideoLane, window=window)
+class WindowPaletteLane(WindowVideoLane, PaletteLane):
+    """The GIF palette pass over the window only."""
 
 
 def _seek(container: av.container.InputContainer, lanes: Mapping[int, Lane]) -> None:
@@ -131,5 +124,26 @@ def pump_window(
         raise MeshError(Reason.CORRUPT_INPUT, "The media has no decodable frames in that range.")
 
 
-def pump(window: Window) -> Callable[[av.container.InputContainer, Mapping[int, Lane]], None]:
-    return functools.partial(pump_window, window=window)
+def transcode_window(
+    source: Path,
+    source_format: str,
+    probe: Probe,
+    plan: Plan,
+    output: Path,
+    *,
+    timing: Timing,
+    span: Window,
+    palette: av.VideoFrame | None = None,
+) -> None:
+    """`transcode` of the window only; `timing.start` is the window's start in the input."""
+    transcode(
+        source,
+        source_format,
+        probe,
+        plan,
+        output,
+        timing=timing,
+        palette=palette,
+        video_lane=functools.partial(WindowVideoLane, window=span),
+        run=functools.partial(pump_window, window=span),
+    )
