@@ -67,16 +67,20 @@ def _run(
         transcode(source, source_format, found, plan, output, timing=timing)
 
 
-def _measure(output: Path, target: Target, options: ConversionOptions, plan: Plan) -> Outcome:
+def measure(output: Path, target: Target, quality: int | None) -> Outcome:
+    """The facts of a written output, read back from its header."""
     with open_input(output, target.name, MediaLimits()) as container:
         written = probe(container, MediaLimits())
     width = written.video.width if written.video else None
     height = written.video.height if written.video else None
+    return Outcome(target.name, target.mime_type, width, height, written.duration, quality)
+
+
+def _measure(output: Path, target: Target, options: ConversionOptions, plan: Plan) -> Outcome:
     lossy = (plan.video is not None and plan.video.codec != "gif") or (
         plan.audio is not None and plan.audio.codec in LOSSY_AUDIO
     )
-    quality = options.compression if lossy and not options.lossless else None
-    return Outcome(target.name, target.mime_type, width, height, written.duration, quality)
+    return measure(output, target, options.compression if lossy and not options.lossless else None)
 
 
 def _orient(source: Path, source_format: str, found: Probe, limits: MediaLimits) -> Probe:

@@ -43,7 +43,7 @@ from services.media.limits import MediaLimits
 from services.media.plan import Plan, make_plan
 from services.media.probe import Probe, open_input
 from services.media.tools import window
-from services.media.tools.running import measure, probed, safely
+from services.media.tools.running import probed, safely
 from services.media.transcode import transcode
 
 _FALLBACK_VIDEO = "mp4"
@@ -77,7 +77,7 @@ def extract_audio(
         timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         transcode(source, source_format, found, plan, output, timing=timing)
         kbps = params.bitrate_kbps if plan.audio and plan.audio.bit_rate else None
-        return measure(output, target, kbps)
+        return pipeline.measure(output, target, kbps)
 
 
 def _audio_plan(found: Probe, target: Target, kbps: int) -> Plan:
@@ -129,7 +129,7 @@ def trim(
         window.transcode_window(
             source, source_format, found, plan, output, timing=timing, span=span
         )
-        return measure(output, target, None)
+        return pipeline.measure(output, target, None)
 
 
 def gif(
@@ -153,7 +153,7 @@ def gif(
         window.transcode_window(
             source, source_format, found, plan, output, timing=second, span=span, palette=palette
         )
-        return measure(output, target, None)
+        return pipeline.measure(output, target, None)
 
 
 def _palette(
@@ -195,4 +195,4 @@ def strip_metadata(
             )
         timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         transcode(source, source_format, found, plan, output, timing=timing)
-        return measure(output, target, None)
+        return pipeline.measure(output, target, None)

@@ -1,5 +1,5 @@
-"""What every media tool does around its own work: probe with the limits, clean up a failed
-output, and measure what was written (progress and pair checks are the pipeline's own)."""
+"""What every media tool does around its own work: probe with the limits and clean up a
+failed output (progress, pair checks and measuring the output are the pipeline's own)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 import av.error
 
 from mesh.errors import MeshError, Reason
-from mesh.outcome import Outcome
-from services.media.codecs import Target
 from services.media.limits import MediaLimits
 from services.media.probe import Probe, first_frame_rotation, open_input, probe
 
@@ -43,11 +41,3 @@ def safely(output: Path) -> Iterator[None]:
         raise MeshError(
             Reason.CORRUPT_INPUT, "The media could not be decoded; it may be damaged."
         ) from error
-
-
-def measure(output: Path, target: Target, quality: int | None) -> Outcome:
-    with open_input(output, target.name, MediaLimits()) as container:
-        written = probe(container, MediaLimits())
-    width = written.video.width if written.video else None
-    height = written.video.height if written.video else None
-    return Outcome(target.name, target.mime_type, width, height, written.duration, quality)

@@ -24,7 +24,7 @@ from services.media import pipeline
 from services.media.lanes import Timing, VideoLane
 from services.media.limits import MediaLimits
 from services.media.tools.clips import reencoding_video, writable
-from services.media.tools.running import measure, probed, safely
+from services.media.tools.running import probed, safely
 from services.media.transcode import transcode
 
 _LOGO_FORMATS = ["PNG", "JPEG", "WEBP", "GIF", "AVIF"]
@@ -111,4 +111,4 @@ def watermark(
         timing = Timing(found.start_time, limits, pipeline.reporter(found.duration))
         lane = functools.partial(MarkedLane, mark=still, at=at)
         transcode(source, source_format, found, plan, output, timing=timing, video_lane=lane)
-        return measure(output, target, None)
+        return pipeline.measure(output, target, None)
