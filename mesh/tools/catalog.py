@@ -1,6 +1,6 @@
-"""The media tools (API.md "Media tools"): each tool's parameters, which worker serves it for
-which input family, and how many files it takes. One table, read by the gateway (routes and
-forms), the orchestrator (routing) and the workers (dispatch)."""
+"""The media tools (API.md "Media tools"): each tool's parameters, the input families it
+takes, and how many files. One table, read by the gateway (routes and forms), the orchestrator
+(which routes each family to the worker that owns it) and the workers (dispatch)."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ from mesh.formats import Family
 from mesh.tools import params as p
 from mesh.tools.fields import parse
 
-IMAGE = "image"
-MEDIA = "media"
-_STILLS = {Family.IMAGE: IMAGE, Family.SVG: IMAGE, Family.PDF: IMAGE}
-_AV = {Family.VIDEO: MEDIA, Family.AUDIO: MEDIA}
+STILLS = frozenset({Family.IMAGE, Family.SVG, Family.PDF})
+AUDIO_VIDEO = frozenset({Family.VIDEO, Family.AUDIO})
+_VIDEO = frozenset({Family.VIDEO})
 
 
 @dataclass(frozen=True)
 class Tool:
     name: str
     params: type
-    services: Mapping[Family, str]  # input family -> the worker service that runs it
+    families: frozenset[Family]  # the input families it takes
     max_files: int = 1  # the sources; image-to-pdf takes many
     extra_file: str | None = None  # a second, named file (watermark's logo)
 
@@ -42,29 +41,29 @@ MAX_PDF_IMAGES = 100
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool("convert", p.MediaConvertParams, _AV),
-        Tool("extract-audio", p.ExtractAudioParams, _AV),
-        Tool("trim", p.TrimParams, _AV),
-        Tool("gif", p.GifParams, {Family.VIDEO: MEDIA}),
-        Tool("thumbnail", p.ThumbnailParams, {**_STILLS, Family.VIDEO: MEDIA}),
-        Tool("poster-frame", p.PosterFrameParams, {Family.VIDEO: MEDIA}),
-        Tool("storyboard", p.StoryboardParams, {Family.VIDEO: MEDIA}),
-        Tool("inspect", p.InspectParams, _AV),
-        Tool("strip-metadata", p.StripMetadataParams, {Family.IMAGE: IMAGE, **_AV}),
+        Tool("convert", p.MediaConvertParams, AUDIO_VIDEO),
+        Tool("extract-audio", p.ExtractAudioParams, AUDIO_VIDEO),
+        Tool("trim", p.TrimParams, AUDIO_VIDEO),
+        Tool("gif", p.GifParams, _VIDEO),
+        Tool("thumbnail", p.ThumbnailParams, STILLS | _VIDEO),
+        Tool("poster-frame", p.PosterFrameParams, _VIDEO),
+        Tool("storyboard", p.StoryboardParams, _VIDEO),
+        Tool("inspect", p.InspectParams, AUDIO_VIDEO),
+        Tool("strip-metadata", p.StripMetadataParams, AUDIO_VIDEO | {Family.IMAGE}),
         Tool(
             "image-to-pdf",
             p.ImageToPdfParams,
-            {Family.IMAGE: IMAGE, Family.SVG: IMAGE},
+            frozenset({Family.IMAGE, Family.SVG}),
             max_files=MAX_PDF_IMAGES,
         ),
-        Tool("pdf-preview", p.PdfPreviewParams, {Family.PDF: IMAGE}),
+        Tool("pdf-preview", p.PdfPreviewParams, frozenset({Family.PDF})),
         Tool(
             "watermark",
             p.WatermarkParams,
-            {Family.IMAGE: IMAGE, Family.VIDEO: MEDIA},
+            frozenset({Family.IMAGE, Family.VIDEO}),
             extra_file="watermarkFile",
         ),
-        Tool("transform", p.TransformParams, _STILLS),
+        Tool("transform", p.TransformParams, STILLS),
     )
 }
 
@@ -79,11 +78,10 @@ def tool_named(name: str) -> Tool:
     return tool
 
 
-def service_for(tool: Tool, family: Family, source_format: str = "") -> str:
-    """The worker service that runs `tool` on an input of `family`, or UNSUPPORTED_PAIR."""
-    service = tool.services.get(family)
-    if service is None:
-        accepted = sorted({f.value for f in tool.services})
+def check_family(tool: Tool, family: Family, source_format: str = "") -> None:
+    """Refuses (UNSUPPORTED_PAIR) an input of a family the tool does not take."""
+    if family not in tool.families:
+        accepted = sorted(f.value for f in tool.families)
         raise MeshError(
             Reason.UNSUPPORTED_PAIR,
             f"The {tool.name} tool does not take {source_format or family.value} input; it takes "
@@ -91,7 +89,6 @@ def service_for(tool: Tool, family: Family, source_format: str = "") -> str:
             tool=tool.name,
             family=family.value,
         )
-    return service
 
 
 def params_for(tool: Tool, values: Mapping[str, object]) -> Any:

@@ -29,7 +29,6 @@ from nats.js import JetStreamContext
 from mesh import blobs
 from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, Sniffed, sniff
-from mesh.settings import env_number
 from services.orchestrator import outbound, urlguard
 
 FIELD = "sourceUrl"
@@ -40,21 +39,13 @@ MAX_FILENAME = 200
 
 @dataclass(frozen=True)
 class FetchLimits:
-    max_bytes: int  # the upload limit
+    """Given by the orchestrator's settings; `max_bytes` is its upload limit."""
+
+    max_bytes: int
     total_seconds: float = 300.0
     idle_seconds: float = 30.0  # also bounds connecting and the answer's headers
     min_bytes_per_second: float = 16 * 1024
     rate_window_seconds: float = 30.0
-
-    @classmethod
-    def from_env(cls, max_bytes: int) -> FetchLimits:
-        return cls(
-            max_bytes=max_bytes,
-            total_seconds=env_number("FETCH_TIMEOUT_SECONDS", cls.total_seconds),
-            idle_seconds=env_number("FETCH_IDLE_SECONDS", cls.idle_seconds),
-            min_bytes_per_second=env_number("FETCH_MIN_BYTES_PER_SECOND", cls.min_bytes_per_second),
-            rate_window_seconds=env_number("FETCH_RATE_WINDOW_SECONDS", cls.rate_window_seconds),
-        )
 
 
 @dataclass(frozen=True)

@@ -381,10 +381,3 @@ async def test_a_large_fetch_never_holds_the_file_in_memory(js: JetStreamContext
 def test_the_canary_saw_no_connection_and_nothing_left_the_machine(web: Web) -> None:
     assert web.canary.connections == 0
     assert _off_machine == []
-
-
-def test_limits_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FETCH_TIMEOUT_SECONDS", "12")
-    monkeypatch.setenv("FETCH_MIN_BYTES_PER_SECOND", "1000")
-    limits = fetch.FetchLimits.from_env(max_bytes=5)
-    assert (limits.max_bytes, limits.total_seconds, limits.min_bytes_per_second) == (5, 12, 1000)

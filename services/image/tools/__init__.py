@@ -9,7 +9,7 @@ from typing import Any
 
 from mesh.errors import MeshError, Reason
 from mesh.outcome import Outcome
-from mesh.tools.catalog import IMAGE, Input, params_for, tool_named
+from mesh.tools.catalog import STILLS, Input, params_for, tool_named
 from services.image.limits import ImageLimits
 from services.image.tools import metadata, pdfs, pictures, watermark
 
@@ -36,7 +36,7 @@ def run(
 ) -> Outcome:
     """Runs `tool` on `sources` (several for image-to-pdf) and `extra` (the watermark's logo)."""
     spec = tool_named(tool)
-    if IMAGE not in spec.services.values() or tool not in TOOLS or not sources:
+    if not spec.families & STILLS or tool not in TOOLS or not sources:
         raise MeshError(Reason.UNSUPPORTED_PAIR, f"The image worker does not run {tool}.")
     if len(sources) > spec.max_files:
         raise MeshError(

@@ -22,10 +22,11 @@ import pyvips
 
 from mesh.options import Box, ConversionOptions, Fit
 from services.image import encode
-from services.image.decode import Source, open_source
+from services.image.decode import open_source
 from services.image.limits import ImageLimits, check_output, guard_pillow
 from services.image.pipeline import shape
 from services.image.resize import Plan, plan
+from services.image.sources import Source
 
 _SHARP_FITS = {"cover": Fit.COVER, "contain": Fit.CONTAIN, "inside": Fit.INSIDE}
 

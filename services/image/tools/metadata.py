@@ -24,9 +24,9 @@ from mesh.options import DEFAULT_COMPRESSION, Box, Fit
 from mesh.outcome import Outcome
 from mesh.tools.params import StripMetadataParams
 from services.image import encode
-from services.image.decode import corrupt
 from services.image.limits import ImageLimits
 from services.image.resize import plan
+from services.image.sources import corrupt
 from services.image.tools.boxes import load, opened, save
 
 _BLOCK = 64 * 1024

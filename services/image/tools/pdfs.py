@@ -24,9 +24,9 @@ from mesh.options import Box, Fit
 from mesh.outcome import Outcome
 from mesh.tools.params import ImageToPdfParams, PdfPreviewParams
 from services.image import encode, pdfpage, pdfwrite
-from services.image.decode import Source, corrupt
 from services.image.limits import ImageLimits, check_output
 from services.image.resize import plan
+from services.image.sources import Source, VipsFile, corrupt
 from services.image.tools.boxes import load, opened, save
 
 PAGE_SIZES = {"letter": (612.0, 792.0), "a4": (595.28, 841.89)}
@@ -37,7 +37,8 @@ EMBED_QUALITY = 90
 def _untouched_jpeg(found: Source) -> bool:
     """A JPEG the page would show unchanged: embedded as it is, no second lossy encode."""
     return (
-        found.format == "jpg"
+        isinstance(found, VipsFile)
+        and found.format == "jpg"
         and found.bands in (1, 3)
         and not found.has_icc
         and found.orientation == 1

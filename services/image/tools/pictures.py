@@ -22,9 +22,9 @@ from mesh.options import Box, Fit
 from mesh.outcome import Outcome
 from mesh.tools.params import ThumbnailParams, TransformParams
 from services.image import encode
-from services.image.decode import Source, corrupt
 from services.image.limits import ImageLimits, check_output
 from services.image.resize import plan
+from services.image.sources import Source, corrupt
 from services.image.tools.boxes import fit_plan, load, opened, save
 
 _NO_RESIZE = Box(None, None, Fit.NONE)

@@ -15,9 +15,9 @@ from mesh.outcome import Outcome
 from mesh.tools import marks
 from mesh.tools.params import WatermarkParams
 from services.image import encode
-from services.image.decode import corrupt
 from services.image.limits import ImageLimits
 from services.image.resize import plan
+from services.image.sources import corrupt
 from services.image.tools.boxes import load, opened, save
 
 _NO_RESIZE = Box(None, None, Fit.NONE)

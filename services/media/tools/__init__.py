@@ -9,7 +9,7 @@ from typing import Any
 
 from mesh.errors import MeshError, Reason
 from mesh.outcome import Outcome
-from mesh.tools.catalog import MEDIA, Input, params_for, tool_named
+from mesh.tools.catalog import AUDIO_VIDEO, Input, params_for, tool_named
 from services.media.limits import MediaLimits
 from services.media.tools import clips, inspection, stills, watermark
 
@@ -39,7 +39,7 @@ def run(
 ) -> Outcome:
     """Runs `tool` on `sources[0]` (and `extra`, the watermark's logo) into `output`."""
     spec = tool_named(tool)
-    if MEDIA not in spec.services.values() or tool not in TOOLS or len(sources) != 1:
+    if not spec.families & AUDIO_VIDEO or tool not in TOOLS or len(sources) != 1:
         raise MeshError(Reason.UNSUPPORTED_PAIR, f"The media worker does not run {tool} this way.")
     params: Any = params_for(spec, fields)
     (source,) = sources
