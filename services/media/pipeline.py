@@ -83,7 +83,8 @@ def _measure(output: Path, target: Target, options: ConversionOptions, plan: Pla
     return measure(output, target, options.compression if lossy and not options.lossless else None)
 
 
-def _orient(source: Path, source_format: str, found: Probe, limits: MediaLimits) -> Probe:
+def orient(source: Path, source_format: str, found: Probe, limits: MediaLimits) -> Probe:
+    """The probe with the display rotation, which FFmpeg attaches to decoded frames."""
     if found.video is None:
         return found
     rotation = first_frame_rotation(source, source_format, found.video.index, limits)
@@ -112,7 +113,7 @@ def _convert(
         found = probe(container, limits)
     check_pair(found, target, source_format)
     if options.auto_orient and make_plan(found, target, options, None).video is not None:
-        found = _orient(source, source_format, found, limits)  # only new frames are turned
+        found = orient(source, source_format, found, limits)  # only new frames are turned
     scale = 1.0
     for attempt in range(2):
         budget = _budget(options, target, found, scale)

@@ -4,15 +4,15 @@ failed output (progress, pair checks and measuring the output are the pipeline's
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import av.error
 
 from mesh.errors import MeshError, Reason
+from services.media import pipeline
 from services.media.limits import MediaLimits
-from services.media.probe import Probe, first_frame_rotation, open_input, probe
+from services.media.probe import Probe, open_input, probe
 
 
 def probed(source: Path, source_format: str, limits: MediaLimits, orient: bool = False) -> Probe:
@@ -20,12 +20,7 @@ def probed(source: Path, source_format: str, limits: MediaLimits, orient: bool =
     (read from the first decoded frame: FFmpeg attaches it to frames, not streams)."""
     with open_input(source, source_format, limits) as container:
         found = probe(container, limits)
-    if orient and found.video is not None:
-        rotation = first_frame_rotation(source, source_format, found.video.index, limits)
-        found = dataclasses.replace(
-            found, video=dataclasses.replace(found.video, rotation=rotation)
-        )
-    return found
+    return pipeline.orient(source, source_format, found, limits) if orient else found
 
 
 @contextlib.contextmanager
