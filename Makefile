@@ -9,11 +9,12 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
-DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full xz:xz-utils bzip2:bzip2 gzip:gzip \
-	chromium:chromium pdfinfo:poppler-utils
+DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full unzip:unzip xz:xz-utils bzip2:bzip2 \
+	gzip:gzip chromium:chromium pdfinfo:poppler-utils
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image stubs install \
+.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress \
+	stubs install \
 	system-deps clean
 
 run: $(STUBS_STAMP)
@@ -40,7 +41,7 @@ bench: $(STUBS_STAMP)
 	$(PY) -m bench.listing
 	$(PY) -m bench.durability
 
-bench-media bench-archive bench-image: bench-%: $(STUBS_STAMP) system-deps
+bench-media bench-archive bench-image bench-compress: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
 
 install: $(INSTALLED)

@@ -31,15 +31,20 @@ class MeshConfig:
     api_keys: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
+    # LINK_SIGNING_KEYS for gateway and orchestrator: one per mesh, so restarted services keep
+    # verifying the links handed out before.
+    link_keys: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
     @classmethod
     def from_env(cls) -> MeshConfig:
+        data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
         return cls(
-            data_dir=Path(os.environ.get("DATA_DIR", ".data")).resolve(),
+            data_dir=data_dir,
             http_port=int(os.environ.get("HTTP_PORT", "8080")),
             grpc_port=int(os.environ.get("GRPC_PORT", "50051")),
             nats_port=int(os.environ.get("NATS_PORT", "4222")),
             api_keys=os.environ.get("API_KEYS", ""),
+            link_keys=os.environ.get("LINK_SIGNING_KEYS") or stored_link_key(data_dir),
         )
 
     @classmethod
@@ -54,6 +59,17 @@ class MeshConfig:
             extra_env=dict(extra_env),
             log_dir=data_dir / "logs",
         )
+
+
+def stored_link_key(data_dir: Path) -> str:
+    """The development link-signing key kept beside the data (jobs outlive a restart, so
+    their links must too); created on first use."""
+    path = data_dir / "link-signing-key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def development_keys() -> str:
@@ -82,6 +98,7 @@ class LocalMesh:
             GRPC_PORT=str(c.grpc_port),
             HTTP_PORT=str(c.http_port),
             API_KEYS=c.api_keys,
+            LINK_SIGNING_KEYS=c.link_keys,
             SCRATCH_DIR=str(c.data_dir / "scratch"),
             PYTHONUNBUFFERED="1",
         )

@@ -2,7 +2,8 @@
 
 Every failure a user can see is a `MeshError` carrying a `Reason`. gRPC servers abort with the
 reason inside a `google.rpc.ErrorInfo` detail; clients turn it back into the same `MeshError`;
-the gateway renders it as Convertly's `{"error", "code", "detail"}` body.
+the gateway renders it as Convertly's `{"error", "code", "detail", "fields", "meta"}` body
+(`to_http_body`): `detail` is always a string, since Convertly's PHP client casts it to one.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ class Reason(enum.Enum):
     INVALID_FIELD = "INVALID_FIELD"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    LINK_EXPIRED = "LINK_EXPIRED"
+    LINK_INVALID = "LINK_INVALID"
     NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     CONFLICT = "CONFLICT"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
     TOO_LARGE = "TOO_LARGE"
@@ -78,7 +82,16 @@ _TABLE: dict[Reason, _Mapping] = {
         401, _C.UNAUTHENTICATED, False, "A valid API key is required."
     ),
     Reason.FORBIDDEN: _Mapping(403, _C.PERMISSION_DENIED, False, "This key may not do that."),
+    Reason.LINK_EXPIRED: _Mapping(
+        403, _C.PERMISSION_DENIED, False, "This download link has expired; fetch the job again."
+    ),
+    Reason.LINK_INVALID: _Mapping(
+        403, _C.PERMISSION_DENIED, False, "This download link's signature does not match."
+    ),
     Reason.NOT_FOUND: _Mapping(404, _C.NOT_FOUND, False, "Not found."),
+    Reason.METHOD_NOT_ALLOWED: _Mapping(
+        405, _C.UNIMPLEMENTED, False, "This route does not take that method."
+    ),
     Reason.CONFLICT: _Mapping(
         409, _C.FAILED_PRECONDITION, False, "The job is not in a state that allows this."
     ),
@@ -143,7 +156,20 @@ class MeshError(Exception):
         return f"MeshError({self.reason.value}, {self.message!r})"
 
     def to_http_body(self) -> dict[str, Any]:
-        return {"error": self.message, "code": self.reason.value, "detail": self.detail}
+        """`detail` is a sentence (empty when the message says it all), `fields` lists every
+        bad field as `{"field", "message"}`, `meta` holds the rest of the structured detail."""
+        meta = {key: value for key, value in self.detail.items() if key != "fields"}
+        fields = field_errors(self.detail.get("fields"))
+        detail = ""
+        if len(fields) > 1:
+            detail = "; ".join(f"{item['field']}: {item['message']}" for item in fields) + "."
+        return {
+            "error": self.message,
+            "code": self.reason.value,
+            "detail": detail,
+            "fields": fields,
+            "meta": meta,
+        }
 
     def to_grpc_status(self) -> grpc.Status:
         """A rich status: the reason travels in an ErrorInfo, the detail as JSON metadata."""
@@ -158,6 +184,15 @@ class MeshError(Exception):
             code=self.reason.grpc_code.value[0], message=self.message, details=[packed]
         )
         return rpc_status.to_status(status)
+
+
+def field_errors(raw: object) -> list[dict[str, str]]:
+    """`fields` as the HTTP body lists them, from a `{name: problem}` map (or bare names)."""
+    if isinstance(raw, dict):
+        return [{"field": str(name), "message": str(problem)} for name, problem in raw.items()]
+    if isinstance(raw, list | tuple):
+        return [{"field": str(name), "message": ""} for name in raw]
+    return []
 
 
 def from_grpc_error(error: grpc.RpcError) -> MeshError:

@@ -112,6 +112,8 @@ def succeeded(task: TaskSpec, worker: str, outcome: Outcome, size: int) -> tasks
     result.output_size = size
     result.mime_type = outcome.mime_type
     result.output_format = outcome.format
+    result.output_name = outcome.output_name
+    result.kept_original = outcome.kept_original
     if outcome.width is not None:
         result.width = outcome.width
     if outcome.height is not None:

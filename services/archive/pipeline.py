@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
 from mesh.options import ConversionOptions
-from mesh.outcome import Outcome
+from mesh.outcome import Outcome, smaller_or_original
 from services.archive import levels
 from services.archive.detect import SINGLE_STREAMS, TAR_FAMILY, detect, require_archive
 from services.archive.extraction import PathConflictError, ensure_dir, write_file
@@ -72,8 +73,11 @@ def _admitted(member: Member, budget: Budget, seen: set[str]) -> tuple[str | Non
     return name, None
 
 
-def _copy_members(source: Iterator[Member], sink: Sink, budget: Budget) -> list[Entry]:
-    """Repacks every safe member into the sink; returns the skipped ones."""
+def _copy_members(
+    source: Iterator[Member], sink: Sink, budget: Budget, written: list[str] | None = None
+) -> list[Entry]:
+    """Repacks every safe member into the sink (their names go to `written`); returns the
+    skipped ones."""
     skipped: list[Entry] = []
     seen: set[str] = set()
     for member in source:
@@ -88,6 +92,8 @@ def _copy_members(source: Iterator[Member], sink: Sink, budget: Budget) -> list[
         sink.add_file(
             name, _metered(member.chunks(), budget), member.size, member.mtime, member.mode
         )
+        if written is not None:
+            written.append(name)
     return skipped
 
 
@@ -145,7 +151,10 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
 ) -> Outcome:
     """Wraps a file, or repacks/recompresses an archive, into `options.format`.
 
-    An empty format keeps the input's format at the strongest setting (compress jobs).
+    An empty format keeps the input's format at the strongest setting (compress jobs), and
+    the input itself when that is not smaller. A gz/bz2/xz output is named for what it holds
+    (`Outcome.output_name`): `photo.jpg.gz` for a wrapped file, `member.gz` for an archive of
+    one file; an archive of several becomes a tar inside (the job names it `name.tar.gz`).
     """
     kind = detect(source, source_format)
     if kind is None and INPUT_FAMILIES.get(source_format) is Family.ARCHIVE:
@@ -156,6 +165,7 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
             Reason.UNSUPPORTED_PAIR, f"The archive service writes {', '.join(OUTPUTS)}."
         )
     compression = options.compression if options.format else levels.MAX_COMPRESSION
+    output_name = ""
     try:
         if kind is None:
             name = from_filename(filename)
@@ -163,8 +173,10 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
                 target, output, compression, scratch, single=True, rar_binary=rar_binary
             )
             _fill(sink, functools.partial(_add_file, sink, name, source))
+            if target in SINGLE_STREAM_OUTPUTS:
+                output_name = f"{name}.{target}"
         else:
-            _repack(
+            output_name = _repack(
                 source=source,
                 output=output,
                 kind=kind,
@@ -178,11 +190,16 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
     except BaseException:
         output.unlink(missing_ok=True)
         raise
-    return Outcome(
+    outcome = Outcome(
         format=target,
         mime_type=OUTPUT_FORMATS[target].mime_type,
         applied_quality=compression,
+        output_name=output_name,
     )
+    if not options.format:
+        # A compress keeping the format never hands back a larger archive.
+        return smaller_or_original(source, output, outcome)
+    return outcome
 
 
 def _repack(
@@ -196,15 +213,19 @@ def _repack(
     limits: ArchiveLimits,
     scratch: Path,
     rar_binary: str | None,
-) -> None:
+) -> str:
+    """Repacks; returns the output's name when it is one compressed stream (`member.gz`),
+    else "" (the job's `name.tar.gz` stands)."""
     single_name = _single_name(filename, kind)
     single = target in SINGLE_STREAM_OUTPUTS and _holds_one_file(source, kind, limits, single_name)
     budget = Budget(limits, source.stat().st_size)
     sink = open_sink(target, output, compression, scratch, single=single, rar_binary=rar_binary)
     skipped: list[Entry] = []
+    written: list[str] = []
 
     def fill() -> None:
-        skipped.extend(_copy_members(members(source, kind, budget, single_name), sink, budget))
+        source_members = members(source, kind, budget, single_name)
+        skipped.extend(_copy_members(source_members, sink, budget, written))
 
     _fill(sink, fill)
     if skipped:
@@ -213,6 +234,9 @@ def _repack(
             len(skipped),
             sorted({entry.skipped_reason or "" for entry in skipped}),
         )
+    if single and written:
+        return f"{posixpath.basename(written[0])}.{target}"
+    return ""
 
 
 def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits) -> list[Entry]:

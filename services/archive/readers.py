@@ -15,6 +15,7 @@ import stat
 import struct
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from datetime import datetime
 from functools import partial
@@ -33,6 +34,8 @@ CHUNK = 64 * 1024
 _ZIPFILE_METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 _UNICODE_PATH_EXTRA = 0x7075
 _UTF8_FLAG = 0x800
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
 _TAR_STREAM_MODES: dict[str, Literal["r|", "r|gz", "r|bz2", "r|xz"]] = {
     "": "r|",
     "gz": "r|gz",
@@ -58,19 +61,54 @@ def _zip_kind(info: zipfile.ZipInfo) -> Kind:
     return Kind.FILE
 
 
-def _unicode_path(extra: bytes) -> str | None:
+def _unicode_path(extra: bytes, raw_name: bytes | None) -> str | None:
+    """Info-ZIP's Unicode Path extra field (0x7075): the UTF-8 name, used only while the CRC
+    it carries matches the header's own name (a tool unaware of it may have renamed it);
+    `raw_name` None skips that check."""
     pos = 0
     while pos + 4 <= len(extra):
         tag, length = struct.unpack("<HH", extra[pos : pos + 4])
         body = extra[pos + 4 : pos + 4 + length]
         if tag == _UNICODE_PATH_EXTRA and len(body) > 5 and body[0] == 1:
+            crc = int.from_bytes(body[1:5], "little")
+            if raw_name is not None and crc != zlib.crc32(raw_name):
+                return None
             return body[5:].decode("utf-8", "replace")
         pos += 4 + length
     return None
 
 
+def _raw_name(info: zipfile.ZipInfo) -> bytes:
+    encoding = "utf-8" if info.flag_bits & _UTF8_FLAG else "cp437"
+    return info.orig_filename.encode(encoding, "replace")
+
+
+def _agree_with_local_header(stream: IO[bytes], info: zipfile.ZipInfo) -> None:
+    """Lets zipfile open an entry whose local header spells its name differently from the
+    central directory when both carry the same Unicode Path (Windows tools write an ASCII
+    stand-in in one and the code-page name in the other; bsdtar, 7z and unzip read them).
+    zipfile insists on equal names, so it is told the local header's. The local field's CRC
+    is not checked: such tools compute it over the central directory's name."""
+    unicode_path = _unicode_path(info.extra, _raw_name(info))
+    if unicode_path is None:
+        return
+    stream.seek(info.header_offset)
+    header = stream.read(_LOCAL_HEADER.size)
+    if len(header) < _LOCAL_HEADER.size:
+        return
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != _LOCAL_SIGNATURE:
+        return
+    name_length, extra_length = fields[-2], fields[-1]
+    raw = stream.read(name_length)
+    extra = stream.read(extra_length)
+    local_name = raw.decode("utf-8" if fields[2] & _UTF8_FLAG else "cp437", "replace")
+    if local_name != info.orig_filename and _unicode_path(extra, None) == unicode_path:
+        info.orig_filename = local_name
+
+
 def _zip_name(info: zipfile.ZipInfo) -> str:
-    unicode_path = _unicode_path(info.extra)
+    unicode_path = _unicode_path(info.extra, _raw_name(info))
     if unicode_path:
         return unicode_path
     if info.flag_bits & _UTF8_FLAG:
@@ -101,6 +139,9 @@ def _zip_members(path: Path, budget: Budget) -> Iterator[Member]:
         if any(info.compress_type not in _ZIPFILE_METHODS for info in infos):
             yield from libarchive_members(path)
             return
+        with path.open("rb") as headers:
+            for info in infos:
+                _agree_with_local_header(headers, info)
         for info in infos:
             mode = info.external_attr >> 16
             yield Member(

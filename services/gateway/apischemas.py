@@ -27,18 +27,27 @@ _JOB_TYPES = [
     for name, value in jobs_pb2.JobType.items()
     if value != jobs_pb2.JOB_TYPE_UNSPECIFIED
 ]
-_FILE_STATUSES = [
-    render.file_status(v)
-    for v in jobs_pb2.FileStatus.values()
-    if v != jobs_pb2.FILE_STATUS_UNSPECIFIED
-]
+_FILE_STATUSES = list(render.PUBLIC_FILE_STATUSES)
 BINARY: Schema = {"type": "string", "format": "binary"}
 _REASONS = [reason.value for reason in Reason]
 # Every Job key but the optional `callbacks` (issue 6) is always present.
 _JOB_KEYS = [
     *("jobId", "jobType", "status", "totalFiles", "completedFiles", "failedFiles", "progress"),
-    *("errorMessage", "results", "createdAt", "updatedAt", "completedAt"),
+    *("errorMessage", "cancelled", "cancelledAt", "results", "createdAt", "updatedAt"),
+    "completedAt",
 ]
+_WARNINGS: Schema = {
+    "type": "array",
+    "items": {"type": "string"},
+    "description": "Fields that were sent but not read (unknown to the route, or ignored by "
+    "it), one sentence each. Absent when there are none.",
+}
+_SIGNED_URL: Schema = {
+    "type": "string",
+    "format": "uri",
+    "description": "The gateway's download route with `expires` and `signature`: works "
+    "without the API key until it expires (403 LINK_EXPIRED, then fetch the job again).",
+}
 
 
 def ref(name: str) -> Schema:
@@ -189,15 +198,29 @@ def component_schemas() -> dict[str, Schema]:
             error={"type": "string", "minLength": 1, "description": "What to do about it."},
             code={"type": "string", "enum": _REASONS},
             detail={
+                "type": "string",
+                "description": "More about the error in words; empty when `error` says it all "
+                "(a string, since Convertly's PHP client casts it to one).",
+            },
+            fields={
+                "type": "array",
+                "items": _object(None, field=STRING, message=STRING),
+                "description": "Every bad field of a 400, with what is wrong with it.",
+            },
+            meta={
                 "type": "object",
-                "properties": {"fields": {"type": "object", "additionalProperties": STRING}},
-                "description": "`fields` names every bad field of a 400.",
+                "description": "The rest of the error's data (limits, sizes, the job id...).",
             },
         ),
         "FileResult": _object(
             None,
             index=_COUNT,
-            filename=STRING,
+            filename={
+                **STRING,
+                "description": "The output's name (the upload's name with the "
+                "output's extension, unique in the job).",
+            },
+            originalFilename={**STRING, "description": "The uploaded file's name."},
             status={"type": "string", "enum": _FILE_STATUSES},
             progress=_PERCENT,
             originalSize=_COUNT,
@@ -210,7 +233,12 @@ def component_schemas() -> dict[str, Schema]:
             width=nullable(integer(1)),
             height=nullable(integer(1)),
             duration={"type": ["number", "null"], "minimum": 0},
-            downloadUrl=nullable({"type": "string", "format": "uri"}),
+            keptOriginal={
+                "type": "boolean",
+                "description": "A compress whose re-encode was not smaller: the output is the "
+                "original bytes (savedPercent 0).",
+            },
+            downloadUrl=nullable(_SIGNED_URL),
             errorMessage=text_or_null,
             errorCode=nullable({"type": "string", "enum": _REASONS}),
             entries={
@@ -224,7 +252,7 @@ def component_schemas() -> dict[str, Schema]:
             status={"type": "string", "enum": _FILE_STATUSES},
             size=nullable(_COUNT),
             mimeType={"type": "string", "enum": ["application/zip"]},
-            downloadUrl=nullable({"type": "string", "format": "uri"}),
+            downloadUrl=nullable(_SIGNED_URL),
             errorMessage=text_or_null,
         ),
         "ArchiveEntry": _object(
@@ -246,12 +274,18 @@ def component_schemas() -> dict[str, Schema]:
             [*_JOB_KEYS],
             jobId={"type": "string", "format": "uuid"},
             jobType={"type": "string", "enum": _JOB_TYPES},
-            status={"type": "string", "enum": list(render.STATUS_FILTERS)},
+            status={
+                "type": "string",
+                "enum": list(render.PUBLIC_JOB_STATUSES),
+                "description": "A cancelled job is failed, with `cancelled: true`.",
+            },
             totalFiles=_COUNT,
             completedFiles=_COUNT,
             failedFiles=_COUNT,
             progress=_PERCENT,
             errorMessage=text_or_null,
+            cancelled={"type": "boolean"},
+            cancelledAt=_time(),
             results=_object(
                 None,
                 files={"type": "array", "items": ref("FileResult")},
@@ -263,9 +297,10 @@ def component_schemas() -> dict[str, Schema]:
             callbacks={"type": "array", "items": ref("CallbackDelivery")},
         ),
         "JobCreated": _object(
-            None,
+            ["jobId", "status"],
             jobId={"type": "string", "format": "uuid"},
-            status={"type": "string", "enum": list(render.STATUS_FILTERS)},
+            status={"type": "string", "enum": ["pending"]},
+            warnings=_WARNINGS,
         ),
         "Pagination": _object(
             None,
@@ -280,17 +315,31 @@ def component_schemas() -> dict[str, Schema]:
         "SyncFile": _object(
             None,
             filename=STRING,
+            originalFilename=STRING,
             originalSize=_COUNT,
             finalSize=_COUNT,
             savedPercent={"type": ["number", "null"], "maximum": 100},
             mimeType=STRING,
             downloadUrl={"type": "string", "description": "The output as a data: URL."},
             appliedQuality=nullable(integer(0, 100)),
+            keptOriginal={"type": "boolean"},
+        ),
+        "SyncFailedFile": _object(
+            None,
+            filename=STRING,
+            originalFilename=STRING,
+            originalSize=_COUNT,
+            error=STRING,
+            code={"type": "string", "enum": _REASONS},
         ),
         "SyncResult": _object(
-            None,
-            files={"type": "array", "items": ref("SyncFile")},
+            ["files", "storage"],
+            files={
+                "type": "array",
+                "items": {"anyOf": [ref("SyncFile"), ref("SyncFailedFile")]},
+            },
             storage=_object(None, saved={"type": "boolean"}),
+            warnings=_WARNINGS,
         ),
         "Health": _object(None, status={"type": "string", "enum": ["ok", "unavailable"]}),
     }

@@ -1,5 +1,7 @@
 """The public REST contract (API.md) on Starlette: each route is a thin call into the
-orchestrator's JobService; errors become Convertly's `{"error", "code", "detail"}` bodies."""
+orchestrator's JobService; errors become Convertly's `{"error", "code", "detail", "fields",
+"meta"}` bodies, with the headers their status calls for (`Retry-After`, `WWW-Authenticate`,
+`Allow`, `Content-Range`). Browsers on the operator's `CORS_ORIGINS` may call it."""
 
 from __future__ import annotations
 
@@ -11,24 +13,56 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from mesh import jobjson
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth, docs, events, metrics, openapi, paths, sync, web
+from mesh.links import DownloadLinks
+from services.gateway import (
+    auth,
+    docs,
+    events,
+    metrics,
+    openapi,
+    paths,
+    submission,
+    sync,
+    web,
+)
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response, requested_range
-from services.gateway.forms import JobForm, parse_job_form
-from services.gateway.multipart import FormLimits, read_form
+from services.gateway.forms import parse_job_form
+from services.gateway.multipart import FormLimits
 from services.gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = "5"
-_JOB_TYPES = {"convert": jobs_pb2.JOB_TYPE_CONVERT, "compress": jobs_pb2.JOB_TYPE_COMPRESS}
+WWW_AUTHENTICATE = 'Bearer realm="convertmesh"'
+# What a browser on an allowed origin may send and read (CORS).
+CORS_REQUEST_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "If-None-Match",
+    "Last-Event-ID",
+    "Range",
+    "x-api-key",
+)
+CORS_EXPOSED_HEADERS = (
+    "Content-Disposition",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "ETag",
+    "Retry-After",
+    "WWW-Authenticate",
+    submission.REPLAYED_HEADER,
+)
 
 
 def _client(request: Request) -> JobClient:
@@ -40,54 +74,51 @@ def _tenant(request: Request) -> str:
     return auth.tenant_for(request, request.app.state.settings.api_keys)
 
 
-def _base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def links(request: Request) -> DownloadLinks:
+    """Signed download links on the base URL this request reached the gateway by."""
+    settings: Settings = request.app.state.settings
+    return DownloadLinks(str(request.base_url), settings.links)
+
+
+def _download_tenant(request: Request) -> str:
+    """The tenant of a download: the API key's when a valid one is sent (clients that always
+    send it keep working with any link), else the signed link's."""
+    settings: Settings = request.app.state.settings
+    query = request.query_params
+    signed = "signature" in query or "expires" in query
+    if auth.presented_key(request) or not signed:
+        try:
+            return _tenant(request)
+        except MeshError:
+            if not signed:
+                raise
+    return settings.links.verify(
+        settings.tenants,
+        request.url.path,
+        query.get("expires", ""),
+        query.get("signature", ""),
+    )
 
 
 async def create_job(request: Request) -> Response:
-    tenant = _tenant(request)
-    client = _client(request)
     settings: Settings = request.app.state.settings
-
-    async def upload(filename: str, content_type: str, chunks: AsyncIterator[bytes]) -> Any:
-        return await client.upload(tenant, filename, content_type, chunks)
-
-    async def discard(blob_id: str) -> None:
-        await client.delete_blob(tenant, blob_id)
-
     limits = FormLimits(
         max_files=settings.max_files,
         max_file_bytes=settings.max_file_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
-    form: JobForm = await read_form(request, parse_job_form, upload, discard, limits)
-    job_request = jobs_pb2.CreateJobRequest(
-        tenant=tenant,
-        request_id=request.headers.get("idempotency-key", ""),
-        job_type=_JOB_TYPES[form.job_type],
-        create_archive=form.create_archive,
-        callback_url=form.callback_url,
-        callback_secret=form.callback_secret,
-        files=[
-            jobs_pb2.FileSpec(
-                blob_id=uploaded.blob_id, filename=uploaded.filename, options=options.to_proto()
-            )
-            for uploaded, options in form.files
-        ],
-    )
-    try:
-        job = await client.create_job(job_request)
-    except MeshError:
-        for uploaded, _ in form.files:
-            await client.delete_blob(tenant, uploaded.blob_id)
-        raise
-    return JSONResponse({"jobId": job.job_id, "status": jobjson.job_status(job.status)})
+    submitted = await submission.submit(request, parse_job_form, limits)
+    # A job is always pending when created, so a replay answers exactly what the first did.
+    body: dict[str, Any] = {"jobId": submitted.job.job_id, "status": "pending"}
+    if submitted.form.warnings:
+        body["warnings"] = list(submitted.form.warnings)
+    return JSONResponse(body, headers=submitted.headers)
 
 
 async def get_job(request: Request) -> Response:
     tenant = _tenant(request)
     job = await _client(request).get_job(tenant, paths.job_id(request))
-    return JSONResponse(jobjson.render_job(job, _base_url(request)))
+    return JSONResponse(jobjson.render_job(job, links(request)))
 
 
 def _query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -123,10 +154,10 @@ async def list_jobs(request: Request) -> Response:
             status=jobjson.STATUS_FILTERS.get(status_name, jobs_pb2.JOB_STATUS_UNSPECIFIED),
         )
     )
-    base = _base_url(request)
+    shown = links(request)
     return JSONResponse(
         {
-            "jobs": [jobjson.render_job(job, base) for job in response.jobs],
+            "jobs": [jobjson.render_job(job, shown) for job in response.jobs],
             "pagination": {
                 "limit": limit,
                 "offset": offset,
@@ -140,11 +171,11 @@ async def list_jobs(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     tenant = _tenant(request)
     job = await _client(request).cancel_job(tenant, paths.job_id(request))
-    return JSONResponse(jobjson.render_job(job, _base_url(request)))
+    return JSONResponse(jobjson.render_job(job, links(request)))
 
 
 async def download_file(request: Request) -> Response:
-    tenant = _tenant(request)
+    tenant = _download_tenant(request)
     wanted = requested_range(request)
     header, body = await _client(request).read_output(
         tenant, paths.job_id(request), paths.file_index(request), byte_range=wanted
@@ -153,7 +184,7 @@ async def download_file(request: Request) -> Response:
 
 
 async def download_archive(request: Request) -> Response:
-    tenant = _tenant(request)
+    tenant = _download_tenant(request)
     wanted = requested_range(request)
     header, body = await _client(request).read_output(
         tenant, paths.job_id(request), 0, archive=True, byte_range=wanted
@@ -169,19 +200,51 @@ async def healthz(request: Request) -> Response:
     )
 
 
+def error_headers(error: MeshError) -> dict[str, str]:
+    """The headers an error's status calls for (RFC 9110)."""
+    headers: dict[str, str] = {}
+    if error.reason.retryable:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
+    if error.reason is Reason.UNAUTHENTICATED:
+        headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    if error.reason is Reason.RANGE_NOT_SATISFIABLE and "size" in error.detail:
+        headers["Content-Range"] = f"bytes */{error.detail['size']}"
+    return headers
+
+
 async def on_mesh_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MeshError)
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if exc.reason.retryable else None
     if exc.reason is Reason.INTERNAL:
         log.error("internal error on %s %s", request.method, request.url.path)
-    return JSONResponse(exc.to_http_body(), status_code=exc.reason.http_status, headers=headers)
+    return JSONResponse(
+        exc.to_http_body(), status_code=exc.reason.http_status, headers=error_headers(exc)
+    )
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette's own 405 names only the
+    methods of the first route that matched the path)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE and isinstance(route, Route):
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    reason = {404: Reason.NOT_FOUND, 405: Reason.INVALID_FIELD}.get(
-        exc.status_code, Reason.INTERNAL
-    )
+    if exc.status_code == 405:
+        allow = allowed_methods(request)
+        error = MeshError(
+            Reason.METHOD_NOT_ALLOWED,
+            f"{request.method} is not served on this path; use {', '.join(allow)}.",
+            allowed=allow,
+        )
+        return JSONResponse(
+            error.to_http_body(), status_code=405, headers={"Allow": ", ".join(allow)}
+        )
+    reason = Reason.NOT_FOUND if exc.status_code == 404 else Reason.INTERNAL
     body = MeshError(reason, str(exc.detail)).to_http_body()
     return JSONResponse(body, status_code=exc.status_code)
 
@@ -217,9 +280,23 @@ def create_app(settings: Settings) -> Starlette:
         Route("/metrics", metrics.metrics, methods=["GET"]),
         *web.routes,
     ]
+    middleware = [Middleware(metrics.RequestMetrics, routes=routes)]
+    if settings.cors_origins:
+        # Outermost, so that error answers carry the CORS headers too.
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=list(CORS_REQUEST_HEADERS),
+                expose_headers=list(CORS_EXPOSED_HEADERS),
+                max_age=600,
+            ),
+        )
     return Starlette(
         routes=routes,
-        middleware=[Middleware(metrics.RequestMetrics, routes=routes)],
+        middleware=middleware,
         exception_handlers={
             MeshError: on_mesh_error,
             HTTPException: on_http_error,

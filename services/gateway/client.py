@@ -82,9 +82,9 @@ class JobClient:
                 self._stub.DeleteBlob, jobs_pb2.DeleteBlobRequest(tenant=tenant, blob_id=blob_id)
             )
 
-    async def create_job(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.Job:
+    async def create_job(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobResponse:
         response: jobs_pb2.CreateJobResponse = await self._call(self._stub.CreateJob, request)
-        return response.job
+        return response
 
     async def get_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
         job: jobs_pb2.Job = await self._call(

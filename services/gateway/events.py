@@ -18,6 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from mesh import jobjson
 from mesh.jobs.v1 import jobs_pb2
+from mesh.links import DownloadLinks
 from services.gateway import auth, paths
 from services.gateway.client import JobClient
 
@@ -71,7 +72,7 @@ async def _with_keepalive(
 
 
 async def stream_events(
-    updates: AsyncIterator[jobs_pb2.Job], base_url: str, resume_after: int
+    updates: AsyncIterator[jobs_pb2.Job], links: DownloadLinks, resume_after: int
 ) -> AsyncIterator[bytes]:
     previous: list[tuple[int, int]] = []
     async for job in _with_keepalive(updates):
@@ -85,13 +86,17 @@ async def stream_events(
         marks = _file_marks(job)
         for index, mark in enumerate(marks):
             if index >= len(previous) or previous[index] != mark:
-                yield format_event("file", jobjson.render_file(job, job.files[index], base_url))
+                yield format_event("file", jobjson.render_file(job, job.files[index], links))
         previous = marks
-        yield format_event("job", jobjson.render_job(job, base_url), current)
+        yield format_event("job", jobjson.render_job(job, links), current)
         if job.status in TERMINAL:
-            yield format_event(
-                "end", {"jobId": job.job_id, "status": jobjson.job_status(job.status)}
-            )
+            end: dict[str, Any] = {
+                "jobId": job.job_id,
+                "status": jobjson.public_job_status(job.status),
+            }
+            if job.status == jobs_pb2.JOB_STATUS_CANCELLED:
+                end["cancelled"] = True
+            yield format_event("end", end)
             return
 
 
@@ -101,9 +106,9 @@ async def job_events(request: Request) -> Response:
     raw_resume = request.headers.get("last-event-id", "")
     resume_after = paths.whole_number(raw_resume) or 0
     updates = await client.watch_job(tenant, paths.job_id(request))
-    base_url = str(request.base_url).rstrip("/")
+    links = DownloadLinks(str(request.base_url), request.app.state.settings.links)
     return StreamingResponse(
-        stream_events(updates, base_url, resume_after),
+        stream_events(updates, links, resume_after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

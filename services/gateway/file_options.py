@@ -104,6 +104,12 @@ class OptionSet:
     requirements: tuple[_Requirement, ...]
     quality_alias: bool
 
+    @property
+    def names(self) -> frozenset[str]:
+        """Every form field name these options are read from."""
+        aliases = {o.alias for o in self.options if o.alias and self.quality_alias}
+        return frozenset({o.name for o in self.options} | {o.array for o in self.options} | aliases)
+
 
 CONVERT = OptionSet(OPTIONS, (_FORMAT_REQUIRED, *_SHARED_REQUIREMENTS), quality_alias=False)
 # Compress keeps each input's format unless one is given.

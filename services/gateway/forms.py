@@ -1,7 +1,10 @@
 """The conversion routes' forms, validated whole: every bad field is reported in one 400.
 
-Unknown fields are ignored, since Convertly clients send extras. Per-file options are read by
-`file_options`; this module adds the route-level fields and the at-least-one-file rule.
+Per-file options are read by `file_options`; this module adds the route-level fields, the
+at-least-one-non-empty-file rule and the check of field names. Convertly clients send extras,
+so a field the route does not read is no error: it is named in the answer's `warnings`. A
+misspelling that differs from a real field only in case (`jobtype`) is a 400 naming the right
+spelling, since ignoring it would silently run a different job.
 """
 
 from __future__ import annotations
@@ -19,37 +22,68 @@ from services.gateway.file_options import (
     OptionSet,
     read_file_options,
 )
-from services.gateway.multipart import ParsedForm
+from services.gateway.multipart import FILE_FIELD, ParsedForm
 from services.gateway.uploads import UploadedFile
 
 MAX_CALLBACK_URL_CHARS = 2048
 MAX_CALLBACK_SECRET_CHARS = 1024
 _URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
 _JOB_TYPES = {"convert": CONVERT, "compress": COMPRESS_JOB}
+# Route-level fields of POST /api/jobs (API.md "Jobs"), beside the per-file options.
+JOB_FIELD_NAMES = frozenset(
+    {"jobType", "createArchive", "saveToStorage", "callbackUrl", "callbackSecret"}
+)
+SAVE_TO_STORAGE = "saveToStorage"
 
 FileWithOptions = tuple[UploadedFile, ConversionOptions]
 
 
 @dataclass(frozen=True)
 class JobForm:
+    """A validated request of any conversion route (the sync ones never set the job-only
+    fields)."""
+
     job_type: str  # "convert" | "compress"
     create_archive: bool
     files: tuple[FileWithOptions, ...]
     callback_url: str  # "" when absent; the SSRF check happens where it is used
     callback_secret: str
-
-
-@dataclass(frozen=True)
-class SyncForm:
-    """A synchronous /api/convert or /api/compress request."""
-
-    files: tuple[FileWithOptions, ...]
+    # Sentences about fields that were sent but not used, for the answer's `warnings`.
+    warnings: tuple[str, ...] = ()
 
 
 def _files(form: ParsedForm, using: OptionSet, errors: FieldErrors) -> tuple[FileWithOptions, ...]:
     if not form.files:
-        errors.add("files", "must carry at least one file (parts named files, files[] or file)")
+        errors.add(
+            "files",
+            "must carry at least one file (parts named files, files[], files[N], files.items "
+            "or file)",
+        )
+    empty = [uploaded.filename for uploaded in form.files if uploaded.size == 0]
+    if empty:
+        names = ", ".join(f"'{name}'" for name in empty)
+        errors.add("files", f"holds an empty file (0 bytes): {names}")
     return tuple(zip(form.files, read_file_options(form, using, errors), strict=True))
+
+
+def _field_names(
+    form: ParsedForm, known: frozenset[str], route: str, errors: FieldErrors
+) -> tuple[str, ...]:
+    """Warnings for the fields this route does not read; a case-only misspelling of a field
+    it does read is an error."""
+    by_lower = {name.lower(): name for name in known}
+    warnings: list[str] = []
+    for name in form.fields:
+        if name in known:
+            continue
+        spelt = by_lower.get(name.lower())
+        if spelt is not None:
+            errors.add(name, f"is not a field; did you mean '{spelt}'?")
+        elif FILE_FIELD.fullmatch(name):
+            warnings.append(f"The part '{name}' was sent as text, not as a file, and was ignored.")
+        else:
+            warnings.append(f"The field '{name}' is not read by {route} and was ignored.")
+    return tuple(warnings)
 
 
 def _flag(form: ParsedForm, name: str, default: bool, errors: FieldErrors) -> bool:
@@ -104,30 +138,40 @@ def parse_job_form(form: ParsedForm) -> JobForm:
     always store their sources, so false is accepted rather than refused."""
     errors = FieldErrors()
     job_type = _job_type(form, errors)
-    # With an invalid jobType, read options as compress so a missing format is not reported too.
-    using = _JOB_TYPES.get(job_type, COMPRESS_JOB)
+    # With an invalid or misspelt jobType, read options as compress so that a missing format
+    # is not reported too.
+    misspelt = any(name.lower() == "jobtype" and name != "jobType" for name in form.fields)
+    using = COMPRESS_JOB if misspelt else _JOB_TYPES.get(job_type, COMPRESS_JOB)
+    warnings = _field_names(form, JOB_FIELD_NAMES | using.names, "POST /api/jobs", errors)
     create_archive = _flag(form, "createArchive", False, errors)
-    _flag(form, "saveToStorage", True, errors)
+    _flag(form, SAVE_TO_STORAGE, True, errors)
     callback_url = _callback_url(form, errors)
     callback_secret = _callback_secret(form, errors)
     files = _files(form, using, errors)
     errors.raise_if_any()
-    return JobForm(job_type, create_archive, files, callback_url, callback_secret)
+    return JobForm(job_type, create_archive, files, callback_url, callback_secret, warnings)
 
 
-def _sync_form(form: ParsedForm, using: OptionSet) -> SyncForm:
+def _sync_form(form: ParsedForm, using: OptionSet, job_type: str) -> JobForm:
+    route = f"POST /api/{job_type}"
     errors = FieldErrors()
+    warnings = _field_names(form, using.names | {SAVE_TO_STORAGE}, route, errors)
+    if _flag(form, SAVE_TO_STORAGE, False, errors):
+        warnings += (
+            f"saveToStorage is not supported by {route}: outputs come back inline as data: "
+            "URLs and nothing is stored. Use POST /api/jobs to keep them.",
+        )
     files = _files(form, using, errors)
     errors.raise_if_any()
-    return SyncForm(files)
+    return JobForm(job_type, False, files, "", "", warnings)
 
 
-def parse_convert_form(form: ParsedForm) -> SyncForm:
+def parse_convert_form(form: ParsedForm) -> JobForm:
     """POST /api/convert: the job's convert fields, without jobType and createArchive."""
-    return _sync_form(form, CONVERT)
+    return _sync_form(form, CONVERT, "convert")
 
 
-def parse_compress_form(form: ParsedForm) -> SyncForm:
+def parse_compress_form(form: ParsedForm) -> JobForm:
     """POST /api/compress: mode, quality, targetBytes, lossless, stripMetadata (and their
     per-file forms); the output keeps each input's format."""
-    return _sync_form(form, COMPRESS_SYNC)
+    return _sync_form(form, COMPRESS_SYNC, "compress")

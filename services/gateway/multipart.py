@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -37,8 +38,14 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 MiB = 1024 * 1024
-# Part names that carry the job's files (API.md Conventions); other file parts are ignored.
-_FILE_FIELD = re.compile(r"files(\[\d*\])?|file")
+# Part names that carry the job's files (API.md Conventions): files, files[], files[N], file,
+# and `files.items` / `files.items[N]`, the name Convertly's own reference page gives in its
+# curl example. Other file parts are ignored.
+FILE_FIELD = re.compile(r"files(\.items)?(\[\d*\])?|file")
+# RFC 5987 `filename*=charset'language'percent-encoded`, which python-multipart drops.
+_EXTENDED_FILENAME = re.compile(
+    r";\s*filename\*\s*=\s*\"?([A-Za-z0-9_-]+)'[^']*'([^\s;\"]*)\"?", re.IGNORECASE
+)
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -193,18 +200,22 @@ class _Reader:
             await self._data(event)
 
     def _begin(self, headers: dict[bytes, bytes]) -> _Part:
-        disposition, options = parse_options_header(headers.get(b"content-disposition"))
+        raw_disposition = headers.get(b"content-disposition", b"")
+        disposition, options = parse_options_header(raw_disposition)
         if disposition != b"form-data" or not options.get(b"name"):
             raise _malformed("a part has no form-data name")
         # Headers are raw bytes (latin-1 round trip); clients send UTF-8 names.
         name = options[b"name"].decode("utf-8", "replace")
+        extended = extended_filename(raw_disposition)
+        if extended is not None:
+            options[b"filename"] = extended.encode()
         if b"filename" not in options:
             self.field_count += 1
             if self.field_count > self.limits.max_fields:
                 maximum = self.limits.max_fields
                 raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
             return _TextPart(name, bytearray())
-        if not _FILE_FIELD.fullmatch(name):
+        if not FILE_FIELD.fullmatch(name):
             return _SkippedPart()
         if len(self.files) >= self.limits.max_files:
             maximum = self.limits.max_files
@@ -268,6 +279,17 @@ class _Reader:
             if stray is not None:
                 blob_ids.append(stray)
         await discard_blobs(blob_ids, discard)
+
+
+def extended_filename(disposition: bytes) -> str | None:
+    """The RFC 5987 `filename*` of a Content-Disposition, decoded; None when absent. It wins
+    over a plain `filename`, which senders of both use as an ASCII fallback."""
+    match = _EXTENDED_FILENAME.search(disposition.decode("latin-1"))
+    if match is None:
+        return None
+    charset, encoded = match.groups()
+    codec = "latin-1" if charset.lower() in ("iso-8859-1", "latin1", "latin-1") else "utf-8"
+    return unquote_to_bytes(encoded).decode(codec, "replace")
 
 
 def _content_type(raw: bytes) -> str:

@@ -32,13 +32,15 @@ from services.gateway.file_options import (
 )
 
 _WHEN: dict[int, str] = {
-    400: "A field is invalid; `detail.fields` names every bad field.",
-    401: "The API key is missing or unknown.",
-    403: "This key may not do that.",
+    400: "A field is invalid; `fields` names every bad field.",
+    401: "The API key is missing or unknown (`WWW-Authenticate: Bearer`).",
+    403: "A download link expired or its signature does not match.",
     404: "No such job (or file) for this key's tenant, or it has expired.",
+    405: "The path is served, but not with this method; `Allow` lists the methods.",
     409: "The job's state does not allow this, or the Idempotency-Key was used with another body.",
     413: "The upload or the input exceeds a limit.",
     415: "The input format, or the input/output pair, is not supported.",
+    416: "The range starts past the end; `Content-Range: bytes */size` gives the size.",
     422: "The input cannot be processed (damaged, encrypted, unreachable target).",
     429: "Too many requests or concurrent jobs for this tenant; retry after `Retry-After`.",
     500: "Something went wrong on our side.",
@@ -47,6 +49,13 @@ _WHEN: dict[int, str] = {
 }
 _ERROR_STATUSES = sorted({reason.http_status for reason in Reason})
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": integer(0)}
+_ERROR_HEADERS: dict[int, tuple[str, Schema]] = {
+    401: ("WWW-Authenticate", {"description": "`Bearer`", "schema": {"type": "string"}}),
+    405: ("Allow", {"description": "The methods this path serves.", "schema": {"type": "string"}}),
+    416: ("Content-Range", {"description": "`bytes */size`", "schema": {"type": "string"}}),
+    429: ("Retry-After", _RETRY_AFTER),
+    503: ("Retry-After", _RETRY_AFTER),
+}
 
 
 def error_codes(status: int) -> list[str]:
@@ -61,8 +70,9 @@ def _error_response(status: int) -> Schema:
         "description": f"{_WHEN.get(status, 'An error.')} Codes: {', '.join(codes)}.",
         "content": {"application/json": {"schema": narrowed}},
     }
-    if status in (429, 503):
-        response["headers"] = {"Retry-After": {**_RETRY_AFTER, "required": True}}
+    header = _ERROR_HEADERS.get(status)
+    if header is not None:
+        response["headers"] = {header[0]: {**header[1], "required": True}}
     return response
 
 
@@ -84,6 +94,27 @@ _IDEMPOTENCY_KEY = _param(
     STRING,
     "Same key and tenant within 24 h returns the first job and creates nothing.",
 )
+_SIGNED_LINK = (
+    _param(
+        "expires",
+        "query",
+        integer(0),
+        "Signed link: Unix time the link expires at (from the job's `downloadUrl`).",
+    ),
+    _param(
+        "signature",
+        "query",
+        STRING,
+        "Signed link: the HMAC from the job's `downloadUrl`; with it no API key is needed.",
+    ),
+)
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "Present when the Idempotency-Key named a job created before: the "
+        "answer is the first one, replayed.",
+    }
+}
 _DOWNLOAD_HEADERS = {
     "Content-Disposition": {"schema": STRING, "description": "attachment; the output's name"},
     "ETag": {"schema": STRING, "description": "Quoted SHA-256 of the bytes."},
@@ -143,7 +174,10 @@ def _sync(summary: str, using: OptionSet) -> Schema:
     ok["content"]["application/octet-stream"] = {
         "schema": {**BINARY, "description": "With `Accept: application/octet-stream` and one file"}
     }
-    return _operation("sync", summary, ok, _SYNC, body=form(using, {}))
+    ok["headers"] = _REPLAYED
+    return _operation(
+        "sync", summary, ok, _SYNC, parameters=(_IDEMPOTENCY_KEY,), body=form(using, {})
+    )
 
 
 def _download(
@@ -170,6 +204,8 @@ def _download(
         "description": "Not modified: If-None-Match names the current ETag.",
         "headers": {"ETag": _DOWNLOAD_HEADERS["ETag"]},
     }
+    # The API key, or nothing but the signed link's query.
+    operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]
     return operation
 
 
@@ -223,7 +259,10 @@ def operations() -> dict[Operation, Schema]:
         ("POST", "/api/jobs"): _operation(
             "jobs",
             "Create an asynchronous job",
-            _json(ref("JobCreated"), "Accepted; poll the job or watch its events."),
+            {
+                **_json(ref("JobCreated"), "Accepted; poll the job or watch its events."),
+                "headers": _REPLAYED,
+            },
             _CREATE,
             parameters=(_IDEMPOTENCY_KEY,),
             body=form(COMPRESS_JOB, JOB_FIELDS),
@@ -246,13 +285,16 @@ def operations() -> dict[Operation, Schema]:
             parameters=job_id,
         ),
         ("GET", "/api/jobs/{job_id}/files/{index}"): _download(
-            "Download one output", mime_types, (401, 404, 409, 500, 503), (*job_id, index)
+            "Download one output",
+            mime_types,
+            (401, 403, 404, 409, 500, 503),
+            (*job_id, index, *_SIGNED_LINK),
         ),
         ("GET", "/api/jobs/{job_id}/archive"): _download(
             "Download the zip of all outputs (createArchive=true)",
             ["application/zip"],
-            (401, 404, 500, 503),
-            job_id,
+            (401, 403, 404, 500, 503),
+            (*job_id, *_SIGNED_LINK),
         ),
         ("GET", "/api/jobs/{job_id}/events"): _operation(
             "jobs",
@@ -289,7 +331,8 @@ def build_document() -> Schema:
             "title": "convertmesh",
             "version": "1",
             "description": "Convertly-compatible file conversion API. Booleans in forms are "
-            "true/false (or 1/0). Errors are `{error, code, detail}`.",
+            "true/false (or 1/0). Errors are `{error, code, detail, fields, meta}` with "
+            "`detail` a string. Fields a route does not read are listed in `warnings`.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],

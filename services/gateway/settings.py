@@ -6,7 +6,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from mesh.settings import env_int
+from mesh.links import LinkSigner
+from mesh.settings import env_int, load
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -25,6 +26,18 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
+def parse_origins(raw: str) -> tuple[str, ...]:
+    """`CORS_ORIGINS`: `https://app.example,https://admin.example`, or `*` for any origin."""
+    origins = tuple(filter(None, (part.strip().rstrip("/") for part in raw.split(","))))
+    for origin in origins:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ValueError(
+                "CORS_ORIGINS must be origins like https://app.example (scheme and host, "
+                f"no path) separated by commas, or *; got {origin!r}"
+            )
+    return origins
+
+
 @dataclass(frozen=True)
 class Settings:
     http_host: str = "127.0.0.1"
@@ -38,6 +51,14 @@ class Settings:
     sync_max_bytes: int = 50 * 1024 * 1024
     sync_timeout_seconds: float = 60.0
     log_level: str = "INFO"
+    # Signs and checks downloadUrls; the orchestrator signs callback bodies with the same keys.
+    links: LinkSigner = field(default_factory=LinkSigner.ephemeral)
+    # Browser origins allowed to call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+
+    @property
+    def tenants(self) -> frozenset[str]:
+        return frozenset(self.api_keys.values())
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,4 +75,6 @@ class Settings:
             sync_max_bytes=env_int("SYNC_MAX_BYTES", cls.sync_max_bytes),
             sync_timeout_seconds=env_int("SYNC_TIMEOUT_SECONDS", int(cls.sync_timeout_seconds)),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
+            links=load(LinkSigner.read, os.environ),
+            cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),
         )

@@ -21,43 +21,43 @@ from starlette.responses import Response, StreamingResponse
 from mesh import jobjson
 from mesh.errors import MeshError, Reason, reason_named
 from mesh.jobs.v1 import jobs_pb2
-from services.gateway import auth
+from mesh.links import DownloadLinks
+from services.gateway import submission
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
-from services.gateway.forms import SyncForm, parse_compress_form, parse_convert_form
-from services.gateway.multipart import FormLimits, ParsedForm, read_form
+from services.gateway.forms import JobForm, parse_compress_form, parse_convert_form
+from services.gateway.multipart import FormLimits, ParsedForm
 from services.gateway.settings import Settings
 
 BASE64_BLOCK = 3 * 64 * 1024
+# What each answered file shows (API.md "Synchronous endpoints"), from the job's file item.
+_ITEM_KEYS = (
+    "filename",
+    "originalFilename",
+    "originalSize",
+    "finalSize",
+    "savedPercent",
+    "mimeType",
+    "appliedQuality",
+    "keptOriginal",
+)
 
 
 async def convert(request: Request) -> Response:
-    return await _run(request, parse_convert_form, jobs_pb2.JOB_TYPE_CONVERT)
+    return await _run(request, parse_convert_form)
 
 
 async def compress(request: Request) -> Response:
-    return await _run(request, parse_compress_form, jobs_pb2.JOB_TYPE_COMPRESS)
+    return await _run(request, parse_compress_form)
 
 
-async def _run(
-    request: Request,
-    parse: Callable[[ParsedForm], SyncForm],
-    job_type: jobs_pb2.JobType.ValueType,
-) -> Response:
+async def _run(request: Request, parse: Callable[[ParsedForm], JobForm]) -> Response:
     settings: Settings = request.app.state.settings
     client: JobClient = request.app.state.client
-    tenant = auth.tenant_for(request, settings.api_keys)
-
-    async def upload(filename: str, content_type: str, chunks: AsyncIterator[bytes]) -> Any:
-        return await client.upload(tenant, filename, content_type, chunks)
-
-    async def discard(blob_id: str) -> None:
-        await client.delete_blob(tenant, blob_id)
-
     budget = settings.sync_max_bytes
     limits = FormLimits(max_files=settings.max_files, max_file_bytes=budget, max_body_bytes=budget)
     try:
-        form = await read_form(request, parse, upload, discard, limits)
+        submitted = await submission.submit(request, parse, limits)
     except MeshError as error:
         if error.reason is Reason.TOO_LARGE:
             raise MeshError(
@@ -67,17 +67,7 @@ async def _run(
                 **error.detail,
             ) from None
         raise
-    job = await client.create_job(
-        jobs_pb2.CreateJobRequest(
-            tenant=tenant,
-            request_id=request.headers.get("idempotency-key", ""),
-            job_type=job_type,
-            files=[
-                jobs_pb2.FileSpec(blob_id=f.blob_id, filename=f.filename, options=o.to_proto())
-                for f, o in form.files
-            ],
-        )
-    )
+    tenant, job = submitted.tenant, submitted.job
     try:
         final = await asyncio.wait_for(
             _terminal(client, tenant, job.job_id), settings.sync_timeout_seconds
@@ -96,8 +86,15 @@ async def _run(
     accept = request.headers.get("accept", "")
     if "application/octet-stream" in accept and len(final.files) == 1:
         header, body = await client.read_output(tenant, job.job_id, 0)
-        return await download_response(request, header, body, ranged=False)
-    return StreamingResponse(_json_body(client, tenant, final), media_type="application/json")
+        response = await download_response(request, header, body, ranged=False)
+        response.headers.update(submitted.headers)
+        return response
+    links = DownloadLinks(str(request.base_url), settings.links)
+    return StreamingResponse(
+        _json_body(client, final, links, submitted.form.warnings),
+        media_type="application/json",
+        headers=submitted.headers,
+    )
 
 
 async def _terminal(client: JobClient, tenant: str, job_id: str) -> jobs_pb2.Job:
@@ -109,34 +106,32 @@ async def _terminal(client: JobClient, tenant: str, job_id: str) -> jobs_pb2.Job
     return last
 
 
-async def _json_body(client: JobClient, tenant: str, job: jobs_pb2.Job) -> AsyncIterator[bytes]:
+async def _json_body(
+    client: JobClient, job: jobs_pb2.Job, links: DownloadLinks, warnings: tuple[str, ...]
+) -> AsyncIterator[bytes]:
     yield b'{"files": ['
     for number, item in enumerate(job.files):
         if number:
             yield b", "
+        described = jobjson.render_file(job, item, links)
         if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
-            yield json.dumps(
-                {
-                    "filename": item.filename,
-                    "originalSize": item.original_size,
-                    "error": item.error_message,
-                    "code": item.error_code,
-                }
-            ).encode()
+            failed: dict[str, Any] = {
+                key: described[key] for key in ("filename", "originalFilename", "originalSize")
+            }
+            failed |= {"error": described["errorMessage"], "code": described["errorCode"]}
+            yield json.dumps(failed).encode()
             continue
-        described = jobjson.render_file(job, item, "")
-        head = {
-            key: described[key]
-            for key in ("filename", "originalSize", "finalSize", "savedPercent", "mimeType")
-        }
-        head["appliedQuality"] = described["appliedQuality"]
+        head = {key: described[key] for key in _ITEM_KEYS}
         opening = json.dumps(head)[:-1] + ', "downloadUrl": "data:'
         yield (opening + f"{item.mime_type};base64,").encode()
-        _, body = await client.read_output(tenant, job.job_id, item.index)
+        _, body = await client.read_output(job.tenant, job.job_id, item.index)
         async for encoded in _base64(body):
             yield encoded
         yield b'"}'
-    yield b'], "storage": {"saved": false}}'
+    tail: dict[str, Any] = {"storage": {"saved": False}}
+    if warnings:
+        tail["warnings"] = list(warnings)
+    yield b"], " + json.dumps(tail)[1:].encode()
 
 
 async def _base64(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

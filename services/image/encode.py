@@ -29,6 +29,22 @@ preset "fast" is 3-4x faster than its default for a few percent in size; gif pal
 AV1 and HEVC at a given Q look better than JPEG at the same number: libvips documents AVIF
 Q 50 as roughly JPEG Q 75, which is where the curve's knee sits. Target-size mode searches
 these same settings (and palette depth for png/gif), see targetsize.py.
+
+Compress jobs that keep the format (`thorough` encodings) spend more effort for fewer bytes,
+and never raise the quality above the source's (`compress_quality`; a compression left at the
+API default 82 asks for the format's compress default):
+
+| format | compress setting |
+| ------ | ---------------- |
+| jpg  | Q = min(c, the source's quality estimated from its quantisation tables); trellis
+         quantisation, progressive scans, optimised scans and Huffman tables (mozjpeg) |
+| png  | lossless: zlib 9 with adaptive filters; a palette when that keeps every pixel; ICC only |
+| webp | a lossless (VP8L) source stays lossless at effort 6; lossy: Q = c (75 for the default) |
+| avif, heif | the curve above, AV1 effort 2 |
+| gif  | palette effort 7 |
+| tiff | deflate level 9 with the horizontal predictor |
+
+Whatever they give, the pipeline hands back the source itself when the result is not smaller.
 """
 
 from __future__ import annotations
@@ -41,6 +57,10 @@ import pyvips
 
 ANIMATED_OUTPUTS = frozenset({"gif", "webp"})
 LOSSY_WEBP_EFFORT = 2
+COMPRESS_WEBP_QUALITY = 75
+# A palette PNG is tried (and its pixels compared) only up to this size: it needs the image
+# in memory twice.
+PALETTE_TRIAL_MAX_PIXELS = 16_000_000
 # Optimised Huffman tables make JPEGs a few percent smaller but hold every DCT coefficient
 # until the end: 634 MiB at 100 MP against 68 MiB streaming. Above this, stream.
 OPTIMIZE_CODING_MAX_PIXELS = 16_000_000
@@ -56,6 +76,8 @@ class Encoding:
     lossless: bool = False
     keep_metadata: bool = True
     palette_bits: int = 8  # png/gif: colours = 2**bits; png only quantises below 8 bits or Q
+    # Compress jobs: more encoder effort for fewer bytes (see the compress table above).
+    thorough: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +112,21 @@ def quality_for(output_format: str, compression: int) -> int | None:
     return None
 
 
+def compress_quality(
+    output_format: str, compression: int, source_quality: int | None, default: int
+) -> int | None:
+    """The encoder quality of a compress job keeping the format: never above the source's
+    estimated quality; the API default compression means the format's compress default."""
+    quality = quality_for(output_format, compression)
+    if quality is None:
+        return None
+    if output_format == "webp" and compression == default:
+        quality = COMPRESS_WEBP_QUALITY
+    if source_quality is not None:
+        quality = min(quality, source_quality)
+    return quality
+
+
 def _keep(encoding: Encoding) -> int:
     keep: int = pyvips.ForeignKeep.ALL if encoding.keep_metadata else pyvips.ForeignKeep.ICC
     return keep
@@ -99,19 +136,26 @@ def save(image: pyvips.Image, path: Path, encoding: Encoding) -> None:
     """Writes `image` once (sequential sources cannot be read twice)."""
     fmt, q, keep = encoding.format, encoding.quality, _keep(encoding)
     target = str(path)
+    thorough = encoding.thorough
     if fmt == "jpg":
+        # Optimised tables and progressive scans hold every coefficient until the end.
         optimize = image.width * image.height <= OPTIMIZE_CODING_MAX_PIXELS
-        image.jpegsave(target, Q=q or 100, optimize_coding=optimize, keep=keep)
+        extra = _MOZJPEG if thorough and optimize else {}
+        image.jpegsave(target, Q=q or 100, optimize_coding=optimize, keep=keep, **extra)
     elif fmt == "webp":
         if encoding.lossless:
-            image.webpsave(target, lossless=True, effort=4, keep=keep)
+            image.webpsave(target, lossless=True, effort=6 if thorough else 4, keep=keep)
         else:
-            image.webpsave(target, Q=q or 82, effort=LOSSY_WEBP_EFFORT, keep=keep)
+            effort = 4 if thorough else LOSSY_WEBP_EFFORT
+            image.webpsave(target, Q=q or 82, effort=effort, keep=keep)
     elif fmt == "avif":
+        effort = AVIF_EFFORT + 1 if thorough else AVIF_EFFORT
         if encoding.lossless:
-            image.heifsave(target, lossless=True, compression="av1", effort=AVIF_EFFORT, keep=keep)
+            image.heifsave(target, lossless=True, compression="av1", effort=effort, keep=keep)
         else:
-            image.heifsave(target, Q=q or 64, compression="av1", effort=AVIF_EFFORT, keep=keep)
+            image.heifsave(target, Q=q or 64, compression="av1", effort=effort, keep=keep)
+    elif fmt == "png" and thorough:
+        _save_png_thorough(image, path, keep)
     elif fmt == "png":
         if encoding.palette_bits < 8 or q is not None:
             image.pngsave(
@@ -125,13 +169,54 @@ def save(image: pyvips.Image, path: Path, encoding: Encoding) -> None:
         else:
             image.pngsave(target, compression=6, keep=keep)
     elif fmt == "tiff":
-        image.tiffsave(target, compression="deflate", predictor="horizontal", keep=keep)
+        level = {"level": 9} if thorough else {}
+        image.tiffsave(target, compression="deflate", predictor="horizontal", keep=keep, **level)
     elif fmt == "gif":
-        image.gifsave(target, bitdepth=encoding.palette_bits, effort=3, keep=keep)
+        effort = 7 if thorough else 3
+        image.gifsave(target, bitdepth=encoding.palette_bits, effort=effort, keep=keep)
     elif fmt == "heif":
         _save_hevc(image, path, encoding)
     else:
         raise ValueError(f"no raster encoder for {fmt}")
+
+
+_MOZJPEG = {
+    "interlace": True,
+    "trellis_quant": True,
+    "overshoot_deringing": True,
+    "optimize_scans": True,
+}
+
+
+def _same_pixels(a: pyvips.Image, b: pyvips.Image) -> bool:
+    if a.bands != b.bands:
+        if a.hasalpha() == b.hasalpha():
+            return False
+        a, b = (a, b.bandjoin(255)) if a.hasalpha() else (a.bandjoin(255), b)
+    return bool((a - b).abs().max() == 0)
+
+
+def _save_png_thorough(image: pyvips.Image, path: Path, keep: int) -> None:
+    """Lossless PNG at its smallest: zlib 9 with adaptive filters, and a palette instead
+    when it holds every pixel exactly (a palette or few-colour source)."""
+    keep = keep & pyvips.ForeignKeep.ICC
+    fits = image.format == "uchar" and image.width * image.height <= PALETTE_TRIAL_MAX_PIXELS
+    if fits:
+        image = image.copy_memory()
+    image.pngsave(str(path), compression=9, filter="all", keep=keep)
+    if not fits:
+        return
+    candidate = path.with_name(path.name + ".palette")
+    try:
+        image.pngsave(
+            str(candidate), compression=9, palette=True, Q=100, dither=0, effort=10, keep=keep
+        )
+        smaller = candidate.stat().st_size < path.stat().st_size
+        reread = pyvips.Image.new_from_file(str(candidate), access="sequential")
+        if smaller and _same_pixels(image, reread.copy_memory()):
+            candidate.replace(path)
+    finally:
+        candidate.unlink(missing_ok=True)
 
 
 def to_8bit_srgb(image: pyvips.Image) -> pyvips.Image:

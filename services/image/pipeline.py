@@ -11,6 +11,11 @@ Page sets: an animation keeps every frame into gif/webp/pdf and gives its first 
 still outputs; a multi-page TIFF gives every page to pdf (one PDF page each, at its own size)
 and page 0 to every other output.
 
+A compress job keeping the format (no `format`) writes with the encoders' compress settings
+(`encode.compress_quality`, `Encoding.thorough`) and hands back the source itself when the
+result is not smaller, unless a resize or `stripMetadata` asked for something the source is
+not.
+
 Pure and synchronous: the worker runs `convert` in a sandboxed child process.
 """
 
@@ -23,9 +28,9 @@ import pyvips
 
 from mesh.errors import MeshError, Reason
 from mesh.formats import Family, outputs_of
-from mesh.options import ConversionOptions, Mode, box_for
-from mesh.outcome import Outcome
-from services.image import encode, pdfwrite, svgtrace, targetsize
+from mesh.options import DEFAULT_COMPRESSION, ConversionOptions, Mode, box_for
+from mesh.outcome import Outcome, smaller_or_original
+from services.image import encode, pdfwrite, sourcequality, svgtrace, targetsize
 from services.image.decode import open_source
 from services.image.limits import ImageLimits, check_output, check_source, guard_pillow
 from services.image.resize import Plan, per_page, plan
@@ -37,6 +42,8 @@ __all__ = ["ImageLimits", "convert"]
 OUTPUTS = frozenset(outputs_of(Family.IMAGE, Family.SVG, Family.PDF))
 _MULTI_FRAME_OUTPUTS = encode.ANIMATED_OUTPUTS | {"pdf"}
 _ORIENTATION_FIELDS = ("orientation", "exif-ifd0-Orientation")
+_LOSSLESS_OUTPUTS = frozenset({"png", "tiff"})
+_EIGHT_BIT = frozenset({"uchar", "char"})
 
 
 def convert(
@@ -57,7 +64,7 @@ def convert(
         check_output(resize.width, resize.height, opened.frames, limits)
         image = opened.load(resize, options.auto_orient)
         image = shape(image, resize, opened, target, options)
-        return _write(
+        outcome = _write(
             image,
             source=source,
             output=output,
@@ -68,6 +75,40 @@ def convert(
         )
     except pyvips.Error as error:
         raise corrupt() from error
+    if _compressing(options) and options.resize == "original" and not options.strip_metadata:
+        lost = target in _LOSSLESS_OUTPUTS and _deeper_than(source, image)
+        return smaller_or_original(source, output, outcome, lost_detail=lost)
+    return outcome
+
+
+def _deeper_than(source: Path, image: pyvips.Image) -> bool:
+    """The source holds more bits per sample than what was written (16-bit or float pixels
+    end as 8-bit sRGB): a lossless compress must then keep the source."""
+    try:
+        header = pyvips.Image.new_from_file(str(source), access="sequential")
+    except pyvips.Error:
+        return False
+    return bool(header.format not in _EIGHT_BIT and image.format in _EIGHT_BIT)
+
+
+def _compressing(options: ConversionOptions) -> bool:
+    """A compress job keeping the input's format reaches the worker without a format."""
+    return not options.format
+
+
+def _encoding(
+    source: Path, target: str, options: ConversionOptions, opened: Source
+) -> encode.Encoding:
+    keep = not options.strip_metadata
+    if not _compressing(options):
+        quality = encode.quality_for(target, options.compression)
+        return encode.Encoding(target, quality, lossless=options.lossless, keep_metadata=keep)
+    source_quality = sourcequality.jpeg_quality(source) if opened.format == "jpg" else None
+    quality = encode.compress_quality(
+        target, options.compression, source_quality, DEFAULT_COMPRESSION
+    )
+    lossless = options.lossless or (target == "webp" and sourcequality.webp_is_lossless(source))
+    return encode.Encoding(target, quality, lossless=lossless, keep_metadata=keep, thorough=True)
 
 
 def _multipage_tiff(opened: Source) -> TypeGuard[VipsFile]:
@@ -166,12 +207,7 @@ def _write(
         quality = pdfwrite.write(pages, output, options.compression, passthrough)
         return Outcome("pdf", "application/pdf", image.width, page_height, applied_quality=quality)
     encoder = encode.ENCODERS[target]
-    encoding = encode.Encoding(
-        target,
-        encode.quality_for(target, options.compression),
-        lossless=options.lossless,
-        keep_metadata=not options.strip_metadata,
-    )
+    encoding = _encoding(source, target, options, opened)
     width = image.width
     if options.mode is Mode.TARGET_SIZE:
         fitted = targetsize.search(image, output, opened.frames, encoding, options.target_bytes)

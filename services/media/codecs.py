@@ -17,6 +17,17 @@ unchanged, and how `compression` (1-100, higher = better) becomes each encoder's
 
 `ogg` carries Opus, not Vorbis: the FFmpeg inside PyAV's wheel is built without libvorbis.
 
+A converted video must play in every current browser and phone, so mp4, mov and webm copy a
+stream only when it already is what those players take, and re-encode it otherwise:
+
+| output | video copied when | audio copied when |
+| --- | --- | --- |
+| mp4, mov | H.264 Constrained Baseline/Baseline/Main/High, 8-bit 4:2:0 | AAC LC/HE/HEv2 |
+| webm | VP9 profile 0, 8-bit 4:2:0 | Opus |
+
+HEVC, AV1, VP8, High 10 / 4:2:2 / 4:4:4 H.264, MP3, FLAC, ALAC, Vorbis and the rest are
+re-encoded: each has a current browser or phone that does not play it in that container.
+
 Quality table (q = compression; 82, the API default, gives each encoder's usual default):
 
 | encoder | knob | formula | q=1 | q=82 | q=100 |
@@ -52,6 +63,10 @@ class Target:
     muxer_options: dict[str, str] = field(default_factory=dict)
     keeps_pictures: bool = False
     lossless_audio: str | None = None
+    # A copied stream must also have one of these (empty: any), see the players table.
+    video_profiles: frozenset[str] = frozenset()
+    pixel_formats: frozenset[str] = frozenset()
+    audio_profiles: frozenset[str] = frozenset()
 
     @property
     def family(self) -> Family:
@@ -60,6 +75,11 @@ class Target:
 
 _ISO_VIDEO = frozenset({"h264", "hevc"})
 _ISO_AUDIO = frozenset({"aac", "mp3", "alac"})
+_PLAYED_H264 = frozenset({"h264"})
+_PLAYED_AAC = frozenset({"aac"})
+_H264_PROFILES = frozenset({"Constrained Baseline", "Baseline", "Main", "High"})
+_AAC_PROFILES = frozenset({"LC", "HE-AAC", "HE-AACv2"})
+_EIGHT_BIT_420 = frozenset({"yuv420p", "yuvj420p"})
 
 TARGETS: dict[str, Target] = {
     t.name: t
@@ -70,19 +90,35 @@ TARGETS: dict[str, Target] = {
             "mp4",
             "libx264",
             "aac",
-            _ISO_VIDEO | {"av1", "vp9"},
-            _ISO_AUDIO | {"opus", "flac"},
+            _PLAYED_H264,
+            _PLAYED_AAC,
             {"movflags": "+faststart"},
+            video_profiles=_H264_PROFILES,
+            pixel_formats=_EIGHT_BIT_420,
+            audio_profiles=_AAC_PROFILES,
         ),
-        Target("mov", "video/quicktime", "mov", "libx264", "aac", _ISO_VIDEO, _ISO_AUDIO),
+        Target(
+            "mov",
+            "video/quicktime",
+            "mov",
+            "libx264",
+            "aac",
+            _PLAYED_H264,
+            _PLAYED_AAC,
+            video_profiles=_H264_PROFILES,
+            pixel_formats=_EIGHT_BIT_420,
+            audio_profiles=_AAC_PROFILES,
+        ),
         Target(
             "webm",
             "video/webm",
             "webm",
             "libvpx-vp9",
             "libopus",
-            frozenset({"vp8", "vp9", "av1"}),
-            frozenset({"opus", "vorbis"}),
+            frozenset({"vp9"}),
+            frozenset({"opus"}),
+            video_profiles=frozenset({"Profile 0"}),
+            pixel_formats=frozenset({"yuv420p"}),
         ),
         Target(
             "mkv",
@@ -192,6 +228,23 @@ def target_for(output_format: str, source_format: str) -> Target:
     return TARGETS[name]
 
 
+def _allowed(value: str, allowed: frozenset[str]) -> bool:
+    return not allowed or value in allowed
+
+
+def copies_video(target: Target, codec: str, profile: str, pixel_format: str) -> bool:
+    """True when a video stream may go into `target` unchanged (the players table)."""
+    return (
+        codec in target.copy_video
+        and _allowed(profile, target.video_profiles)
+        and _allowed(pixel_format, target.pixel_formats)
+    )
+
+
+def copies_audio(target: Target, codec: str, profile: str) -> bool:
+    return codec in target.copy_audio and _allowed(profile, target.audio_profiles)
+
+
 def x264_options(compression: int, lossless: bool) -> dict[str, str]:
     if lossless:
         return {"qp": "0", "preset": "veryfast"}
@@ -219,5 +272,5 @@ def refuse_lossless(target: Target) -> None:
     raise MeshError(
         Reason.INVALID_FIELD,
         f"{target.name} cannot be lossless; choose flac or wav for lossless audio.",
-        fields=["lossless"],
+        fields={"lossless": f"{target.name} cannot be lossless"},
     )

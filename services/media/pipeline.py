@@ -1,6 +1,9 @@
 """The media conversion entry point: validate the pair, probe and enforce limits before any
 frame is decoded, plan copy-or-encode per stream, run it, and measure what was written.
 
+A compress job keeping the format hands back the source itself when the re-encode is not
+smaller (unless a resize or `stripMetadata` asked for something the source is not).
+
 Pure synchronous library code; the worker runs `convert` inside a sandboxed child process and
 progress goes out through `mesh.sandbox.report_progress`.
 """
@@ -16,13 +19,13 @@ from mesh import sandbox
 from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, Family
 from mesh.options import ConversionOptions, Mode
-from mesh.outcome import Outcome
-from services.media import codecs, gif, webp
+from mesh.outcome import Outcome, smaller_or_original
+from services.media import codecs, gif, plan, webp
 from services.media.budget import Budget, budget_for, unreachable
 from services.media.codecs import Target
 from services.media.lanes import Progress, Timing
 from services.media.limits import MediaLimits
-from services.media.plan import Plan, make_plan
+from services.media.plan import Plan, compressing, make_plan
 from services.media.probe import Probe, first_frame_rotation, open_input, probe
 from services.media.transcode import transcode
 
@@ -137,10 +140,14 @@ def convert(
 ) -> Outcome:
     """Converts `source` (sniffed as `source_format`) into `output` as `options.format`."""
     frames = output.with_name(output.name + ".frames.mkv")
+    original = source
     try:
         if source_format == "webp" and webp.is_animated(source):
             source, source_format = webp.to_video(source, frames, limits), "mkv"
-        return _convert(source, output, source_format, options, limits)
+        outcome = _convert(source, output, source_format, plan.effective(options), limits)
+        if compressing(options) and options.resize == "original" and not options.strip_metadata:
+            return smaller_or_original(original, output, outcome)
+        return outcome
     except MeshError:
         output.unlink(missing_ok=True)
         raise

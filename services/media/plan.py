@@ -1,11 +1,15 @@
 """The conversion plan: for each input stream, copy it, re-encode it (with which settings), or
 leave it out.
 
-Copy (remux) is the default whenever the output container can carry the stream's codec and no
-option needs new pixels or samples. Re-encoding is required by: a compress job (empty output
-format), a compression other than the default 82, lossless, target-size mode, and (video only)
-any resize. Rotation is not a reason: a copied stream keeps its display matrix, which players
-honour, while re-encoded frames are turned upright and carry no rotation.
+Copy (remux) is the default whenever the stream already is what the output's players take
+(codec, profile, bit depth, pixel format: `codecs.copies_video`/`copies_audio`) and no option
+needs new pixels or samples. Re-encoding is required by: a compress job (empty output format),
+a compression other than the default 82, lossless, target-size mode, and (video only) any
+resize. A compress job left at the API default compression uses COMPRESS_COMPRESSION instead
+(x264 CRF 28, VP9 CRF 36, AAC 70 kb/s and Opus 49 kb/s per channel, MP3 VBR -q 3; FLAC at
+compression level 8), which shrinks typical camera and phone video.
+Rotation is not a reason: a copied stream keeps its display matrix, which players honour,
+while re-encoded frames are turned upright and carry no rotation.
 `stripMetadata` never forces a re-encode: container tags, chapters and cover art are simply not
 written. Only the first video and first audio stream are converted; subtitles and data go.
 Cover art (JPEG/PNG attached pictures) is copied into mp3, flac and m4a and dropped elsewhere.
@@ -17,7 +21,7 @@ WAV output is always 16-bit PCM, so `lossless` to wav is exact only for 16-bit s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import av
 
@@ -30,6 +34,8 @@ from services.media.lanes import AudioSettings, VideoSettings
 from services.media.probe import AudioInfo, Probe, VideoInfo
 
 _WIDE_FORMATS = frozenset({"s32", "s32p", "flt", "fltp", "dbl", "dblp"})
+COMPRESS_COMPRESSION = 68
+FLAC_COMPRESS_LEVEL = "8"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,18 @@ class Plan:
     copy_audio: bool
     pictures: tuple[int, ...]
     keep_metadata: bool
+
+
+def compressing(options: ConversionOptions) -> bool:
+    """A compress job keeping the input's format reaches the worker without a format."""
+    return not options.format
+
+
+def effective(options: ConversionOptions) -> ConversionOptions:
+    """The options as encoded: a compress left at the API default gets the compress default."""
+    if compressing(options) and options.compression == DEFAULT_COMPRESSION:
+        return replace(options, compression=COMPRESS_COMPRESSION)
+    return options
 
 
 def must_reencode(options: ConversionOptions) -> bool:
@@ -131,6 +149,8 @@ def _audio_settings(
             "flags": "+qscale",
             "global_quality": str(codecs.mp3_vbr_quality(quality) * 118),
         }
+    elif name == "flac" and compressing(options):
+        settings = {"compression_level": FLAC_COMPRESS_LEVEL}
     return AudioSettings(
         name,
         _sample_rate(codec, info.sample_rate),
@@ -148,9 +168,14 @@ def make_plan(
     video = probe.video if target.video_codec else None
     audio = probe.audio if target.audio_codec else None
     copy_video = bool(
-        video and not reencode and options.resize == "original" and video.codec in target.copy_video
+        video
+        and not reencode
+        and options.resize == "original"
+        and codecs.copies_video(target, video.codec, video.profile, video.pixel_format)
     )
-    copy_audio = bool(audio and not reencode and audio.codec in target.copy_audio)
+    copy_audio = bool(
+        audio and not reencode and codecs.copies_audio(target, audio.codec, audio.profile)
+    )
     keep = not options.strip_metadata
     pictures: tuple[int, ...] = ()
     if keep and target.keeps_pictures:

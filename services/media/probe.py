@@ -64,6 +64,8 @@ class VideoInfo:
     rate: Fraction
     codec: str
     rotation: int  # degrees, FFmpeg's display-matrix convention (counter-clockwise)
+    profile: str = ""  # as FFmpeg names it: High, High 10, Main, Profile 0, ...
+    pixel_format: str = ""  # yuv420p, yuv420p10le, yuv422p, ...
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class AudioInfo:
     sample_rate: int
     channels: int
     sample_format: str
+    profile: str = ""  # AAC: LC, HE-AAC, ...
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
                     rate=Fraction(stream.average_rate or stream.guessed_rate or 25),
                     codec=vctx.codec.canonical_name,
                     rotation=0,
+                    profile=vctx.profile or "",
+                    pixel_format=vctx.pix_fmt or "",
                 )
         elif isinstance(stream, AudioStream) and audio is None and stream.codec_context.sample_rate:
             actx = stream.codec_context
@@ -166,6 +171,7 @@ def probe(container: av.container.InputContainer, limits: MediaLimits) -> Probe:
                 sample_rate=actx.sample_rate,
                 channels=actx.channels,
                 sample_format=actx.format.name if actx.format else "",
+                profile=actx.profile or "",
             )
     if video is None and audio is None:
         raise MeshError(Reason.CORRUPT_INPUT, "The file contains no decodable audio or video.")

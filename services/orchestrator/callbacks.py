@@ -26,6 +26,7 @@ from mesh import jobjson
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
+from mesh.links import DownloadLinks, LinkSigner
 from mesh.settings import Env
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
@@ -67,6 +68,8 @@ class CallbackSettings:
     public_base_url: str = "http://127.0.0.1:8080"
     allow: urlguard.Allowlist = field(default_factory=urlguard.Allowlist)
     concurrency: int = 32
+    # Signs the `downloadUrl`s in the event's `data` (the gateway verifies them).
+    signer: LinkSigner = field(default_factory=LinkSigner.ephemeral)
 
     @property
     def attempts(self) -> int:
@@ -84,7 +87,12 @@ class CallbackSettings:
                 env.text("OUTBOUND_ALLOW_HOSTS", ""), only=env.flag("OUTBOUND_ALLOW_ONLY")
             ),
             concurrency=env.integer("CALLBACK_CONCURRENCY", cls.concurrency, minimum=1),
+            signer=LinkSigner.read(env),
         )
+
+    @property
+    def links(self) -> DownloadLinks:
+        return DownloadLinks(self.public_base_url, self.signer)
 
 
 @dataclass(frozen=True)
@@ -117,13 +125,13 @@ class Event:
             job=jobs_pb2.Job.FromString(data),
         )
 
-    def envelope(self, base_url: str) -> bytes:
+    def envelope(self, links: DownloadLinks) -> bytes:
         """The raw body that is sent and signed."""
         body: dict[str, Any] = {
             "id": self.event_id,
             "type": self.type,
             "created": self.created,
-            "data": jobjson.render_job(self.job, base_url),
+            "data": jobjson.render_job(self.job, links),
         }
         return json.dumps(body, separators=(",", ":")).encode()
 

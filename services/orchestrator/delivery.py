@@ -65,7 +65,7 @@ def request_headers(event: Event, secret: str, body: bytes, timestamp: int) -> d
 
 
 async def attempt(event: Event, url: str, secret: str, settings: CallbackSettings) -> Attempt:
-    body = event.envelope(settings.public_base_url)
+    body = event.envelope(settings.links)
     headers = request_headers(event, secret, body, int(time.time()))
     try:
         target = await urlguard.check_async(url, settings.allow, "callbackUrl")

@@ -150,6 +150,7 @@ def _record_unpacked(
     job = record.job
     item = job.files[task.index]
     output_format = task.options.format
+    taken: set[str] = set()
     for number, entry in enumerate(entries):
         planned = state_pb2.EntryTask(name=entry.name, size=entry.size)
         reason = entry.skipped_reason or _unconvertible(entry.detected_format, output_format)
@@ -162,7 +163,9 @@ def _record_unpacked(
             planned.source_blob = entry.blob
             planned.output_blob = f"{task.output_blob}/o/{number}"
             planned.detected_format = entry.detected_format
-            planned.output_name = specs.output_filename(entry.name, output_format)
+            # Unique as the PACK stores them, so the report names entries as stored.
+            name = specs.output_filename(entry.name, output_format)
+            planned.output_name = specs.unique_name(name, taken)
             planned.status = jobs_pb2.FILE_STATUS_PENDING
         task.entries.append(planned)
         item.entries.append(

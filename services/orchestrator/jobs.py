@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import posixpath
 import time
 import uuid
 from collections.abc import Callable
@@ -63,7 +64,8 @@ class JobCreator:
         self._store = store
         self._max_files = max_files
 
-    async def create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.Job:
+    async def create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobResponse:
+        """The new job, or (`replayed`) the job this request id created before."""
         tenant = request.tenant
         if not request.files:
             raise MeshError(
@@ -88,7 +90,7 @@ class JobCreator:
             existing = await self._existing(tenant, job_id, fingerprint)
             if existing is not None:
                 await self._forget_uploads(request, existing)
-                return existing
+                return jobs_pb2.CreateJobResponse(job=existing, replayed=True)
         record = self._build(request, uploads, job_id, fingerprint)
         self._admit(record)
         try:
@@ -99,9 +101,9 @@ class JobCreator:
             if existing is None:
                 raise MeshError(Reason.UNAVAILABLE, "Job creation raced; retry.") from None
             await self._forget_uploads(request, existing)
-            return existing
+            return jobs_pb2.CreateJobResponse(job=existing, replayed=True)
         await self.dispatch(record)
-        return record.job
+        return jobs_pb2.CreateJobResponse(job=record.job)
 
     async def _forget_uploads(self, request: jobs_pb2.CreateJobRequest, job: jobs_pb2.Job) -> None:
         """A retry answered with the first job leaves its own uploads unused: drop them."""
@@ -155,6 +157,7 @@ class JobCreator:
         )
         job = record.job  # the constructor copied `job`; build on the record's own
         problems: dict[str, str] = {}
+        names: set[str] = set()
         for index, (spec, upload) in enumerate(zip(request.files, uploads, strict=True)):
             blob = upload.blob
             try:
@@ -172,7 +175,19 @@ class JobCreator:
                 problems[str(index)] = error.message
                 continue
             options = spec.options
-            options.format = output
+            # A compress keeping the input's format reaches the worker with no format: the
+            # pipelines then choose their compress defaults and never return a larger file.
+            keeps_format = job.job_type == jobs_pb2.JOB_TYPE_COMPRESS and (
+                output == blob.detected_format
+            )
+            options.format = "" if keeps_format else output
+            unpacks = routing.unpacks(blob.detected_format, output)
+            filename = spec.filename or upload.filename
+            output_name = specs.output_filename(
+                posixpath.basename(filename),
+                "zip" if unpacks else output,
+                blob.detected_format,
+            )
             record.tasks.append(
                 state_pb2.FileTask(
                     index=index,
@@ -181,15 +196,14 @@ class JobCreator:
                     source_blob=f"src/{spec.blob_id}",
                     output_blob=f"out/{job_id}/{index}",
                     options=options,
-                    stage=state_pb2.FILE_STAGE_UNPACK
-                    if routing.unpacks(blob.detected_format, output)
-                    else state_pb2.FILE_STAGE_CONVERT,
+                    stage=state_pb2.FILE_STAGE_UNPACK if unpacks else state_pb2.FILE_STAGE_CONVERT,
                 )
             )
             job.files.append(
                 jobs_pb2.FileResult(
                     index=index,
-                    filename=spec.filename or upload.filename,
+                    filename=filename,
+                    output_filename=specs.unique_name(output_name, names),
                     status=jobs_pb2.FILE_STATUS_PENDING,
                     original_size=blob.size,
                     detected_format=blob.detected_format,

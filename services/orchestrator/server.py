@@ -170,7 +170,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     f"Unknown output format {spec.options.format!r}.",
                     fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
                 )
-        return jobs_pb2.CreateJobResponse(job=await self._creator.create(request))
+        return await self._creator.create(request)
 
     @unary
     async def GetJob(  # noqa: N802
@@ -277,9 +277,21 @@ def _output_of(
         raise MeshError(Reason.NOT_FOUND, "No file with this index in the job.")
     item = job.files[request.index]
     if item.status != jobs_pb2.FILE_STATUS_COMPLETED:
-        raise MeshError(Reason.CONFLICT, "This file has no output (yet).")
-    name = specs.output_filename(posixpath.basename(item.filename), item.output_format)
+        raise MeshError(Reason.CONFLICT, _no_output(request.index, item))
+    name = item.output_filename or specs.output_filename(
+        posixpath.basename(item.filename), item.output_format
+    )
     return record.tasks[request.index].output_blob, name, item.mime_type
+
+
+def _no_output(index: int, item: jobs_pb2.FileResult) -> str:
+    """Why a file has nothing to download, in words that say whether waiting helps."""
+    if item.status == jobs_pb2.FILE_STATUS_FAILED:
+        code = f" ({item.error_code})" if item.error_code else ""
+        return f"File {index} failed{code} and has no output: {item.error_message}"
+    if item.status == jobs_pb2.FILE_STATUS_CANCELLED:
+        return f"File {index} was cancelled and has no output."
+    return f"File {index} is still being converted; its output is not ready yet."
 
 
 def create_server(

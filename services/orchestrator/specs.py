@@ -10,7 +10,7 @@ import json
 import posixpath
 
 from mesh.bus.tasks import PackInput, TaskKind, TaskSpec
-from mesh.formats import OUTPUT_FORMATS
+from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
 from mesh.jobs.v1 import jobs_pb2
 from mesh.options import ConversionOptions
 from mesh.state.v1 import state_pb2
@@ -33,13 +33,47 @@ def archive_task_id(job_id: str) -> str:
     return f"{job_id}.archive"
 
 
-def output_filename(filename: str, output_format: str) -> str:
-    """The client's name (folders kept) with the output format's extension."""
+_TAR_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz")
+_STREAM_OUTPUTS = frozenset({"gz", "bz2", "xz"})
+
+
+def output_filename(filename: str, output_format: str, source_format: str = "") -> str:
+    """The client's name (folders kept) with the output format's extension.
+
+    gz/bz2/xz of a plain file keeps the whole name (`photo.jpg.gz`, as gzip names it); of an
+    archive it holds a tar (`my.tar.gz`; the archive worker renames a single stream).
+    """
     folder, base = posixpath.split(filename)
-    stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
     fmt = OUTPUT_FORMATS.get(output_format)
-    name = f"{stem or 'output'}.{fmt.extension}" if fmt else stem or "output"
+    archive_input = INPUT_FAMILIES.get(source_format) is Family.ARCHIVE
+    if fmt and output_format in _STREAM_OUTPUTS and not archive_input and base.strip("."):
+        name = f"{base}.{fmt.extension}"
+    else:
+        lower = base.lower()
+        tar = next((s for s in _TAR_SUFFIXES if lower.endswith(s) and len(base) > len(s)), "")
+        if tar:
+            stem = base[: -len(tar)]
+        else:
+            stem = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
+        extension = fmt.extension if fmt else ""
+        if output_format in _STREAM_OUTPUTS:
+            extension = f"tar.{extension}"
+        name = f"{stem or 'output'}.{extension}" if extension else stem or "output"
     return posixpath.join(folder, name) if folder else name
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """`name`, or `stem (2).ext`, `stem (3).ext`, ... when it is taken; records the choice.
+    The archive worker deduplicates the same way, so reports name entries as stored."""
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or "/" in suffix or not stem or stem.endswith("/"):
+        stem, dot, suffix = name, "", ""
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate = f"{stem} ({counter}){dot}{suffix}"
+        counter += 1
+    taken.add(candidate)
+    return candidate
 
 
 def file_spec(record: state_pb2.JobRecord, task: state_pb2.FileTask) -> TaskSpec:
@@ -123,7 +157,10 @@ def archive_spec(record: state_pb2.JobRecord) -> TaskSpec:
     """The job's zip (createArchive): every successful output, named after its file."""
     job = record.job
     inputs = tuple(
-        PackInput(output_filename(item.filename, item.output_format), task.output_blob)
+        PackInput(
+            item.output_filename or output_filename(item.filename, item.output_format),
+            task.output_blob,
+        )
         for item, task in zip(job.files, record.tasks, strict=True)
         if item.status == jobs_pb2.FILE_STATUS_COMPLETED
     )

@@ -27,6 +27,9 @@ def complete(item: jobs_pb2.FileResult, result: tasks_pb2.Result) -> None:
     item.final_size = result.output_size
     item.mime_type = result.mime_type
     item.output_format = result.output_format
+    item.kept_original = result.kept_original
+    if result.output_name:
+        item.output_filename = result.output_name
     for name in ("applied_quality", "width", "height", "duration"):
         if result.HasField(name):
             setattr(item, name, getattr(result, name))

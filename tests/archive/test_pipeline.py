@@ -230,3 +230,59 @@ def test_pack_directory_writes_every_format(tmp_path: Path, fmt: str) -> None:
     output = tmp_path / f"results.{fmt}"
     pack_directory(paths, output, fmt, 50)
     assert _listing(output) == {"0.txt", "1.txt", "2.txt"}
+
+
+def _zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_gz_of_a_file_or_a_one_file_archive_is_named_for_its_stream(tmp_path: Path) -> None:
+    plain = tmp_path / "photo.jpg"
+    plain.write_bytes(b"\xff\xd8\xff" + os.urandom(100))
+    wrapped = convert(
+        plain,
+        tmp_path / "a.gz",
+        "jpg",
+        "photo.jpg",
+        ConversionOptions(format="gz"),
+        ArchiveLimits(),
+        tmp_path,
+    )
+    assert wrapped.output_name == "photo.jpg.gz"
+    one = _zip_of(tmp_path / "one.zip", {"docs/report.txt": b"only\n"})
+    single = convert(
+        one,
+        tmp_path / "b.gz",
+        "zip",
+        "one.zip",
+        ConversionOptions(format="gz"),
+        ArchiveLimits(),
+        tmp_path,
+    )
+    assert single.output_name == "report.txt.gz"
+    assert gzip.decompress((tmp_path / "b.gz").read_bytes()) == b"only\n"
+    several = _zip_of(tmp_path / "two.zip", {"a.txt": b"a", "b.txt": b"b"})
+    tarred = convert(
+        several,
+        tmp_path / "c.gz",
+        "zip",
+        "two.zip",
+        ConversionOptions(format="gz"),
+        ArchiveLimits(),
+        tmp_path,
+    )
+    assert tarred.output_name == ""  # the job's `two.tar.gz` stands
+    assert _listing(tmp_path / "c.gz") == {"a.txt", "b.txt"}
+
+
+def test_compress_keeps_an_archive_it_cannot_shrink(tmp_path: Path) -> None:
+    source = _zip_of(tmp_path / "noise.zip", {"noise.bin": os.urandom(50_000)})
+    output = tmp_path / "out.zip"
+    outcome = convert(
+        source, output, "zip", "noise.zip", ConversionOptions(), ArchiveLimits(), tmp_path
+    )
+    assert outcome.kept_original
+    assert output.read_bytes() == source.read_bytes()

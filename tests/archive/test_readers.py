@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -146,3 +147,29 @@ def test_every_corpus_archive_ends_in_contents_or_mesh_error(tmp_path: Path) -> 
             outcomes[path.name] = error.reason.value
     assert len(outcomes) == len(candidates)
     assert list(outcomes.values()).count("ok") >= 30
+
+
+def _tool_names(*command: str) -> list[str]:
+    listing = subprocess.run(command, capture_output=True, check=True, timeout=30).stdout
+    return listing.decode("utf-8").splitlines()
+
+
+def test_zip_with_unicode_path_extra_reads_as_unzip_and_7z_read_it(canary: Path) -> None:
+    """Local headers spell the names in ASCII, the central directory in cp437, and both carry
+    the same 0x7075 Unicode Path: unzip and 7z show the UTF-8 names, bsdtar the same bytes."""
+    relative = "libarchive/test_read_format_zip_7075_utf8_paths.zip"
+    path = corpus(relative)
+    entries = _run(relative, canary)
+    names = [name for name, _, reason in entries if reason is None]
+    assert names == _tool_names("unzip", "-Z1", str(path))
+    seven = [
+        line.removeprefix("Path = ")
+        for line in _tool_names("7z", "l", "-slt", "-sccUTF-8", str(path))
+        if line.startswith("Path = ")
+    ][1:]  # the first Path is the archive itself
+    assert names == seven
+    assert names == ["File 1.txt", "File 2 - ö.txt", "File 3 - ä.txt", "File 4 - å.txt"]
+    contents = subprocess.run(
+        ["bsdtar", "-xOf", str(path)], capture_output=True, check=True, timeout=30
+    ).stdout
+    assert b"".join((canary / name).read_bytes() for name in names) == contents

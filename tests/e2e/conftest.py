@@ -22,6 +22,10 @@ KEYS = {
     "initech": "key-initech-0123456789",
 }
 MAX_ACTIVE_JOBS = 12
+# The session mesh signs download links with LINK_KEY and still accepts OLD_LINK_KEY's.
+LINK_KEY = "e2e-link-key-current-0123456789"
+OLD_LINK_KEY = "e2e-link-key-previous-0123456789"
+BROWSER_ORIGIN = "http://127.0.0.1:5173"
 TERMINAL = {"completed", "failed", "cancelled"}
 SYNC_MAX_BYTES = 8_000_000
 
@@ -58,6 +62,8 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         MAX_ACTIVE_JOBS_PER_TENANT=str(MAX_ACTIVE_JOBS),
         # The fuzzer invents callback URLs: none may make the suite reach out of the machine.
         OUTBOUND_ALLOW_ONLY="true",
+        LINK_SIGNING_KEYS=f"{LINK_KEY},{OLD_LINK_KEY}",
+        CORS_ORIGINS=BROWSER_ORIGIN,
     ) as local:
         yield local
 

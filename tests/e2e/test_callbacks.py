@@ -8,8 +8,10 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
+import httpx
 import pytest
 
 from launcher.mesh import LocalMesh
@@ -111,7 +113,7 @@ async def job_callbacks(
 
 
 async def test_receiver_verifies_signed_progress_and_completed_events(
-    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver
+    stub: jobs_pb2_grpc.JobServiceStub, receiver: Receiver, callback_mesh: LocalMesh
 ) -> None:
     job_id = await create(stub, [IMAGE, IMAGE], receiver.url("/ok"))
     seen = await until(
@@ -130,9 +132,17 @@ async def test_receiver_verifies_signed_progress_and_completed_events(
     completed = next(body for _, body in seen if body["type"] == "conversion.completed")
     data = completed["data"]
     assert data["status"] == "completed" and data["completedFiles"] == 2
-    assert data["results"]["files"][1]["downloadUrl"] == (
-        f"https://convert.example/api/jobs/{job_id}/files/1"
+    link = urlsplit(data["results"]["files"][1]["downloadUrl"])
+    assert (link.scheme, link.netloc, link.path) == (
+        "https",
+        "convert.example",
+        f"/api/jobs/{job_id}/files/1",
     )
+    # The receiver fetches the output with the signed link alone, no API key.
+    async with httpx.AsyncClient(timeout=30) as plain:
+        download = await plain.get(f"{callback_mesh.http_url}{link.path}?{link.query}")
+    assert download.status_code == 200, download.text
+    assert download.content.startswith(b"\x89PNG")
 
     recorded = await job_callbacks(stub, job_id, 3, within=60)
     assert sorted((c.type, c.attempt, c.status, c.http_status) for c in recorded) == [

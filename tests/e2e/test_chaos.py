@@ -333,7 +333,9 @@ async def test_same_idempotency_key_three_times_at_once_and_after_is_one_job(
     assert (await terminal_job(api, job_id, 60))["status"] == "completed"
     again = await submit(api, name, content, {"format": "png"}, key)
     assert again.status_code == 200
-    assert again.json() == {"jobId": job_id, "status": "completed"}
+    # The replay answers the first answer exactly (issue 15), not the job's current state.
+    assert again.json() == {"jobId": job_id, "status": "pending"}
+    assert again.headers["idempotent-replayed"] == "true"
     listed = (await api.get("/api/jobs?limit=100", headers=auth())).json()["jobs"]
     assert [j["jobId"] for j in listed].count(job_id) == 1
     assert ledger.results(f"{job_id}.0", SUCCEEDED) == 1

@@ -11,6 +11,7 @@ import httpx
 from PIL import Image
 
 from launcher.mesh import LocalMesh
+from tests.clients import body_fields
 from tests.e2e.conftest import MAX_ACTIVE_JOBS, auth, create_job, wait_for_job
 
 SEED = {
@@ -82,7 +83,7 @@ async def test_bogus_format_is_a_400_naming_the_field(http: httpx.AsyncClient) -
     assert response.status_code == 400
     body = response.json()
     assert body["code"] == "INVALID_FIELD"
-    assert "format" in body["detail"]["fields"]
+    assert "format" in body_fields(response)
 
 
 async def test_every_bad_field_is_reported_in_one_400(http: httpx.AsyncClient) -> None:
@@ -92,7 +93,7 @@ async def test_every_bad_field_is_reported_in_one_400(http: httpx.AsyncClient) -
         {"format": "png", "compressions": "[50]", "resize": "huge", "autoOrient": "maybe"},
     )
     assert response.status_code == 400
-    fields = response.json()["detail"]["fields"]
+    fields = body_fields(response)
     assert {"compressions", "resize", "autoOrient"} <= set(fields)
 
 
@@ -194,14 +195,24 @@ async def test_pending_job_can_be_cancelled_and_is_never_converted(
         body = (await create_job(http, ["pillow/hopper.jpg"], {"format": "png"})).json()
         cancelled = await http.delete(f"/api/jobs/{body['jobId']}", headers=auth())
         assert cancelled.status_code == 200, cancelled.text
-        assert cancelled.json()["status"] == "cancelled"
+        # Convertly's SDKs wait for completed or failed: a cancelled job is failed, flagged.
+        shown = cancelled.json()
+        assert (shown["status"], shown["cancelled"], shown["errorMessage"]) == (
+            "failed",
+            True,
+            "Cancelled",
+        )
+        assert shown["cancelledAt"] is not None
     finally:
         image_worker.send_signal(signal.SIGCONT)
     done = (await create_job(http, ["pillow/hopper.jpg"], {"format": "png"})).json()
     await wait_for_job(http, done["jobId"])  # the worker has caught up past the cancelled task
     job = await wait_for_job(http, body["jobId"])
-    assert job["status"] == "cancelled"
-    assert job["results"]["files"][0]["status"] == "cancelled"
+    assert (job["status"], job["cancelled"]) == ("failed", True)
+    assert job["results"]["files"][0]["status"] == "failed"
+    assert job["results"]["files"][0]["errorCode"] == "CANCELLED"
+    listed = await http.get("/api/jobs", params={"status": "cancelled"}, headers=auth())
+    assert body["jobId"] in {j["jobId"] for j in listed.json()["jobs"]}
     again = await http.delete(f"/api/jobs/{done['jobId']}", headers=auth())
     assert again.status_code == 409
     assert again.json()["code"] == "CONFLICT"
@@ -277,7 +288,7 @@ async def test_internal_callback_url_is_a_400_naming_the_field(http: httpx.Async
         {"format": "jpg", "callbackUrl": "http://127.0.0.1:9/hook", "callbackSecret": "s"},
     )
     assert response.status_code == 400
-    assert "callbackUrl" in response.json()["detail"]["fields"]
+    assert "callbackUrl" in body_fields(response)
     assert "127.0.0.1" not in response.json()["error"]
 
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from mesh.errors import MeshError, Reason
 from mesh.formats import SNIFF_BYTES, sniff
 from mesh.options import ConversionOptions
-from services.gateway.forms import JobForm, SyncForm
+from services.gateway.forms import JobForm
 from services.gateway.multipart import DEFAULT_LIMITS, FormLimits, ParsedForm, read_form
 from services.gateway.uploads import UploadedFile
 
@@ -170,7 +170,7 @@ def form(files: int = 1, **fields: str | list[str]) -> ParsedForm:
     return ParsedForm(values, tuple(uploaded(index) for index in range(files)))
 
 
-def options_of(parsed: JobForm | SyncForm) -> list[ConversionOptions]:
+def options_of(parsed: JobForm) -> list[ConversionOptions]:
     return [options for _, options in parsed.files]
 
 

@@ -9,6 +9,8 @@ from mesh.errors import MeshError
 from mesh.formats import OUTPUT_FORMATS
 from mesh.options import PRESETS, ConversionOptions, Mode
 from services.gateway.forms import parse_compress_form, parse_convert_form, parse_job_form
+from services.gateway.multipart import ParsedForm
+from services.gateway.uploads import UploadedFile
 from tests.gateway.conftest import (
     FormApp,
     MemoryBlobs,
@@ -18,6 +20,7 @@ from tests.gateway.conftest import (
     form,
     multipart_body,
     options_of,
+    uploaded,
 )
 
 
@@ -149,9 +152,68 @@ def test_other_callback_urls_are_refused(url: str) -> None:
     assert bad_fields(parse_job_form, form(format="png", callbackUrl=url)).keys() == {"callbackUrl"}
 
 
-def test_unknown_fields_are_ignored_and_save_to_storage_false_is_accepted() -> None:
+def test_unknown_fields_are_warned_about_and_save_to_storage_false_is_accepted() -> None:
     job = parse_job_form(form(format="png", saveToStorage="false", surprise="1", files_extra="x"))
     assert options_of(job) == [ConversionOptions(format="png")]
+    assert job.warnings == (
+        "The field 'surprise' is not read by POST /api/jobs and was ignored.",
+        "The field 'files_extra' is not read by POST /api/jobs and was ignored.",
+    )
+
+
+def test_known_fields_draw_no_warning() -> None:
+    job = parse_job_form(
+        form(format="png", formats='["png"]', saveToStorage="true", createArchive="false")
+    )
+    assert job.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("sent", "meant", "others"),
+    [
+        # A misspelt jobType reads the options as compress: no spurious "format is required".
+        ("jobtype", "jobType", {}),
+        ("FORMAT", "format", {"formats": '["png"]'}),
+        ("Compressions", "compressions", {"format": "png"}),
+    ],
+)
+def test_a_field_misspelt_only_in_case_is_a_400_naming_the_right_spelling(
+    sent: str, meant: str, others: dict[str, str]
+) -> None:
+    fields: dict[str, str | list[str]] = {sent: "compress", **others}
+    assert bad_fields(parse_job_form, form(1, **fields)) == {
+        sent: f"is not a field; did you mean '{meant}'?"
+    }
+
+
+def test_a_text_part_named_like_the_files_is_warned_about() -> None:
+    parsed = ParsedForm({"format": ["png"], "files": ["<string>"]}, (uploaded(0),))
+    job = parse_job_form(parsed)
+    assert job.warnings == ("The part 'files' was sent as text, not as a file, and was ignored.",)
+
+
+def test_an_empty_file_is_a_400_that_says_it_is_empty() -> None:
+    empty = UploadedFile("files", "blank.jpg", "image/jpeg", "blob-e", 0, "", "unknown")
+    parsed = ParsedForm({"format": ["png"]}, (uploaded(0), empty))
+    assert bad_fields(parse_job_form, parsed) == {
+        "files": "holds an empty file (0 bytes): 'blank.jpg'"
+    }
+
+
+def test_save_to_storage_on_the_sync_routes_is_a_warning() -> None:
+    sync = parse_convert_form(form(format="png", saveToStorage="true"))
+    (warning,) = sync.warnings
+    assert warning.startswith("saveToStorage is not supported by POST /api/convert")
+    assert "POST /api/jobs" in warning
+    assert parse_compress_form(form(saveToStorage="false")).warnings == ()
+
+
+def test_the_compress_route_warns_about_the_fields_it_does_not_read() -> None:
+    sync = parse_compress_form(form(format="png", jobType="compress"))
+    assert sync.warnings == (
+        "The field 'format' is not read by POST /api/compress and was ignored.",
+        "The field 'jobType' is not read by POST /api/compress and was ignored.",
+    )
 
 
 def test_empty_single_values_count_as_absent() -> None:

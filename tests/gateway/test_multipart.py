@@ -3,8 +3,11 @@ from __future__ import annotations
 import hashlib
 import os
 
+import pytest
+
 from services.gateway.forms import parse_job_form
 from services.gateway.multipart import FormLimits
+from tests.clients import Form, FormPart, body_fields, curl_form
 from tests.gateway.conftest import (
     CLOSING,
     FormApp,
@@ -55,6 +58,43 @@ async def test_every_file_part_name_is_accepted_in_order_and_others_are_ignored(
     assert blobs.uploads_started == 4
 
 
+async def test_the_seed_pages_files_items_part_names_carry_files() -> None:
+    """Convertly's reference page shows `--form files.items='@example-file'`."""
+    app = FormApp(MemoryBlobs(), identity)
+    form = curl_form(
+        ("format", "jpg"),
+        ("resize", "original"),
+        files=[("files.items", "photo.png", PNG_MAGIC), ("files.items[1]", "b.png", PNG_MAGIC)],
+    )
+
+    response = await app.post(form.body, **{"content-type": form.content_type})
+
+    assert response.status_code == 200, response.text
+    assert [f.field for f in parsed(app).files] == ["files.items", "files.items[1]"]
+    assert [f.filename for f in parsed(app).files] == ["photo.png", "b.png"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "name"),
+    [
+        ("; filename*=UTF-8''%E2%82%AC%20rates.png", "€ rates.png"),
+        ("; filename*=\"UTF-8''na%C3%AFve.png\"", "naïve.png"),
+        ("; filename*=iso-8859-1'en'%E9t%E9.png", "été.png"),
+        ("; filename=\"fallback.png\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.png", "日本.png"),
+    ],
+)
+async def test_rfc_5987_filenames_are_decoded(tail: str, name: str) -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    form = Form("b0undary", (FormPart("files", PNG_MAGIC, disposition_tail=tail),))
+
+    response = await app.post(form.body, **{"content-type": form.content_type})
+
+    assert response.status_code == 200, response.text
+    (uploaded,) = parsed(app).files
+    assert uploaded.filename == name
+    assert uploaded.size == len(PNG_MAGIC)
+
+
 async def test_fields_after_files_and_repeated_fields_are_kept() -> None:
     app = FormApp(MemoryBlobs(), identity)
     parts = [
@@ -101,14 +141,14 @@ async def test_wrong_content_type_is_an_invalid_field() -> None:
     response = await app.post(b'{"format": "png"}', **{"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_FIELD"
-    assert "Content-Type" in response.json()["detail"]["fields"]
+    assert "Content-Type" in body_fields(response)
 
 
 async def test_multipart_without_boundary_is_an_invalid_field() -> None:
     app = FormApp(MemoryBlobs(), identity)
     response = await app.post(b"", **{"content-type": "multipart/form-data"})
     assert response.status_code == 400
-    assert "Content-Type" in response.json()["detail"]["fields"]
+    assert "Content-Type" in body_fields(response)
 
 
 async def test_garbage_body_is_malformed() -> None:
@@ -116,7 +156,7 @@ async def test_garbage_body_is_malformed() -> None:
     response = await app.post(b"this is not a multipart body at all")
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_FIELD"
-    assert "body" in response.json()["detail"]["fields"]
+    assert "body" in body_fields(response)
 
 
 async def test_part_without_name_is_malformed() -> None:
@@ -124,7 +164,7 @@ async def test_part_without_name_is_malformed() -> None:
     body = multipart_body([field_part("x", "1")]).replace(b' name="x"', b"")
     response = await app.post(body)
     assert response.status_code == 400
-    assert "body" in response.json()["detail"]["fields"]
+    assert "body" in body_fields(response)
 
 
 async def test_truncated_body_discards_the_completed_upload_and_stops_the_open_one() -> None:
@@ -135,7 +175,7 @@ async def test_truncated_body_discards_the_completed_upload_and_stops_the_open_o
     response = await app.post(body[: -len(CLOSING) - 100])
 
     assert response.status_code == 400
-    assert response.json()["detail"]["fields"]["body"].startswith("the body ended")
+    assert body_fields(response)["body"].startswith("the body ended")
     assert len(blobs.digests) == 1
     assert blobs.kept == set()
     assert app.results == []
@@ -151,7 +191,7 @@ async def test_non_utf8_text_field_is_named() -> None:
         ).replace(b"\r\n\r\nx", b"\r\n\r\n\xff")
     )
     assert response.status_code == 400
-    assert response.json()["detail"]["fields"] == {"format": "must be UTF-8 text"}
+    assert body_fields(response) == {"format": "must be UTF-8 text"}
 
 
 async def test_file_over_the_per_file_limit_is_too_large_and_nothing_is_kept() -> None:
@@ -163,7 +203,7 @@ async def test_file_over_the_per_file_limit_is_too_large_and_nothing_is_kept() -
 
     assert response.status_code == 413
     assert response.json()["code"] == "TOO_LARGE"
-    assert response.json()["detail"] == {"limit": "maxFileBytes", "max": 1000}
+    assert response.json()["meta"] == {"limit": "maxFileBytes", "max": 1000}
     assert len(blobs.digests) == 1  # the second upload was cancelled, never stored
     assert blobs.kept == set()
 
@@ -176,7 +216,7 @@ async def test_streamed_body_over_the_total_limit_is_too_large() -> None:
     response = await app.post(chunked(body, 1024))
 
     assert response.status_code == 413
-    assert response.json()["detail"]["limit"] == "maxBodyBytes"
+    assert response.json()["meta"]["limit"] == "maxBodyBytes"
     assert len(blobs.digests) == 1
     assert blobs.kept == set()
 
@@ -186,7 +226,7 @@ async def test_declared_length_over_the_total_limit_is_refused_before_any_upload
     app = FormApp(blobs, identity, FormLimits(max_body_bytes=100))
     response = await app.post(multipart_body([file_part("files", b"a" * 1000)]))
     assert response.status_code == 413
-    assert response.json()["detail"]["limit"] == "maxBodyBytes"
+    assert response.json()["meta"]["limit"] == "maxBodyBytes"
     assert blobs.uploads_started == 0
 
 
@@ -195,7 +235,7 @@ async def test_too_many_files_is_too_large_and_earlier_uploads_are_discarded() -
     app = FormApp(blobs, identity, FormLimits(max_files=2))
     response = await app.post(multipart_body([file_part("files", b"x")] * 3))
     assert response.status_code == 413
-    assert response.json()["detail"] == {"limit": "maxFiles", "max": 2}
+    assert response.json()["meta"] == {"limit": "maxFiles", "max": 2}
     assert len(blobs.discarded) == 2
     assert blobs.kept == set()
 
@@ -204,14 +244,14 @@ async def test_oversized_text_field_is_too_large() -> None:
     app = FormApp(MemoryBlobs(), identity)
     response = await app.post(multipart_body([field_part("formats", "x" * (64 * 1024 + 1))]))
     assert response.status_code == 413
-    assert response.json()["detail"]["limit"] == "maxFieldBytes"
+    assert response.json()["meta"]["limit"] == "maxFieldBytes"
 
 
 async def test_too_many_text_fields_is_too_large() -> None:
     app = FormApp(MemoryBlobs(), identity, FormLimits(max_fields=3))
     response = await app.post(multipart_body([field_part(f"f{i}", "1") for i in range(4)]))
     assert response.status_code == 413
-    assert response.json()["detail"] == {"limit": "maxFields", "max": 3}
+    assert response.json()["meta"] == {"limit": "maxFields", "max": 3}
 
 
 async def test_validation_failure_discards_every_upload() -> None:
@@ -222,7 +262,7 @@ async def test_validation_failure_discards_every_upload() -> None:
     response = await app.post(multipart_body(parts))
 
     assert response.status_code == 400
-    assert "format" in response.json()["detail"]["fields"]
+    assert "format" in body_fields(response)
     assert len(blobs.digests) == 2
     assert blobs.kept == set()
 

@@ -12,8 +12,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from mesh import jobjson as render
-from mesh.errors import Reason
+from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
+from mesh.links import DownloadLinks, LinkSigner
 from services.gateway import apischemas, openapi
 from services.gateway.app import create_app
 from services.gateway.fields import BadValueError
@@ -24,6 +25,7 @@ APP = create_app(Settings())
 REGISTERED = openapi.registered_operations(APP.routes)
 DOCUMENT = openapi.build_document()
 METHODS = {"get", "post", "put", "patch", "delete"}
+LINKS = DownloadLinks("http://gateway.test/", LinkSigner.ephemeral())
 
 
 def documented(document: dict[str, Any]) -> set[apischemas.Operation]:
@@ -209,13 +211,13 @@ FAILED_FILE = jobs_pb2.FileResult(
     ids=["completed", "failed", "pending", "cancelled"],
 )
 def test_rendered_jobs_match_the_job_schema(job: jobs_pb2.Job) -> None:
-    rendered = render.render_job(job, "http://gateway.test")
+    rendered = render.render_job(job, LINKS)
     errors = [str(error) for error in validator("Job").iter_errors(rendered)]
     assert not errors, errors
 
 
 def test_job_schema_refuses_an_undocumented_field() -> None:
-    rendered = render.render_job(_job(jobs_pb2.JOB_STATUS_COMPLETED, [COMPLETED_FILE]), "http://t")
+    rendered = render.render_job(_job(jobs_pb2.JOB_STATUS_COMPLETED, [COMPLETED_FILE]), LINKS)
     rendered["results"]["files"][0]["surprise"] = 1
     assert not validator("Job").is_valid(rendered)
 
@@ -244,3 +246,52 @@ async def test_docs_page_lists_every_route_and_loads_nothing_from_outside() -> N
     assert "<link" not in page
     assert "http://" not in page and "https://" not in page
     assert "@import" not in page
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MeshError(Reason.INVALID_FIELD, "2 fields.", fields={"a": "is bad", "b": "is worse"}),
+        MeshError(Reason.TOO_LARGE, "Too big.", limit="maxFileBytes", max=10),
+        MeshError(Reason.LINK_EXPIRED),
+    ],
+)
+def test_error_bodies_match_the_error_schema(error: MeshError) -> None:
+    errors = [str(e) for e in validator("Error").iter_errors(error.to_http_body())]
+    assert not errors, errors
+
+
+def test_a_cancelled_job_is_documented_as_failed_and_flagged() -> None:
+    rendered = render.render_job(_job(jobs_pb2.JOB_STATUS_CANCELLED, []), LINKS)
+    assert (rendered["status"], rendered["cancelled"]) == ("failed", True)
+    assert (
+        "cancelled" not in DOCUMENT["components"]["schemas"]["Job"]["properties"]["status"]["enum"]
+    )
+    assert validator("Job").is_valid(rendered)
+
+
+def test_created_and_sync_answers_with_warnings_match_their_schemas() -> None:
+    created = {"jobId": "5a0c6f0e-8d1b-4c36-9e0f-2f1d7b9c1a11", "status": "pending"}
+    assert validator("JobCreated").is_valid(created)
+    assert validator("JobCreated").is_valid({**created, "warnings": ["The field 'x' ..."]})
+    item = {
+        "filename": "a.webp",
+        "originalFilename": "a.jpg",
+        "originalSize": 10,
+        "finalSize": 8,
+        "savedPercent": 20.0,
+        "mimeType": "image/webp",
+        "downloadUrl": "data:image/webp;base64,AAAA",
+        "appliedQuality": 82,
+        "keptOriginal": False,
+    }
+    failed = {
+        "filename": "b.png",
+        "originalFilename": "b.png",
+        "originalSize": 3,
+        "error": "The input is damaged.",
+        "code": "CORRUPT_INPUT",
+    }
+    answer = {"files": [item, failed], "storage": {"saved": False}, "warnings": ["..."]}
+    errors = [str(e) for e in validator("SyncResult").iter_errors(answer)]
+    assert not errors, errors

@@ -188,3 +188,43 @@ def test_strip_metadata_keeps_an_icc_profile_as_srgb(tmp_path: Path) -> None:
     assert profile is not None
     description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile)))
     assert "srgb" in description.lower()
+
+
+def test_compress_re_encodes_a_jpeg_below_its_own_quality_and_smaller(tmp_path: Path) -> None:
+    path, outcome = _run(PHOTO, tmp_path / "out.jpg", "jpg", format="")
+    assert path.stat().st_size < PHOTO.stat().st_size
+    assert outcome.applied_quality is not None and outcome.applied_quality <= 75
+    assert not outcome.kept_original
+    assert mean_difference(Image.open(path), PHOTO) < SAME_PICTURE
+
+
+@pytest.mark.parametrize(
+    ("relative", "source_format"),
+    [
+        ("pillow/pil123p.png", "png"),  # a palette PNG that truecolour PNG cannot beat
+        ("pillow/i_trns.png", "png"),  # 16-bit grey: 8-bit output would lose precision
+        ("small/jpeg.jpg", "jpg"),  # 107 bytes: nothing to gain
+    ],
+)
+def test_compress_hands_back_the_source_when_it_cannot_do_better(
+    tmp_path: Path, relative: str, source_format: str
+) -> None:
+    source = CORPUS / relative
+    path, outcome = _run(source, tmp_path / f"out.{source_format}", source_format, format="")
+    assert path.read_bytes() == source.read_bytes()
+    assert outcome.kept_original and outcome.applied_quality is None
+
+
+def test_compress_png_is_lossless(tmp_path: Path) -> None:
+    source = CORPUS / "pillow/pil123rgba.png"
+    path, outcome = _run(source, tmp_path / "out.png", "png", format="")
+    assert path.stat().st_size < source.stat().st_size and not outcome.kept_original
+    before, after = Image.open(source).convert("RGBA"), Image.open(path).convert("RGBA")
+    assert before.tobytes() == after.tobytes()
+
+
+def test_compress_with_strip_metadata_never_returns_the_tagged_source(tmp_path: Path) -> None:
+    source = CORPUS / "small/jpeg.jpg"
+    path, outcome = _run(source, tmp_path / "out.jpg", "jpg", format="", strip_metadata=True)
+    assert not outcome.kept_original
+    assert Image.open(path).format == "JPEG"

@@ -297,7 +297,7 @@ def test_target_size_output_fits_the_budget(
     name: str, fmt: str, output_format: str, target: int, tmp_path: Path
 ) -> None:
     output = tmp_path / f"out.{output_format}"
-    _convert(
+    outcome = _convert(
         SAMPLES / name,
         output,
         fmt,
@@ -306,6 +306,7 @@ def test_target_size_output_fits_the_budget(
         target_bytes=target,
     )
     assert 0 < output.stat().st_size <= target
+    assert outcome.applied_quality is not None  # every lossy output says its quality
     assert abs(_duration(ffprobe(output)) - 4.0) <= 0.1
 
 
@@ -361,3 +362,20 @@ def test_progress_rises_to_the_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     _convert(SAMPLES / "sample.wav", tmp_path / "out.mp3", "wav", format="mp3")
     assert seen and seen == sorted(seen)
     assert seen[-1] > 0.9 and all(0 <= f <= 1 for f in seen)
+
+
+def test_compress_keeps_a_wav_it_cannot_shrink_byte_for_byte(tmp_path: Path) -> None:
+    source = SAMPLES / "sample.wav"
+    output = tmp_path / "out.wav"
+    outcome = _convert(source, output, "wav", format="")
+    assert output.read_bytes() == source.read_bytes()
+    assert outcome.kept_original and outcome.applied_quality is None
+
+
+def test_compress_defaults_shrink_the_corpus_video(tmp_path: Path) -> None:
+    output = tmp_path / "out.mp4"
+    outcome = _convert(SAMPLES / "sample.mp4", output, "mp4", format="")
+    assert output.stat().st_size < (SAMPLES / "sample.mp4").stat().st_size
+    assert not outcome.kept_original and outcome.applied_quality is not None
+    video = streams_of(ffprobe(output), "video")[0]
+    assert (video["codec_name"], video["pix_fmt"]) == ("h264", "yuv420p")

@@ -19,7 +19,10 @@ def test_statuses_follow_the_contract() -> None:
     expected = {
         Reason.INVALID_FIELD: 400,
         Reason.UNAUTHENTICATED: 401,
+        Reason.LINK_EXPIRED: 403,
+        Reason.LINK_INVALID: 403,
         Reason.NOT_FOUND: 404,
+        Reason.METHOD_NOT_ALLOWED: 405,
         Reason.CONFLICT: 409,
         Reason.TOO_LARGE: 413,
         Reason.UNSUPPORTED_PAIR: 415,
@@ -31,12 +34,32 @@ def test_statuses_follow_the_contract() -> None:
     assert {r: r.http_status for r in expected} == expected
 
 
-def test_http_body_has_the_convertly_shape() -> None:
-    body = MeshError(Reason.INVALID_FIELD, "Bad.", fields={"format": "unknown"}).to_http_body()
-    assert body == {
+def test_http_body_has_a_string_detail_and_top_level_fields_and_meta() -> None:
+    error = MeshError(Reason.INVALID_FIELD, "Bad.", fields={"format": "unknown"}, limit=3)
+    assert error.to_http_body() == {
         "error": "Bad.",
         "code": "INVALID_FIELD",
-        "detail": {"fields": {"format": "unknown"}},
+        "detail": "",
+        "fields": [{"field": "format", "message": "unknown"}],
+        "meta": {"limit": 3},
+    }
+
+
+def test_http_detail_spells_out_several_bad_fields() -> None:
+    body = MeshError(
+        Reason.INVALID_FIELD, "2 fields are invalid.", fields={"a": "is bad", "b": "is worse"}
+    ).to_http_body()
+    assert body["detail"] == "a: is bad; b: is worse."
+    assert [item["field"] for item in body["fields"]] == ["a", "b"]
+
+
+def test_http_body_of_a_bare_error_has_every_key() -> None:
+    assert MeshError(Reason.NOT_FOUND).to_http_body() == {
+        "error": "Not found.",
+        "code": "NOT_FOUND",
+        "detail": "",
+        "fields": [],
+        "meta": {},
     }
 
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
+from mesh.links import DownloadLinks, LinkSigner
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 from services.orchestrator import callbacks, state, urlguard
 from services.orchestrator.settings import Settings
+
+KEY = "callback-link-key-0123456789"
+OLD_KEY = "retired-link-key-0123456789"
 
 
 def record(files: int = 2, url: str = "https://hooks.example/cb") -> state_pb2.JobRecord:
@@ -92,14 +97,21 @@ def test_event_round_trips_through_message_headers_and_renders_the_envelope() ->
     event = callbacks.events_for(rec, finish(rec, 0))[-1]
     back = callbacks.Event.from_message(event.headers(), event.job.SerializeToString())
     assert back == event
-    body = json.loads(back.envelope("https://convert.example"))
+    signer = LinkSigner((KEY,))
+    body = json.loads(back.envelope(DownloadLinks("https://convert.example", signer)))
     assert body["id"] == event.event_id and body["type"] == callbacks.COMPLETED
     assert isinstance(body["created"], int)
     data = body["data"]
     assert data["jobId"] == "job-1" and data["status"] == "completed"
-    assert data["results"]["files"][0]["downloadUrl"] == (
-        "https://convert.example/api/jobs/job-1/files/0"
+    link = urlsplit(data["results"]["files"][0]["downloadUrl"])
+    assert (link.scheme, link.netloc, link.path) == (
+        "https",
+        "convert.example",
+        "/api/jobs/job-1/files/0",
     )
+    query = parse_qs(link.query)
+    tenant = signer.verify(["globex", "acme"], link.path, *query["expires"], *query["signature"])
+    assert tenant == rec.job.tenant
     assert data["callbacks"] == []
 
 
@@ -110,20 +122,26 @@ def test_the_snapshot_does_not_follow_later_changes_to_the_record() -> None:
     assert event.job.status == jobs_pb2.JOB_STATUS_PROCESSING
 
 
-def test_settings_read_delays_allowlist_and_base_url() -> None:
+def test_settings_read_delays_allowlist_base_url_and_link_keys() -> None:
     settings = Settings.from_env(
         {
             "CALLBACK_RETRY_DELAYS": "1, 2.5",
             "OUTBOUND_ALLOW_HOSTS": "127.0.0.1",
             "PUBLIC_BASE_URL": "https://convert.example/",
+            "LINK_SIGNING_KEYS": f"{KEY},{OLD_KEY}",
+            "LINK_LIFETIME_SECONDS": "600",
         }
     ).callbacks
     assert settings.retry_delays == (1.0, 2.5) and settings.attempts == 3
     assert settings.allow.allows("127.0.0.1", 80)
     assert settings.public_base_url == "https://convert.example"
-    assert Settings.from_env({}).callbacks.retry_delays == (5.0, 25.0)
+    assert settings.signer == LinkSigner((KEY, OLD_KEY), 600)
+    keyed = {"LINK_SIGNING_KEYS": KEY}
+    assert Settings.from_env(keyed).callbacks.retry_delays == (5.0, 25.0)
     with pytest.raises(ValueError, match="CALLBACK_RETRY_DELAYS"):
-        Settings.from_env({"CALLBACK_RETRY_DELAYS": "soon"})
+        Settings.from_env({**keyed, "CALLBACK_RETRY_DELAYS": "soon"})
+    with pytest.raises(ValueError, match="LINK_SIGNING_KEYS"):
+        Settings.from_env({})
 
 
 def test_validate_callback_refuses_internal_urls_naming_the_field() -> None:

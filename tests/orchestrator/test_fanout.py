@@ -241,3 +241,15 @@ def test_the_first_task_of_a_file_says_what_it_is() -> None:
     state.apply_result(record, unpacked(0, ("a.jpg", "jpg")))
     _, entry = specs.entry_spec(record, record.tasks[0], 0)
     assert type(entry).from_proto(entry.to_proto()).entry_index == 0
+
+
+def test_members_with_the_same_output_name_are_named_and_reported_as_stored() -> None:
+    record = archive_job()
+    state.apply_result(record, unpacked(0, ("hopper.jpg", "jpg"), ("hopper.gif", "gif")))
+    outputs = [e.output_name for e in record.job.files[0].entries]
+    assert outputs == ["hopper.png", "hopper (2).png"]
+    state.apply_result(record, of_entry(0, 0, SUCCEEDED))
+    state.apply_result(record, of_entry(0, 1, SUCCEEDED))
+    spec = specs.pack_spec(record, record.tasks[0])
+    assert [item.name for item in spec.inputs] == outputs
+    assert [e["output"] for e in json.loads(spec.report)["entries"]] == outputs

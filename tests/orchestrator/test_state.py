@@ -73,3 +73,14 @@ def test_only_pending_jobs_can_be_cancelled() -> None:
     with pytest.raises(MeshError) as caught:
         state.cancel(busy)
     assert caught.value.reason is Reason.CONFLICT
+
+
+def test_a_success_takes_the_workers_output_name_and_kept_original_flag() -> None:
+    record = record_with(1)
+    record.job.files[0].output_filename = "my.tar.gz"
+    state.apply_result(
+        record,
+        result(0, tasks_pb2.RESULT_KIND_SUCCEEDED, output_name="inner.txt.gz", kept_original=True),
+    )
+    assert record.job.files[0].output_filename == "inner.txt.gz"
+    assert record.job.files[0].kept_original
