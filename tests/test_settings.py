@@ -11,6 +11,9 @@ from services.image.settings import Settings as ImageSettings
 from services.media.settings import Settings as MediaSettings
 from services.orchestrator.settings import Settings as OrchestratorSettings
 
+# The orchestrator signs callback bodies' download links: it refuses to start without keys.
+LINKS = {"LINK_SIGNING_KEYS": "settings-test-link-key-0123456789"}
+
 
 def test_values_are_parsed_and_defaults_fill_the_rest() -> None:
     env = Env({"A": "7", "B": "1e8", "C": "0.5", "D": "yes", "E": ""})
@@ -36,6 +39,7 @@ def test_every_bad_variable_is_named_at_once() -> None:
 def test_the_orchestrator_builds_what_it_passes_down() -> None:
     settings = OrchestratorSettings.from_env(
         {
+            **LINKS,
             "RETENTION_SECONDS": "600",
             "METRICS_PORT": "9100",
             "RAR_OUTPUT_ENABLED": "true",
@@ -50,7 +54,8 @@ def test_the_orchestrator_builds_what_it_passes_down() -> None:
 
 
 def test_the_orchestrator_does_not_read_the_archive_workers_settings() -> None:
-    assert not OrchestratorSettings.from_env({"ARCHIVE_RAR_BINARY": "/usr/bin/rar"}).rar_available
+    orchestrator = OrchestratorSettings.from_env({**LINKS, "ARCHIVE_RAR_BINARY": "/usr/bin/rar"})
+    assert not orchestrator.rar_available
     assert ArchiveSettings.from_env({"ARCHIVE_RAR_BINARY": "/usr/bin/rar"}).rar_binary
 
 
@@ -91,3 +96,8 @@ def test_worker_limits_are_checked_like_the_rest() -> None:
 def test_flags_refuse_what_is_neither_true_nor_false() -> None:
     with pytest.raises(SettingsError, match="OUTBOUND_ALLOW_ONLY must be true or false"):
         OrchestratorSettings.from_env({"OUTBOUND_ALLOW_ONLY": "sometimes"})
+
+
+def test_the_orchestrator_needs_the_link_signing_keys() -> None:
+    with pytest.raises(SettingsError, match="LINK_SIGNING_KEYS must hold one or more keys"):
+        OrchestratorSettings.from_env({})
