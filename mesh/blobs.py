@@ -72,12 +72,17 @@ async def ensure_bucket(
     *,
     ttl_seconds: float | None = None,
     max_bytes: int | None = None,
+    replicas: int = 1,
 ) -> None:
     try:
         await js.object_store(bucket)
     except nats.js.errors.BucketNotFoundError:
         config = api.ObjectStoreConfig(
-            bucket=bucket, storage=api.StorageType.FILE, ttl=ttl_seconds, max_bytes=max_bytes or -1
+            bucket=bucket,
+            storage=api.StorageType.FILE,
+            ttl=ttl_seconds,
+            max_bytes=max_bytes or -1,
+            replicas=replicas,
         )
         await js.create_object_store(bucket, config=config)
     except nats.errors.Error as error:

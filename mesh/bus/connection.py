@@ -52,7 +52,8 @@ async def _connect(
     error: Callable[[Exception], Awaitable[None]],
 ) -> Client:
     return await nats.connect(
-        servers=[url],
+        # NATS_URL may name several servers of a cluster, comma-separated.
+        servers=[server.strip() for server in url.split(",") if server.strip()],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

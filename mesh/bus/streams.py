@@ -11,12 +11,17 @@ Layout:
   the orchestrator; a worker reads its task's key before and after converting.
 - KV `uploads`: blob id -> owner and sniffed type, so a job can only use its tenant's blobs.
 - Object store `blobs`: sources (`src/<id>`) and outputs (`out/<job>/<index>`).
+
+Every one of them is kept on `NATS_REPLICAS` servers (default 1); existing ones are scaled to
+it when it changes (their consumers follow the stream).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -25,7 +30,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from mesh import blobs
 from mesh.settings import Env
@@ -63,8 +68,36 @@ class Retention:
         return cls(seconds, min(cls.duplicate_window_seconds, seconds))
 
 
-async def ensure(js: JetStreamContext, retention: Retention) -> None:
-    """Creates every stream and bucket this mesh uses; harmless when they exist."""
+def read_replicas(env: Env) -> int:
+    """NATS_REPLICAS: on how many servers every stream and bucket is kept."""
+    return env.integer("NATS_REPLICAS", 1, minimum=1, maximum=5)
+
+
+# JetStream's answers when it cannot place the replicas: no suitable peers for placement,
+# insufficient resources, replicas > 1 not supported in non-clustered mode.
+_PLACEMENT_ERRORS = frozenset({10005, 10023, 10074})
+
+
+class ReplicasError(RuntimeError):
+    """The NATS servers cannot hold NATS_REPLICAS copies of a stream."""
+
+
+async def ensure(js: JetStreamContext, retention: Retention, replicas: int = 1) -> None:
+    """Creates every stream and bucket this mesh uses on `replicas` servers; harmless when
+    they exist. Raises ReplicasError when the cluster has fewer servers than `replicas`."""
+    try:
+        await _ensure(js, retention, replicas)
+    except APIError as error:
+        if error.err_code not in _PLACEMENT_ERRORS:
+            raise
+        raise ReplicasError(
+            f"NATS_REPLICAS={replicas} needs a JetStream cluster of at least {replicas} "
+            f"servers; NATS answered: {error.description} (start more servers or lower "
+            "NATS_REPLICAS)"
+        ) from error
+
+
+async def _ensure(js: JetStreamContext, retention: Retention, replicas: int) -> None:
     # Work queues, all deduplicated by Nats-Msg-Id; new tasks are refused, never old ones
     # dropped, when the task stream is full.
     for name, prefix, discard in (
@@ -82,6 +115,7 @@ async def ensure(js: JetStreamContext, retention: Retention) -> None:
                 duplicate_window=retention.duplicate_window_seconds,
                 max_age=retention.seconds,
                 discard=discard,
+                num_replicas=replicas,
             ),
         )
     for bucket in (JOBS_BUCKET, UPLOADS_BUCKET, SETTLED_BUCKET):
@@ -90,34 +124,60 @@ async def ensure(js: JetStreamContext, retention: Retention) -> None:
         except (NotFoundError, BadRequestError):
             await js.create_key_value(
                 KeyValueConfig(
-                    bucket=bucket, history=1, ttl=retention.seconds, storage=StorageType.FILE
+                    bucket=bucket,
+                    history=1,
+                    ttl=retention.seconds,
+                    storage=StorageType.FILE,
+                    replicas=replicas,
                 )
             )
-        await _apply_max_age(js, f"KV_{bucket}", retention.seconds)
-    await blobs.ensure_bucket(js, BLOBS_BUCKET, ttl_seconds=retention.seconds)
-    await _apply_max_age(js, f"OBJ_{BLOBS_BUCKET}", retention.seconds)
+        await _apply(js, f"KV_{bucket}", retention.seconds, replicas)
+    await blobs.ensure_bucket(js, BLOBS_BUCKET, ttl_seconds=retention.seconds, replicas=replicas)
+    await _apply(js, f"OBJ_{BLOBS_BUCKET}", retention.seconds, replicas)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
-        info = await js.stream_info(config.name or "")
+        await js.stream_info(config.name or "")
     except NotFoundError:
         await js.add_stream(config)
         return
-    if info.config.max_age != config.max_age:
-        await _apply_max_age(js, config.name or "", config.max_age or 0)
+    await _apply(js, config.name or "", config.max_age or 0, config.num_replicas or 1)
 
 
-async def _apply_max_age(js: JetStreamContext, stream: str, seconds: float) -> None:
-    """Makes an existing stream follow the configured retention (it may have changed)."""
+async def _apply(js: JetStreamContext, stream: str, seconds: float, replicas: int) -> None:
+    """Makes an existing stream follow the configured retention and replicas (either may have
+    changed since it was created)."""
     info = await js.stream_info(stream)
-    if info.config.max_age == seconds:
-        return
     config = info.config
+    if config.max_age == seconds and (config.num_replicas or 1) == replicas:
+        return
     config.max_age = seconds
+    config.num_replicas = replicas
     if config.duplicate_window and config.duplicate_window > seconds:
         config.duplicate_window = seconds
-    await js.update_stream(config)
+    try:
+        await js.update_stream(config)
+    except nats.errors.TimeoutError:
+        # Scaling moves the stream onto new servers, which can outlast one API request, and
+        # every service applies the same change at start: wait for it to be in place.
+        await _wait_applied(js, stream, seconds, replicas)
+
+
+async def _wait_applied(
+    js: JetStreamContext, stream: str, seconds: float, replicas: int, within: float = 60.0
+) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            config = (await js.stream_info(stream)).config
+            if config.max_age == seconds and (config.num_replicas or 1) == replicas:
+                return
+        except nats.errors.TimeoutError:
+            pass
+        if asyncio.get_running_loop().time() > deadline:
+            raise ReplicasError(f"stream {stream} did not move to {replicas} replicas in time")
+        await asyncio.sleep(0.5)
 
 
 def job_key(tenant: str, job_id: str) -> str:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
 from mesh import logs, telemetry
 from mesh.bus import connection, streams
+from mesh.health import LIVENESS
 from services.orchestrator import callbacks
 from services.orchestrator.advisories import watch_abandoned_tasks
 from services.orchestrator.delivery import Deliverer
@@ -36,9 +38,14 @@ async def serve(settings: Settings) -> None:
         await health.set(SERVICE_NAME, status)
 
     await on_nats_state(False)
+    await health.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     nc = await connection.connect(settings.nats_url, "orchestrator", on_nats_state)
     js = nc.jetstream()
-    await streams.ensure(js, settings.retention)
+    try:
+        await streams.ensure(js, settings.retention, settings.nats_replicas)
+    except streams.ReplicasError:
+        await connection.close(nc)
+        raise
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
@@ -70,7 +77,11 @@ def main() -> None:
     settings = Settings.from_env()
     logs.configure("orchestrator", settings.log_level)
     telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except streams.ReplicasError as error:
+        log.error("orchestrator refuses to start: %s", error)
+        sys.exit(f"orchestrator refuses to start: {error}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh.bus.streams import Retention
+from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
 from services.orchestrator.callbacks import CallbackSettings
@@ -22,6 +22,7 @@ class Settings:
     max_upload_bytes: int = 2 * 1024**3
     retention: Retention = field(default_factory=Retention)
     log_level: str = "INFO"
+    nats_replicas: int = 1
     # Whether jobs may ask for rar output. The archive workers write it only with the
     # operator's `rar` binary (their ARCHIVE_RAR_BINARY); the operator says so here too.
     rar_available: bool = False
@@ -45,6 +46,7 @@ class Settings:
             max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
             retention=Retention.read(env),
             log_level=env.text("LOG_LEVEL", cls.log_level),
+            nats_replicas=read_replicas(env),
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
