@@ -23,6 +23,7 @@ def main() -> int:
         mesh.start(stopping=stop.is_set)
         if not stop.is_set():
             print(f"convertmesh is up: {mesh.http_url} (gRPC {mesh.grpc_target})", flush=True)
+            print(mesh.ports(), flush=True)
         while not stop.wait(0.5):
             if dead := mesh.exited():
                 print(f"a service exited: {dead}; stopping", file=sys.stderr, flush=True)

@@ -20,6 +20,13 @@ from pathlib import Path
 from launcher.nats import NatsServer, free_port, start_nats
 
 SERVICES = ("orchestrator", "image", "media", "archive", "gateway")
+WORKERS = ("image", "media", "archive")
+# Services without an HTTP server of their own serve metrics on METRICS_PORT (the gateway
+# answers /metrics on its HTTP port); workers serve gRPC health on HEALTH_PORT. Under `make
+# run` each gets its own port: METRICS_PORT and HEALTH_PORT are the first of consecutive ones.
+METRICS_SERVICES = ("orchestrator", *WORKERS)
+DEFAULT_METRICS_PORT = 9101
+DEFAULT_HEALTH_PORT = 50061
 
 
 @dataclass
@@ -34,10 +41,18 @@ class MeshConfig:
     # LINK_SIGNING_KEYS for gateway and orchestrator: one per mesh, so restarted services keep
     # verifying the links handed out before.
     link_keys: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    health_ports: dict[str, int] = field(default_factory=dict)
+    # An external NATS (e.g. a cluster: comma-separated URLs); empty starts one of our own.
+    nats_url: str = ""
+    # Put before every service's command line (e.g. a sandbox like bubblewrap).
+    command_prefix: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> MeshConfig:
         data_dir = Path(os.environ.get("DATA_DIR", ".data")).resolve()
+        metrics = int(os.environ.get("METRICS_PORT") or DEFAULT_METRICS_PORT)
+        health = int(os.environ.get("HEALTH_PORT") or DEFAULT_HEALTH_PORT)
         return cls(
             data_dir=data_dir,
             http_port=int(os.environ.get("HTTP_PORT", "8080")),
@@ -45,6 +60,8 @@ class MeshConfig:
             nats_port=int(os.environ.get("NATS_PORT", "4222")),
             api_keys=os.environ.get("API_KEYS", ""),
             link_keys=os.environ.get("LINK_SIGNING_KEYS") or stored_link_key(data_dir),
+            metrics_ports={name: metrics + i for i, name in enumerate(METRICS_SERVICES)},
+            health_ports={name: health + i for i, name in enumerate(WORKERS)},
         )
 
     @classmethod
@@ -58,6 +75,8 @@ class MeshConfig:
             api_keys=api_keys,
             extra_env=dict(extra_env),
             log_dir=data_dir / "logs",
+            metrics_ports={name: free_port() for name in METRICS_SERVICES},
+            health_ports={name: free_port() for name in WORKERS},
         )
 
 
@@ -90,11 +109,25 @@ class LocalMesh:
     def grpc_target(self) -> str:
         return f"127.0.0.1:{self.config.grpc_port}"
 
-    def environment(self) -> dict[str, str]:
+    @property
+    def nats_url(self) -> str:
+        return self.config.nats_url or f"nats://127.0.0.1:{self.config.nats_port}"
+
+    def ports(self) -> str:
+        """Where each service's metrics and health are served (what `make run` prints)."""
+        metrics = [f"{name} :{port}" for name, port in self.config.metrics_ports.items()]
+        health = [f"{name} :{port}" for name, port in self.config.health_ports.items()]
+        return (
+            f"metrics: gateway {self.http_url}/metrics, {', '.join(metrics)} (/metrics); "
+            f"gRPC health: orchestrator :{self.config.grpc_port}, {', '.join(health)}"
+        )
+
+    def environment(self, service: str = "") -> dict[str, str]:
+        """The environment of `service` (of every service when empty: no ports of its own)."""
         c = self.config
         env = dict(os.environ)
         env.update(
-            NATS_URL=f"nats://127.0.0.1:{c.nats_port}",
+            NATS_URL=self.nats_url,
             GRPC_PORT=str(c.grpc_port),
             HTTP_PORT=str(c.http_port),
             API_KEYS=c.api_keys,
@@ -103,6 +136,11 @@ class LocalMesh:
             PYTHONUNBUFFERED="1",
         )
         env.update(c.extra_env)
+        # Never inherited: one port for every service makes all but the first fail to bind.
+        for name, ports in (("METRICS_PORT", c.metrics_ports), ("HEALTH_PORT", c.health_ports)):
+            env.pop(name, None)
+            if service in ports:
+                env[name] = str(ports[service])
         return env
 
     def start(
@@ -112,21 +150,21 @@ class LocalMesh:
         (c.data_dir / "scratch").mkdir(parents=True, exist_ok=True)
         if c.log_dir:
             c.log_dir.mkdir(parents=True, exist_ok=True)
-        self.nats = start_nats(
-            c.data_dir / "nats",
-            port=c.nats_port,
-            log_file=c.log_dir / "nats.log" if c.log_dir else None,
-        )
-        env = self.environment()
+        if not c.nats_url:
+            self.nats = start_nats(
+                c.data_dir / "nats",
+                port=c.nats_port,
+                log_file=c.log_dir / "nats.log" if c.log_dir else None,
+            )
         for name in SERVICES:
-            self.start_service(name, env)
+            self.start_service(name)
         self.wait_ready(ready_timeout, stopping)
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
         output = (self.config.log_dir / f"{name}.log").open("ab") if self.config.log_dir else None
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"],
-            env=env or self.environment(),
+            [*self.config.command_prefix, sys.executable, "-m", f"services.{name}"],
+            env=env or self.environment(name),
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
         )

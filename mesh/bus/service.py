@@ -14,6 +14,7 @@ from pathlib import Path
 from mesh import logs, sandbox, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
+from mesh.health import HealthServer
 from mesh.outcome import Outcome
 from mesh.settings import Env
 
@@ -32,6 +33,10 @@ class WorkerSettings:
     log_level: str
     retention: streams.Retention
     metrics: telemetry.MetricsSettings
+    nats_replicas: int = 1
+    # gRPC health (readiness and liveness probes) on GRPC_HOST:HEALTH_PORT; 0: not served.
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
 
     @classmethod
     def read(
@@ -57,6 +62,9 @@ class WorkerSettings:
             log_level=env.text("LOG_LEVEL", "INFO"),
             retention=streams.Retention.read(env),
             metrics=telemetry.MetricsSettings.read(env),
+            nats_replicas=streams.read_replicas(env),
+            health_host=env.text("GRPC_HOST", "127.0.0.1"),
+            health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
         )
 
 
@@ -100,9 +108,14 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
 async def serve(settings: WorkerSettings, handler: Handler) -> None:
     """Consumes the service's tasks until SIGTERM/SIGINT, then drains."""
     service = settings.runtime.service
-    nc = await connection.connect(settings.nats_url, f"worker-{service}")
+    health = None
+    if settings.health_port:
+        health = await HealthServer.start(settings.health_host, settings.health_port)
+    nc = await connection.connect(
+        settings.nats_url, f"worker-{service}", health.set_ready if health else None
+    )
     js = nc.jetstream()
-    await streams.ensure(js, settings.retention)
+    await streams.ensure(js, settings.retention, settings.nats_replicas)
     worker = Worker(nc, js, settings.runtime, handler)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -110,4 +123,6 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
     await connection.close(nc)
+    if health:
+        await health.stop()
     log.info("worker stopped")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,17 @@ SYNC_MAX_BYTES = 8_000_000
 
 
 @contextlib.contextmanager
-def running_mesh(data: Path, **extra_env: str) -> Iterator[LocalMesh]:
+def running_mesh(
+    data: Path, *, command_prefix: Sequence[str] = (), nats_url: str = "", **extra_env: str
+) -> Iterator[LocalMesh]:
     """A whole mesh on free ports with the test keys; its logs are printed if it fails to
-    start."""
+    start. `command_prefix` wraps every service (a sandbox); `nats_url` names an external
+    NATS instead of a server of its own."""
     config = MeshConfig.ephemeral(
         data, ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items()), **extra_env
     )
+    config.command_prefix = list(command_prefix)
+    config.nats_url = nats_url
     local = LocalMesh(config)
     try:
         local.start()
