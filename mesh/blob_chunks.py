@@ -25,6 +25,8 @@ CONSUMER_IDLE_SECONDS = 30.0
 # nats-py drops messages past a subscription's pending limit (64 MiB by default); a batch of
 # 128 chunks of 128 KiB stays well below it.
 MAX_BATCH = 128
+# Pull requests nobody answered (503) before the read gives up: about 4 s of waiting in all.
+MAX_UNANSWERED = 20
 
 
 def unavailable(error: BaseException) -> MeshError:
@@ -92,7 +94,7 @@ async def pull(
     sub = await nc.subscribe(inbox, cb=deliver)
     next_subject = f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
     half = max(1, min(batch, MAX_BATCH) // 2)
-    requested = got = 0
+    requested = got = unanswered = 0
 
     async def request() -> None:
         nonlocal requested
@@ -109,6 +111,15 @@ async def pull(
                 msg = await received.get()
             status = _status(msg)
             if status == "100":
+                continue
+            if status == "503" and unanswered < MAX_UNANSWERED:
+                # No responders: on a cluster the new consumer's pull endpoint can be a moment
+                # behind its creation. The request was not taken: ask again (asking for more
+                # than is left is harmless, the consumer has only `total` messages).
+                unanswered += 1
+                requested = max(got, requested - half)
+                await asyncio.sleep(0.02 * unanswered)
+                await request()
                 continue
             if status is not None:
                 # Only a purge under a reader (the blob was replaced or deleted) gets here.
