@@ -63,6 +63,7 @@ class NatsServer:
     monitor_port: int
     store_dir: Path
     log_file: Path | None = None
+    name: str = "nats"
 
     @property
     def url(self) -> str:
@@ -131,7 +132,7 @@ def start_nats(
         )
         + cluster
     )
-    server = NatsServer(_spawn(config, log_file), port, monitor_port, store_dir, log_file)
+    server = NatsServer(_spawn(config, log_file), port, monitor_port, store_dir, log_file, name)
     _wait_accepting(server, ready_timeout)
     return server
 
