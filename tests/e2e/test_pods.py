@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from PIL import Image
 from launcher.mesh import LocalMesh
 from tests.corpus import CORPUS
 from tests.e2e.conftest import auth, running_mesh, wait_for_job
+from tests.e2e.test_ports import scrape
 
 BWRAP = shutil.which("bwrap")
 pytestmark = pytest.mark.skipif(BWRAP is None, reason="bubblewrap missing: make system-deps")
@@ -50,6 +50,11 @@ def pod_sandbox(scratch: Path) -> list[str]:
         "--die-with-parent",
         "--",
     ]  # fmt: skip
+
+
+def command(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=120)
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +119,12 @@ def test_every_service_runs_inside_the_sandbox(pods: LocalMesh) -> None:
 
 async def test_an_image_a_clip_and_an_archive_convert(pods: LocalMesh, tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
-            "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(clip),
-        ],
-        check=True,
-        timeout=120,
+    await asyncio.to_thread(
+        command,
+        "ffmpeg", "-v", "error", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+        "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(clip),
     )  # fmt: skip
     photos = io.BytesIO()
     with zipfile.ZipFile(photos, "w") as archive:
@@ -153,39 +155,30 @@ async def test_an_image_a_clip_and_an_archive_convert(pods: LocalMesh, tmp_path:
     assert Image.open(io.BytesIO(image)).format == "PNG"
     (tmp_path / "out.webm").write_bytes(webm)
     probe = json.loads(
-        subprocess.run(
-            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json",
-             str(tmp_path / "out.webm")],
-            capture_output=True, check=True, timeout=60,
-        ).stdout
+        await asyncio.to_thread(
+            command,
+            "ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json",
+            str(tmp_path / "out.webm"),
+        )
     )  # fmt: skip
     assert "webm" in probe["format"]["format_name"]
     assert {s["codec_type"] for s in probe["streams"]} == {"video", "audio"}
     assert float(probe["format"]["duration"]) == pytest.approx(2, abs=0.3)
     (tmp_path / "out.7z").write_bytes(seven)
-    listing = subprocess.run(
-        ["bsdtar", "-tf", str(tmp_path / "out.7z")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.split()
+    listing = (await asyncio.to_thread(command, "bsdtar", "-tf", str(tmp_path / "out.7z"))).split()
     assert {"photos/hopper.jpg", "photos/Landscape_6.jpg"} <= set(listing)
     # Each worker counts its own task on its own metrics port.
     for worker in ("image", "media", "archive"):
-        text = metrics(pods.config.metrics_ports[worker])
+        text = scrape(pods.config.metrics_ports[worker])
         assert f'convertmesh_tasks_total{{outcome="succeeded",service="{worker}"}}' in text
-
-
-def metrics(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        return str(answer.read().decode())
 
 
 def _health(port: int, service: str = "") -> int:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        answer = stub.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=60, wait_for_ready=True
+        )
         return int(answer.status)
 
 
@@ -199,4 +192,4 @@ def test_workers_answer_grpc_health_and_each_service_has_its_metrics(pods: Local
     ports = pods.config.metrics_ports
     assert len(set(ports.values())) == len(ports) == 4
     for name, port in ports.items():
-        assert "convertmesh_tasks_total" in metrics(port), name
+        assert "convertmesh_tasks_total" in scrape(port), name
