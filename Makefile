@@ -27,7 +27,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress \
 	stubs install \
-	system-deps clean k8s-check k8s-tools image
+	system-deps clean k8s-check k8s-tools image image-smoke
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -59,6 +59,11 @@ image:
 	@engine=$$(command -v podman || command -v docker) || \
 		{ echo "make image needs podman or docker" >&2; exit 1; }; \
 	set -x; $$engine build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(IMAGE) .
+
+# The image starts a worker that answers its gRPC health check (run like a pod: read-only
+# image root, uid 10001, tmpfs scratch; under bubblewrap, so no container runtime is needed).
+image-smoke: $(RUNTIME) system-deps
+	PYTHONPATH=$(CURDIR) $(PY) deploy/image_smoke.py $(IMAGE)
 
 test-slow: $(STUBS_STAMP) system-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
