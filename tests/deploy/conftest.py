@@ -19,6 +19,8 @@ TOOLS = Path(os.environ.get("TOOLS") or ROOT / ".tools")
 OVERLAYS = ("single-node", "production")
 NATS_CHART = K8S / "vendor" / "nats"
 NATS_VALUES = K8S / "overlays" / "production" / "nats-values.yaml"
+# Applied to namespace nats beside the chart (the chart has no NetworkPolicy).
+NATS_POLICY = K8S / "overlays" / "production" / "nats-network-policy.yaml"
 
 Object = dict[str, Any]
 
@@ -91,6 +93,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Renderings:
     nats = _load(
         "nats",
         out / "nats-production.yaml",
-        run(helm, "template", "nats", NATS_CHART, "--skip-tests", "-f", NATS_VALUES),
+        run(helm, "template", "nats", NATS_CHART, "--skip-tests", "-f", NATS_VALUES)
+        + "\n---\n"
+        + NATS_POLICY.read_text(),
     )
     return Renderings(out, overlays, nats)

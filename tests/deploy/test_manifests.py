@@ -285,6 +285,23 @@ def test_production_nats_is_a_replicated_jetstream_cluster(rendered: Renderings)
     assert peer["podSelector"]["matchLabels"].items() <= pod_labels.items()
     for service_name in ("gateway", "orchestrator"):
         assert production.get("Deployment", service_name)["spec"]["replicas"] == 2
+    # NATS's own policy admits those clients, the routes, and KEDA on the monitoring port.
+    policy = nats.get("NetworkPolicy", "nats")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    (clients, routes, monitoring) = policy["ingress"]
+    (client,) = clients["from"]
+    assert client["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "convertmesh"
+    }
+    assert client["podSelector"]["matchLabels"] == {"convertmesh/nats-client": "true"}
+    assert [p["port"] for p in clients["ports"]] == [4222]
+    assert [p["port"] for p in routes["ports"]] == [6222]
+    assert [p["port"] for p in monitoring["ports"]] == [8222]
+    readers = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in monitoring["from"]
+    }
+    assert readers == {"keda", "monitoring"}
 
 
 def test_single_node_runs_its_own_nats(rendered: Renderings) -> None:
