@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -34,7 +34,10 @@ WORKER_SETTINGS: dict[str, type[ImageSettings] | type[MediaSettings] | type[Arch
     "archive": ArchiveSettings,
 }
 _NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-_ENV_FUNCTIONS = {"env_int", "env_number", "env_flag", "env_text", "env_str"}
+# Reading a variable: mesh.settings.Env's methods (env.integer("X", ...)), its helper env_int,
+# and plain mappings (os.environ.get("X")).
+_ENV_READERS = {"integer", "optional_integer", "number", "flag", "text", "raw", "optional"}
+_ENV_FUNCTIONS = {"env_int"}
 
 
 def _env_names(node: ast.AST) -> Iterator[str]:
@@ -44,8 +47,11 @@ def _env_names(node: ast.AST) -> Iterator[str]:
         func = node.func
         called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         receiver = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
-        reads_env = called in _ENV_FUNCTIONS or (
-            called in {"get", "pop"} and re.search(r"(^|\.)(env|environ|environment)$", receiver)
+        on_env = re.search(r"(^|\.)(env|environ|environment)$", receiver) is not None
+        reads_env = (
+            called in _ENV_FUNCTIONS
+            or (called in _ENV_READERS and on_env)
+            or (called in {"get", "pop"} and on_env)
         )
         if reads_env and node.args:
             yield from _literal(node.args[0])
@@ -74,15 +80,36 @@ def variables_in_source() -> set[str]:
     return names
 
 
+class Recording(Mapping[str, str]):
+    """An environment that remembers every variable looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+        self.seen: set[str] = set()
+
+    def __getitem__(self, key: str) -> str:
+        self.seen.add(key)
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 def variables_read_by_settings(env: dict[str, str]) -> set[str]:
     """Every variable the services' settings look up while loading from `env`: they parse
-    every value the ConfigMap gives them, too (a bad one raises here)."""
-    seen: set[str] = set()
+    and validate every value the ConfigMap gives them, too (a bad one raises here)."""
+    recording = Recording(env)
+    for settings in (OrchestratorSettings, ImageSettings, MediaSettings, ArchiveSettings):
+        settings.from_env(recording)
+    # The gateway's settings still read the process environment itself.
     environ_type: Any = type(os.environ)
     original = environ_type.__getitem__
 
-    def recording(self: Any, key: str) -> Any:
-        seen.add(key)
+    def recorded(self: Any, key: str) -> Any:
+        recording.seen.add(key)
         return original(self, key)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -90,17 +117,9 @@ def variables_read_by_settings(env: dict[str, str]) -> set[str]:
             patch.delenv(key)
         for key, value in env.items():
             patch.setenv(key, value)
-        patch.setattr(environ_type, "__getitem__", recording)
-        for settings in (
-            GatewaySettings,
-            OrchestratorSettings,
-            ImageSettings,
-            MediaSettings,
-            ArchiveSettings,
-            streams.Retention,
-        ):
-            settings.from_env()
-    return {name for name in seen if _NAME.match(name)}
+        patch.setattr(environ_type, "__getitem__", recorded)
+        GatewaySettings.from_env()
+    return {name for name in recording.seen if _NAME.match(name)}
 
 
 def containers(rendering: Rendering) -> Iterator[tuple[Object, Object]]:
@@ -131,14 +150,19 @@ def overlay(request: pytest.FixtureRequest, rendered: Renderings) -> Rendering:
 
 
 def test_every_variable_read_is_configured_and_every_key_is_read(overlay: Rendering) -> None:
-    configured = set(overlay.config)
+    configured = set(overlay.config) | {
+        item["name"]
+        for _, container in containers(overlay)
+        for item in container.get("env", [])
+        if "value" in item
+    }
     gateway = overlay.get("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
     secret = {e["name"] for e in gateway["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert secret == SECRET_KEYS
     read = variables_in_source() | variables_read_by_settings(pod_env(overlay, gateway))
-    assert read >= {"NATS_REPLICAS", "HEALTH_PORT", "MEDIA_DRAIN_SECONDS", "PUBLIC_BASE_URL"}
+    assert read >= {"NATS_REPLICAS", "HEALTH_PORT", "TASK_DRAIN_SECONDS", "PUBLIC_BASE_URL"}
     missing = read - configured - secret
-    assert not missing, f"read by the services but not in the ConfigMap/Secret: {missing}"
+    assert not missing, f"read by the services but not in the ConfigMap/Secret/env: {missing}"
     unread = configured - read - set(NOT_READ_BY_SERVICES)
     assert not unread, f"in the ConfigMap but read by no service: {unread}"
 
@@ -158,10 +182,7 @@ def test_sandbox_caps_times_concurrency_fit_the_pod(overlay: Rendering, worker: 
     deployment = overlay.get("Deployment", worker)
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in pod_env(overlay, container).items():
-            patch.setenv(key, value)
-        settings = loader.from_env().worker
+    settings = loader.from_env(pod_env(overlay, container)).worker
     limit = quantity(container["resources"]["limits"]["memory"])
     request = quantity(container["resources"]["requests"]["memory"])
     caps = settings.runtime.concurrency * (settings.task_memory_bytes or 0)
