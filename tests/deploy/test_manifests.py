@@ -27,7 +27,11 @@ WORKER_OVERHEAD_BYTES = 512 * 1024**2
 CLOSE_SECONDS = 30
 # Keys the services do not read themselves but the processes need.
 NOT_READ_BY_SERVICES = {"TMPDIR": "Python's tempfile and the sandbox's fork-server socket"}
-SECRET_KEYS = {"API_KEYS"}
+# Variable -> (Secret, the services that need it); no kustomization creates these Secrets.
+SECRETS = {
+    "API_KEYS": ("convertmesh-keys", {"gateway"}),
+    "LINK_SIGNING_KEYS": ("convertmesh-links", {"gateway", "orchestrator"}),
+}
 WORKER_SETTINGS: dict[str, type[ImageSettings] | type[MediaSettings] | type[ArchiveSettings]] = {
     "image": ImageSettings,
     "media": MediaSettings,
@@ -133,8 +137,8 @@ def pod_env(rendering: Rendering, container: Object) -> dict[str, str]:
     env = dict(rendering.config)
     env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
     for item in container.get("env", []):
-        if "valueFrom" in item:
-            env[item["name"]] = "tenant:secret-key"
+        if "valueFrom" in item:  # Secrets: a value of the right shape
+            env[item["name"]] = {"API_KEYS": "tenant:secret-key"}.get(item["name"], "k" * 32)
     return env
 
 
@@ -156,9 +160,14 @@ def test_every_variable_read_is_configured_and_every_key_is_read(overlay: Render
         for item in container.get("env", [])
         if "value" in item
     }
+    secret = {
+        item["name"]
+        for _, container in containers(overlay)
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    assert secret == set(SECRETS)
     gateway = overlay.get("Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
-    secret = {e["name"] for e in gateway["env"] if "secretKeyRef" in e.get("valueFrom", {})}
-    assert secret == SECRET_KEYS
     read = variables_in_source() | variables_read_by_settings(pod_env(overlay, gateway))
     assert read >= {"NATS_REPLICAS", "HEALTH_PORT", "TASK_DRAIN_SECONDS", "PUBLIC_BASE_URL"}
     missing = read - configured - secret
@@ -167,13 +176,21 @@ def test_every_variable_read_is_configured_and_every_key_is_read(overlay: Render
     assert not unread, f"in the ConfigMap but read by no service: {unread}"
 
 
-def test_no_secret_is_rendered_and_the_gateway_needs_its_keys(rendered: Renderings) -> None:
+def test_no_secret_is_rendered_and_the_services_need_theirs(rendered: Renderings) -> None:
     for rendering in rendered:
         assert not rendering.of_kind("Secret"), "applying would overwrite the operator's keys"
-        gateway = rendering.get("Deployment", "gateway")["spec"]["template"]["spec"]
-        (api_keys,) = [e for e in gateway["containers"][0]["env"] if e["name"] == "API_KEYS"]
-        reference = api_keys["valueFrom"]["secretKeyRef"]
-        assert reference == {"name": "convertmesh-keys", "key": "API_KEYS"}  # not optional
+        for variable, (secret, services) in SECRETS.items():
+            for service in SERVICES:
+                pod = rendering.get("Deployment", service)["spec"]["template"]["spec"]
+                found = [e for e in pod["containers"][0].get("env", []) if e["name"] == variable]
+                if service not in services:
+                    assert not found, (service, variable)
+                    continue
+                (item,) = found
+                reference = item["valueFrom"]["secretKeyRef"]
+                assert reference == {"name": secret, "key": variable}  # not optional
+            for _, container in containers(rendering):
+                assert "secretRef" not in str(container.get("envFrom")), "a whole Secret"
 
 
 @pytest.mark.parametrize("worker", WORKERS)

@@ -191,7 +191,13 @@ async def test_jobs_survive_losing_a_node_and_the_node_catches_up(
 def orchestrator_refusal(nats_url: str, replicas: int) -> tuple[int, str]:
     done = subprocess.run(
         [sys.executable, "-m", "services.orchestrator"],
-        env={**os.environ, "NATS_URL": nats_url, "NATS_REPLICAS": str(replicas), "GRPC_PORT": "0"},
+        env={
+            **os.environ,
+            "NATS_URL": nats_url,
+            "NATS_REPLICAS": str(replicas),
+            "GRPC_PORT": "0",
+            "LINK_SIGNING_KEYS": "k" * 32,
+        },
         capture_output=True,
         text=True,
         timeout=60,
