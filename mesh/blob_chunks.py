@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -17,6 +18,8 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext, api
 
 from mesh.errors import MeshError, Reason
+
+log = logging.getLogger(__name__)
 
 # The JetStream API prefix of a default account; a JetStream domain would change it.
 JS_API = "$JS.API"
@@ -30,9 +33,9 @@ MAX_UNANSWERED = 20
 
 
 def unavailable(error: BaseException) -> MeshError:
-    return MeshError(
-        Reason.UNAVAILABLE, "The blob store is unavailable; retry later.", cause=repr(error)
-    )
+    # The cause is logged, never put in the error: its detail is shown to clients.
+    log.warning("blob store unavailable: %r", error)
+    return MeshError(Reason.UNAVAILABLE, "The blob store is unavailable; retry later.")
 
 
 async def rechunk(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:

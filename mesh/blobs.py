@@ -112,6 +112,10 @@ def _blob_info(meta: api.ObjectInfo) -> BlobInfo:
     return BlobInfo(meta.name, meta.size or 0, digest.hex(), meta.chunks or 0)
 
 
+async def exists(js: JetStreamContext, bucket: str, name: str) -> bool:
+    return await _meta(js, bucket, name) is not None
+
+
 async def info(js: JetStreamContext, bucket: str, name: str) -> BlobInfo:
     return _blob_info(await _open(js, bucket, name))
 

@@ -71,6 +71,12 @@ class Reason(enum.Enum):
         return _TABLE[self].retryable
 
     @property
+    def retry_after(self) -> bool:
+        """Whether an HTTP answer of this reason tells the client when to come back: only
+        429 and 503 do (RFC 9110); a 500 is no promise that a retry helps."""
+        return _TABLE[self].http in (429, 503)
+
+    @property
     def public_message(self) -> str:
         return _TABLE[self].public_message
 
@@ -152,6 +158,11 @@ class MeshError(Exception):
         self.message = message or reason.public_message
         self.detail: dict[str, Any] = detail
 
+    @property
+    def retryable(self) -> bool:
+        """Whether a worker should try the same input again later."""
+        return self.reason.retryable
+
     def __repr__(self) -> str:
         return f"MeshError({self.reason.value}, {self.message!r})"
 
@@ -184,6 +195,15 @@ class MeshError(Exception):
             code=self.reason.grpc_code.value[0], message=self.message, details=[packed]
         )
         return rpc_status.to_status(status)
+
+
+class RetryLaterError(MeshError):
+    """A failure of this attempt, not of the input: the reason says what happened (a full
+    disk is RESOURCE_EXHAUSTED, like a memory cap), but the same input may succeed later."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 def field_errors(raw: object) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ Started after the sandbox's fork server, like everything that creates gRPC state
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -29,6 +30,8 @@ class HealthServer:
         self._server = server
         self._servicer = servicer
         self.port = port
+        self._draining = False
+        self._marking: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, host: str, port: int) -> HealthServer:
@@ -46,7 +49,14 @@ class HealthServer:
         return cls(server, servicer, bound)
 
     async def set_ready(self, ready: bool) -> None:
-        await self._servicer.set("", _SERVING if ready else _NOT_SERVING)
+        # A reconnect while draining must not make the service look ready again.
+        serving = ready and not self._draining
+        await self._servicer.set("", _SERVING if serving else _NOT_SERVING)
+
+    def drain(self) -> None:
+        """NOT_SERVING from now on, at once (called from a signal handler)."""
+        self._draining = True
+        self._marking = asyncio.get_running_loop().create_task(self.set_ready(False))
 
     async def stop(self) -> None:
         await self._servicer.enter_graceful_shutdown()

@@ -18,6 +18,8 @@ How a failure is classified:
   should let allocation failures propagate rather than wrap them in a MeshError themselves.
 - SIGKILL that the sandbox did not send: the kernel OOM killer (cgroup limit), RESOURCE_EXHAUSTED.
 - Any other signal: CORRUPT_INPUT, since the input is what varies between calls.
+- A write that failed for lack of disk space (ENOSPC anywhere in the exception's chain, or its
+  text): RESOURCE_EXHAUSTED, to be tried again (`scratch.disk_full_error`).
 - Anything else: INTERNAL; the traceback is logged here and never shown to the user.
 """
 
@@ -42,6 +44,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar, cast
 
+from mesh import scratch
 from mesh.errors import MeshError, Reason, reason_named
 
 log = logging.getLogger(__name__)
@@ -160,16 +163,21 @@ def _child_main(
     message: tuple[str, Any]
     try:
         message = ("ok", func(*args))
-    except MeshError as error:
-        message = ("error", (error.reason.value, error.message, error.detail))
-    except MemoryError:
-        message = ("memory", None)
     except BaseException as error:
-        if _is_allocation_failure(error):
-            message = ("memory", None)
-        else:
-            message = ("crash", traceback.format_exc())
+        message = _failure(error)
     _channel.finish(message)
+
+
+def _failure(error: BaseException) -> tuple[str, Any]:
+    # First: a write that failed for lack of disk space, whatever a decoder made of it (they
+    # report it as damaged input).
+    if scratch.is_disk_error(error):
+        return ("disk", None)
+    if isinstance(error, MeshError):
+        return ("error", (error.reason.value, error.message, error.detail))
+    if isinstance(error, MemoryError) or _is_allocation_failure(error):
+        return ("memory", None)
+    return ("crash", traceback.format_exc())
 
 
 def _cap_memory(memory_bytes: int) -> None:
@@ -272,6 +280,8 @@ def _result_or_raise(
         )
     if kind == "memory":
         raise _memory_error(limits)
+    if kind == "disk":
+        raise scratch.disk_full_error()
     if kind == "crash":
         log.error("sandboxed %s failed:\n%s", name, payload)
         raise MeshError(Reason.INTERNAL)

@@ -1,20 +1,23 @@
 """The worker runtime: a durable pull consumer per service and the life of one task.
 
 For each task: skip it if the orchestrator marked it settled (its job was cancelled, or it is
-a redelivery of a task already done), report STARTED, stream the source into a scratch
-directory, run the service's handler, stream the output into the object store, publish
-SUCCEEDED, and only then ack.
+a redelivery of a task already done), publish it again if another delivery claimed it but died
+before publishing (see `claims`), report STARTED, stream the source into a task folder of the
+process's scratch space, run the service's handler, stream the output into the object store
+under this delivery's own name, claim the task, publish SUCCEEDED, and only then ack.
 A `MeshError` that can never succeed publishes FAILED and terms the message; anything that may
-succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED.
+succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED. A full
+disk is one of those (RESOURCE_EXHAUSTED, tried again); a task whose files outgrow its scratch
+quota is stopped and fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,12 +27,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
 
-from mesh import blobs, telemetry
-from mesh.bus import streams
+from mesh import blobs, scratch, telemetry
+from mesh.bus import claims, streams
 from mesh.bus import tasks as results
+from mesh.bus.claims import Claims
 from mesh.bus.consume import consume
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
@@ -54,6 +56,8 @@ class RuntimeSettings:
     scratch_dir: Path | None = None
     progress_interval_seconds: float = 0.5
     drain_seconds: float = 20.0
+    # What one task's files may take in its scratch folder (source included); None: no cap.
+    task_scratch_bytes: int | None = None
 
 
 @dataclass
@@ -75,20 +79,40 @@ Handler = Callable[[TaskContext], Awaitable[Outcome]]
 
 
 class _SupersededError(Exception):
-    """The task was settled by another delivery while this one converted: its lease expired
-    (the worker was paused or slow past ack_wait) and JetStream handed the task on."""
+    """The task was settled or claimed by another delivery while this one converted: its
+    lease expired (the worker was paused or slow past ack_wait) and JetStream handed it on."""
+
+    def __init__(self, standing: claims.Standing) -> None:
+        super().__init__()
+        self.standing = standing
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One delivery of a task message: its outputs are named after it."""
+
+    sequence: int
+    number: int
+    last: bool
+    began: float = dataclasses.field(default_factory=time.monotonic)
 
 
 class Worker:
     def __init__(
-        self, nc: Client, js: JetStreamContext, settings: RuntimeSettings, handler: Handler
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        settings: RuntimeSettings,
+        handler: Handler,
+        space: scratch.ScratchSpace | None = None,
     ) -> None:
         self._nc = nc
         self._js = js
         self._settings = settings
         self._handler = handler
         self._stopping = asyncio.Event()
-        self._settled: KeyValue | None = None
+        self._claims: Claims | None = None
+        self._space = space
 
     def stop(self) -> None:
         """Stops fetching; tasks in flight finish (or are released after `drain_seconds`)."""
@@ -96,7 +120,18 @@ class Worker:
 
     async def run(self) -> None:
         s = self._settings
-        self._settled = await self._js.key_value(streams.SETTLED_BUCKET)
+        self._claims = await Claims.open(self._js)
+        own_space = self._space is None
+        if self._space is None:
+            self._space = scratch.ScratchSpace.claim(s.scratch_dir, s.service)
+        try:
+            await self._consume()
+        finally:
+            if own_space:
+                self._space.release()
+
+    async def _consume(self) -> None:
+        s = self._settings
         await consume(
             self._js,
             subject=streams.task_subject(s.service),
@@ -117,6 +152,11 @@ class Worker:
             nak_delay=s.retry_delay_seconds,
         )
 
+    @property
+    def _bus_claims(self) -> Claims:
+        assert self._claims is not None, "run() opens the bucket"
+        return self._claims
+
     async def _process(self, message: Msg) -> None:
         s = self._settings
         try:
@@ -125,58 +165,65 @@ class Worker:
             log.error("undecodable task dropped", extra={"subject": message.subject})
             await message.term()
             return
-        if not await self._wanted(task):
-            await message.ack()
+        standing = await self._bus_claims.standing(task.task_id)
+        if not standing.open:
+            await self._settle(message, task, standing)
             telemetry.TASKS.labels(s.service, "skipped").inc()
             return
-        deliveries = message.metadata.num_delivered or 1
-        last_try = deliveries >= s.max_deliver
+        metadata = message.metadata
+        delivery = _Delivery(
+            sequence=metadata.sequence.stream if metadata.sequence else 0,
+            number=metadata.num_delivered or 1,
+            last=(metadata.num_delivered or 1) >= s.max_deliver,
+        )
+        own = dataclasses.replace(
+            task,
+            output_blob=claims.delivery_blob(task.output_blob, delivery.sequence, delivery.number),
+        )
+        assert self._space is not None, "run() claims the scratch space"
+        folder = self._space.task_folder(s.service)
+        outputs = _Outputs(self._bus_claims, task.task_id, self._js)
         heartbeat = asyncio.create_task(self._keep_alive(message))
-        scratch = Path(tempfile.mkdtemp(prefix=f"{s.service}-", dir=s.scratch_dir))
-        started = time.monotonic()
         try:
             await self._publish(results.started(task, s.worker_name), f"{task.task_id}.start")
-            outcome, size = await self._convert(task, scratch)
-            await self._publish(
-                results.succeeded(task, s.worker_name, outcome, size), f"{task.task_id}.end"
-            )
-            await message.ack()
-            seconds = time.monotonic() - started
-            telemetry.TASKS.labels(s.service, "succeeded").inc()
-            telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
-            log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
-        except _SupersededError:
-            # Writing now would replace the output clients may be downloading, for a job that
-            # is already final; the settled task is acked like a skipped redelivery.
+            async with scratch.quota(folder, s.task_scratch_bytes):
+                outcome, size = await self._convert(own, folder, outputs)
+            final = results.succeeded(own, s.worker_name, outcome, size)
+            if await self._finish(message, own, delivery, final, outputs):
+                seconds = time.monotonic() - delivery.began
+                telemetry.TASKS.labels(s.service, "succeeded").inc()
+                telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
+                log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
+        except _SupersededError as superseded:
+            # The other delivery's word stands; this one's outputs go.
             log.warning("task settled elsewhere meanwhile", extra={"task": task.task_id})
             telemetry.TASKS.labels(s.service, "skipped").inc()
-            await message.ack()
-        except MeshError as error:
-            if error.reason.retryable and not last_try:
-                await self._retry(message, task, error)
-            else:
-                await self._fail(message, task, error)
+            await outputs.discard()
+            await self._settle(message, task, superseded.standing)
         except asyncio.CancelledError:
+            await outputs.discard()
             raise
         except Exception as exc:
-            log.exception("task failed unexpectedly", extra={"task": task.task_id})
-            if last_try:
-                await self._fail(message, task, MeshError(Reason.INTERNAL))
+            await outputs.discard()
+            error = _as_task_error(exc, folder)
+            if error.retryable and not delivery.last:
+                await self._retry(message, task, error)
             else:
-                await self._retry(message, task, exc)
+                await self._fail(message, own, error)
         finally:
             heartbeat.cancel()
-            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
-    async def _convert(self, task: TaskSpec, scratch: Path) -> tuple[Outcome, int]:
-        source = scratch / "source"
-        output = scratch / "output"
+    async def _convert(
+        self, task: TaskSpec, folder: Path, outputs: _Outputs
+    ) -> tuple[Outcome, int]:
+        source = folder / "source"
+        output = folder / "output"
         if task.source_blob:
-            await self._fetch(task.source_blob, source)
-        outputs = _Outputs(lambda: self._wanted(task), self._js)
+            await self._fetch_source(task.source_blob, source)
         reporter = _ProgressReporter(self, task)
         context = TaskContext(
-            task, source, output, scratch, reporter.report, self._fetch, outputs.store
+            task, source, output, folder, reporter.report, self._fetch, outputs.store
         )
         try:
             outcome = await self._handler(context)
@@ -189,17 +236,59 @@ class Worker:
             raise MeshError(Reason.INTERNAL, "The converter produced no output.")
         return outcome, await outputs.store(task.output_blob, output)
 
+    async def _fetch_source(self, blob: str, path: Path) -> None:
+        """Fetches the source once it is known to fit: in the task's quota (else the task
+        fails) and on the disk (else it is tried again later)."""
+        size = (await blobs.info(self._js, streams.BLOBS_BUCKET, blob)).size
+        quota = self._settings.task_scratch_bytes
+        if quota and size > quota:
+            raise scratch.quota_error(quota)
+        if scratch.free_bytes(path.parent) < size + scratch.DISK_RESERVE_BYTES:
+            raise scratch.disk_full_error()
+        await self._fetch(blob, path)
+
     async def _fetch(self, blob: str, path: Path) -> None:
         await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, blob, path)
 
-    async def _wanted(self, task: TaskSpec) -> bool:
-        """False once the orchestrator marked the task settled."""
-        assert self._settled is not None, "run() opens the bucket"
-        try:
-            await self._settled.get(streams.settled_key(task.task_id))
-        except KeyNotFoundError:
-            return True
-        return False
+    async def _finish(
+        self,
+        message: Msg,
+        task: TaskSpec,
+        delivery: _Delivery,
+        result: tasks_pb2.Result,
+        outputs: _Outputs,
+    ) -> bool:
+        """Claims the task for `result`, publishes it and acks; False when another delivery
+        (or the orchestrator) had the last word first, whose outputs then stand."""
+        standing = await self._bus_claims.claim(result)
+        if not standing.open:
+            log.warning("task claimed elsewhere meanwhile", extra={"task": task.task_id})
+            telemetry.TASKS.labels(self._settings.service, "skipped").inc()
+            await outputs.discard()
+            await self._settle(message, task, standing)
+            return False
+        await self._publish(result, f"{task.task_id}.end")
+        await message.ack()
+        # Other deliveries of this message exist only after a redelivery, or when this one
+        # outlived its lease (a pause): then what they stored goes, unless it is the winner's.
+        lease_lost = time.monotonic() - delivery.began > self._settings.ack_wait_seconds
+        others = [
+            number
+            for number in range(1, self._settings.max_deliver + 1)
+            if number < delivery.number or (number > delivery.number and lease_lost)
+        ]
+        base = _base_output(task, delivery)
+        await claims.discard_deliveries(
+            self._js, base, delivery.sequence, others, claims.outputs_of(result)
+        )
+        return True
+
+    async def _settle(self, message: Msg, task: TaskSpec, standing: claims.Standing) -> None:
+        """Acks a task another delivery finished: its claimed result is published again first,
+        in case that delivery died before publishing it (JetStream drops the repeat)."""
+        if standing.claimed is not None:
+            await self._publish(standing.claimed, f"{task.task_id}.end")
+        await message.ack()
 
     async def _retry(self, message: Msg, task: TaskSpec, error: Exception) -> None:
         deliveries = message.metadata.num_delivered or 1
@@ -215,10 +304,13 @@ class Worker:
     async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
         log.info("task failed", extra={"task": task.task_id, "reason": error.reason.value})
         telemetry.TASKS.labels(self._settings.service, "failed").inc()
+        failure = results.failed(task, self._settings.worker_name, error)
         try:
-            await self._publish(
-                results.failed(task, self._settings.worker_name, error), f"{task.task_id}.end"
-            )
+            standing = await self._bus_claims.claim(failure)
+            if standing.open:
+                await self._publish(failure, f"{task.task_id}.end")
+            elif standing.claimed is not None:
+                await self._publish(standing.claimed, f"{task.task_id}.end")
         except Exception:
             # The failure is not durable yet: let JetStream redeliver instead of losing it.
             log.exception("could not publish failure", extra={"task": task.task_id})
@@ -243,25 +335,54 @@ class Worker:
         )
 
 
-class _Outputs:
-    """Stores a task's outputs once it is known that nobody settled the task meanwhile:
-    writing then would replace outputs clients may be downloading, of a job already final."""
+def _base_output(task: TaskSpec, delivery: _Delivery) -> str:
+    """The task's output name before `delivery_blob` made it this delivery's own."""
+    suffix = claims.delivery_blob("", delivery.sequence, delivery.number)
+    return task.output_blob.removesuffix(suffix)
 
-    def __init__(self, wanted: Callable[[], Awaitable[bool]], js: JetStreamContext) -> None:
-        self._wanted = wanted
+
+def _as_task_error(exc: Exception, folder: Path) -> MeshError:
+    """The typed error a failed task reports: a full disk whatever the converter said about
+    it (decoders report a failed write as damaged input), else the error itself."""
+    if scratch.is_disk_error(exc) or scratch.disk_full(folder):
+        log.warning("scratch disk full", extra={"folder": str(folder)})
+        return scratch.disk_full_error()
+    if isinstance(exc, MeshError):
+        return exc
+    log.error("task failed unexpectedly", exc_info=exc)
+    return MeshError(Reason.INTERNAL)
+
+
+class _Outputs:
+    """Stores a delivery's outputs once it is known that nobody settled or claimed the task
+    meanwhile, and remembers them, so that a delivery that loses deletes what it wrote."""
+
+    def __init__(self, task_claims: Claims, task_id: str, js: JetStreamContext) -> None:
+        self._claims = task_claims
+        self._task_id = task_id
         self._js = js
         self._confirmed = False
+        self._stored: list[str] = []
 
     async def confirm(self) -> None:
         if not self._confirmed:
-            if not await self._wanted():
-                raise _SupersededError
+            standing = await self._claims.standing(self._task_id)
+            if not standing.open:
+                raise _SupersededError(standing)
             self._confirmed = True
 
     async def store(self, blob: str, path: Path) -> int:
         await self.confirm()
+        self._stored.append(blob)
         info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
         return info.size
+
+    async def discard(self) -> None:
+        """Best effort: a blob left behind expires with the bucket's retention."""
+        for blob in self._stored:
+            with contextlib.suppress(Exception):
+                await blobs.delete(self._js, streams.BLOBS_BUCKET, blob)
+        self._stored.clear()
 
 
 class _ProgressReporter:

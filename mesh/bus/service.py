@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import logs, sandbox, telemetry
+from mesh import logs, sandbox, scratch, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.health import HealthServer
@@ -40,12 +40,18 @@ class WorkerSettings:
 
     @classmethod
     def read(
-        cls, env: Env, service: str, task_seconds: float, task_memory_mb: float
+        cls,
+        env: Env,
+        service: str,
+        task_seconds: float,
+        task_memory_mb: float,
+        task_scratch_mb: float = 16384,
     ) -> WorkerSettings:
         """`<SERVICE>_...` for what differs per worker, the rest shared by all of them."""
         prefix = service.upper()
-        scratch = env.optional("SCRATCH_DIR")
+        scratch_dir = env.optional("SCRATCH_DIR")
         memory_mb = env.number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb, minimum=0)
+        scratch_mb = env.number(f"{prefix}_TASK_SCRATCH_MB", task_scratch_mb, minimum=0)
         return cls(
             nats_url=env.text("NATS_URL", "nats://127.0.0.1:4222"),
             runtime=RuntimeSettings(
@@ -54,8 +60,9 @@ class WorkerSettings:
                 concurrency=env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1),
                 ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
                 max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
-                scratch_dir=Path(scratch) if scratch else None,
+                scratch_dir=Path(scratch_dir) if scratch_dir else None,
                 drain_seconds=env.number("TASK_DRAIN_SECONDS", 20.0, minimum=0),
+                task_scratch_bytes=int(scratch_mb * 1024 * 1024) if scratch_mb > 0 else None,
             ),
             task_seconds=env.number(f"{prefix}_TASK_SECONDS", task_seconds, positive=True),
             task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,
@@ -97,16 +104,26 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
 
 
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
-    """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
-    exists), then consume until SIGTERM."""
+    """A worker's `__main__`: logs, its own scratch folder (what a dead predecessor left is
+    removed; the folder's `tmp/` becomes TMPDIR), the sandbox's fork server (before any NATS
+    or gRPC state exists), then consume until SIGTERM."""
     logs.configure(settings.runtime.service, settings.log_level)
-    sandbox.preload(preload)
-    telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings, handler()))
+    space = scratch.ScratchSpace.claim(settings.runtime.scratch_dir, settings.runtime.service)
+    space.use_as_tmpdir()
+    try:
+        sandbox.preload(preload)
+        telemetry.serve(settings.metrics)
+        asyncio.run(serve(settings, handler(), space))
+    finally:
+        space.release()
 
 
-async def serve(settings: WorkerSettings, handler: Handler) -> None:
-    """Consumes the service's tasks until SIGTERM/SIGINT, then drains."""
+async def serve(
+    settings: WorkerSettings, handler: Handler, space: scratch.ScratchSpace | None = None
+) -> None:
+    """Consumes the service's tasks until SIGTERM/SIGINT, then drains: readiness goes
+    NOT_SERVING first, no task is fetched after that, the ones in flight finish (or are
+    released to other workers after TASK_DRAIN_SECONDS)."""
     service = settings.runtime.service
     health = None
     if settings.health_port:
@@ -116,10 +133,17 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
     )
     js = nc.jetstream()
     await streams.ensure(js, settings.retention, settings.nats_replicas)
-    worker = Worker(nc, js, settings.runtime, handler)
+    worker = Worker(nc, js, settings.runtime, handler, space)
+
+    def stop() -> None:
+        log.info("worker draining")
+        if health:
+            health.drain()
+        worker.stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
+        loop.add_signal_handler(sig, stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
     await connection.close(nc)

@@ -11,7 +11,7 @@ import functools
 from pathlib import Path
 
 from mesh import sandbox
-from mesh.bus import service
+from mesh.bus import claims, service
 from mesh.bus.runtime import Handler, TaskContext
 from mesh.bus.tasks import TaskKind
 from mesh.formats import SNIFF_BYTES, sniff
@@ -37,7 +37,7 @@ def handler(settings: Settings) -> Handler:
             limits=limits,
         )
         stored = [
-            await _store_entry(context, f"{context.task.output_blob}/e/{number}", entry)
+            await _store_entry(context, claims.entry_blob(context.task.output_blob, number), entry)
             for number, entry in enumerate(entries)
         ]
         return Outcome(format="", mime_type="", entries=tuple(stored))

@@ -203,7 +203,7 @@ async def healthz(request: Request) -> Response:
 def error_headers(error: MeshError) -> dict[str, str]:
     """The headers an error's status calls for (RFC 9110)."""
     headers: dict[str, str] = {}
-    if error.reason.retryable:
+    if error.reason.retry_after:
         headers["Retry-After"] = RETRY_AFTER_SECONDS
     if error.reason is Reason.UNAUTHENTICATED:
         headers["WWW-Authenticate"] = WWW_AUTHENTICATE

@@ -17,6 +17,7 @@ from services.orchestrator import callbacks
 from services.orchestrator.advisories import watch_abandoned_tasks
 from services.orchestrator.delivery import Deliverer
 from services.orchestrator.index import JobIndex
+from services.orchestrator.redispatch import redispatch_forever
 from services.orchestrator.results import consume_results
 from services.orchestrator.server import SERVICE_NAME, JobService, create_server
 from services.orchestrator.settings import Settings
@@ -49,9 +50,8 @@ async def serve(settings: Settings) -> None:
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
-    server, port = create_server(
-        JobService(js, store, index, settings), health, settings.grpc_host, settings.grpc_port
-    )
+    servicer = JobService(js, store, index, settings)
+    server, port = create_server(servicer, health, settings.grpc_host, settings.grpc_port)
     await server.start()
     log.info("orchestrator listening", extra={"port": port})
 
@@ -62,6 +62,9 @@ async def serve(settings: Settings) -> None:
     advisories = await watch_abandoned_tasks(nc, js)
     consumer = asyncio.create_task(consume_results(js, store, stop, callbacks.on_change(js)))
     deliverer = asyncio.create_task(Deliverer(js, store, settings.callbacks).run(stop))
+    redispatcher = asyncio.create_task(
+        redispatch_forever(servicer.creator, store, index, settings.redispatch_seconds, stop)
+    )
     await stop.wait()
     log.info("orchestrator stopping")
     await advisories.unsubscribe()
@@ -69,6 +72,7 @@ async def serve(settings: Settings) -> None:
     await server.stop(grace=5)
     await consumer
     await deliverer
+    await redispatcher
     await index.stop()
     await connection.close(nc)
 

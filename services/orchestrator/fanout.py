@@ -51,6 +51,7 @@ def apply_stage(
     if result.kind != tasks_pb2.RESULT_KIND_SUCCEEDED:
         return False  # the file's progress is its entries', not UNPACK's or PACK's
     if task.stage == state_pb2.FILE_STAGE_PACK:
+        statuses.take_output(task, result)
         statuses.complete(item, result)
         return True
     _record_unpacked(record, task, list(result.entries))
@@ -72,6 +73,7 @@ def apply_entry(
     if entry.task_id != result.task_id or entry.status in statuses.TERMINAL_FILE:
         return False
     if result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+        statuses.take_output(entry, result)
         entry.status = jobs_pb2.FILE_STATUS_COMPLETED
     elif result.kind == tasks_pb2.RESULT_KIND_FAILED:
         entry.status = jobs_pb2.FILE_STATUS_FAILED
@@ -95,6 +97,7 @@ def apply_job_archive(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> 
     if result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
         archive.status = jobs_pb2.FILE_STATUS_COMPLETED
         archive.size = result.output_size
+        record.archive_blob = result.output_blob or record.archive_blob
     elif result.kind == tasks_pb2.RESULT_KIND_FAILED:
         archive.status = jobs_pb2.FILE_STATUS_FAILED
         archive.error_message = result.error_message

@@ -32,6 +32,7 @@ class _Entry:
     job_id: str
     status: int
     updated_ns: int
+    undispatched: bool = False
 
 
 @dataclass
@@ -78,6 +79,18 @@ class JobIndex:
         ]
         return matching[offset : offset + limit], len(matching)
 
+    def undispatched(self, created_before_ns: int) -> list[tuple[str, str]]:
+        """(tenant, job id) of every unfinished job created before then whose dispatch was
+        never recorded as complete."""
+        return [
+            (tenant, entry.job_id)
+            for tenant, bucket in self._tenants.items()
+            for entry in bucket.entries.values()
+            if entry.undispatched
+            and entry.status in ACTIVE
+            and entry.created_ns < created_before_ns
+        ]
+
     def active_jobs(self, tenant: str) -> int:
         bucket = self._tenants.get(tenant)
         if bucket is None:
@@ -101,9 +114,12 @@ class JobIndex:
         if known is not None:
             known.status = job.status
             known.updated_ns = updated
+            known.undispatched = record.undispatched
             return
         created = job.created_at.ToNanoseconds()
-        bucket.entries[job.job_id] = _Entry(created, job.job_id, job.status, updated)
+        bucket.entries[job.job_id] = _Entry(
+            created, job.job_id, job.status, updated, record.undispatched
+        )
         bisect.insort(bucket.order, (created, job.job_id))
 
     def _expire(self, tenant: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
-import time
 import uuid
 from collections.abc import Callable
 
@@ -51,7 +50,6 @@ class JobCreator:
         store: JobStore,
         *,
         max_files: int,
-        dedup_window: float,
         admit: Callable[[state_pb2.JobRecord], None],
         rar_available: bool = False,
         callback_allow: urlguard.Allowlist | None = None,
@@ -59,7 +57,6 @@ class JobCreator:
         self._callback_allow = callback_allow or urlguard.Allowlist.parse("")
         self._rar_available = rar_available
         self._admit = admit
-        self._dedup_window = dedup_window
         self._js = js
         self._store = store
         self._max_files = max_files
@@ -123,10 +120,8 @@ class JobCreator:
             raise
         if record.request_hash != fingerprint:
             raise MeshError(Reason.IDEMPOTENCY_MISMATCH, jobId=job_id)
-        age = time.time() - record.job.created_at.seconds
-        if record.job.status == jobs_pb2.JOB_STATUS_PENDING and age < self._dedup_window:
-            # The first attempt may have died before dispatching; inside the duplicate window
-            # a second dispatch of a task that did go out is dropped by JetStream.
+        if record.undispatched:
+            # The first attempt died before all its tasks went out: a retry completes it.
             await self.dispatch(record)
         return record.job
 
@@ -154,6 +149,7 @@ class JobCreator:
             callback_url=request.callback_url,
             callback_secret=request.callback_secret,
             request_hash=fingerprint,
+            undispatched=True,
         )
         job = record.job  # the constructor copied `job`; build on the record's own
         problems: dict[str, str] = {}
@@ -217,10 +213,23 @@ class JobCreator:
         return record
 
     async def dispatch(self, record: state_pb2.JobRecord) -> None:
-        """Publishes one task per file; `Nats-Msg-Id` makes a repeated dispatch a no-op."""
+        """Publishes the task of every file not started yet, then records that the job's
+        dispatch is complete. A repeat inside the duplicate window is dropped by JetStream
+        (`Nats-Msg-Id`); a task repeated after it is settled by the worker's claim."""
+        job = record.job
         for task in record.tasks:
+            if job.files[task.index].status != jobs_pb2.FILE_STATUS_PENDING:
+                continue  # under way or done: its task went out
             await publish_task(self._js, task.service, specs.file_spec(record, task))
-        log.info("job dispatched", extra={"job": record.job.job_id, "files": len(record.tasks)})
+        if record.undispatched:
+            await self._store.mutate(job.tenant, job.job_id, _dispatched)
+        log.info("job dispatched", extra={"job": job.job_id, "files": len(record.tasks)})
+
+
+def _dispatched(record: state_pb2.JobRecord) -> bool:
+    changed = record.undispatched
+    record.undispatched = False
+    return changed
 
 
 async def publish_task(js: JetStreamContext, service: str, spec: TaskSpec) -> None:

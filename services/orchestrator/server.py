@@ -88,11 +88,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             js,
             store,
             max_files=settings.max_files_per_job,
-            dedup_window=settings.retention.duplicate_window_seconds,
             admit=self._admit,
             rar_available=settings.rar_available,
             callback_allow=settings.callbacks.allow,
         )
+
+    @property
+    def creator(self) -> JobCreator:
+        return self._creator
 
     def _admit(self, record: state_pb2.JobRecord) -> None:
         """Refuses a new job while its tenant has too many unfinished ones (429)."""

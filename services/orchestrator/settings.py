@@ -26,6 +26,9 @@ class Settings:
     # Whether jobs may ask for rar output. The archive workers write it only with the
     # operator's `rar` binary (their ARCHIVE_RAR_BINARY); the operator says so here too.
     rar_available: bool = False
+    # How often every replica looks for jobs whose dispatch was interrupted, and how old such
+    # a job must be: well inside the task stream's duplicate window (see `redispatch`).
+    redispatch_seconds: float = 15.0
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
@@ -35,6 +38,7 @@ class Settings:
 
     @classmethod
     def read(cls, env: Env) -> Settings:
+        retention = Retention.read(env)
         return cls(
             nats_url=env.text("NATS_URL", cls.nats_url),
             grpc_host=env.text("GRPC_HOST", cls.grpc_host),
@@ -44,10 +48,24 @@ class Settings:
                 "MAX_ACTIVE_JOBS_PER_TENANT", cls.max_active_jobs_per_tenant, minimum=1
             ),
             max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
-            retention=Retention.read(env),
+            retention=retention,
             log_level=env.text("LOG_LEVEL", cls.log_level),
             nats_replicas=read_replicas(env),
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
+            redispatch_seconds=_redispatch_seconds(env, retention),
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
         )
+
+
+def _redispatch_seconds(env: Env, retention: Retention) -> float:
+    window = retention.duplicate_window_seconds
+    default = min(Settings.redispatch_seconds, window / 4)
+    seconds = env.number("REDISPATCH_SECONDS", default, positive=True)
+    if seconds > window / 4:
+        env.problem(
+            "REDISPATCH_SECONDS",
+            f"must be at most a quarter of the {window:g} s duplicate window, so that a task "
+            "dispatched again is recognised as a repeat",
+        )
+    return seconds

@@ -53,6 +53,8 @@ def _apply_to_file(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> boo
         return False
     if task.stage in fanout.ARCHIVE_STAGES:
         return fanout.apply_stage(record, task, result)
+    if result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+        statuses.take_output(task, result)
     return _apply_conversion(files[index], result)
 
 

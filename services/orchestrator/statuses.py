@@ -1,5 +1,5 @@
-"""Which job and file statuses and which results are final, and the two ways a file reaches
-a final status.
+"""Which job and file statuses and which results are final, the two ways a file reaches a
+final status, and where its output is.
 
 Shared by the transitions of one-task files (`state`) and of archives (`fanout`).
 """
@@ -7,6 +7,7 @@ Shared by the transitions of one-task files (`state`) and of archives (`fanout`)
 from __future__ import annotations
 
 from mesh.jobs.v1 import jobs_pb2
+from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
 
 TERMINAL_JOB = frozenset(
@@ -33,6 +34,13 @@ def complete(item: jobs_pb2.FileResult, result: tasks_pb2.Result) -> None:
     for name in ("applied_quality", "width", "height", "duration"):
         if result.HasField(name):
             setattr(item, name, getattr(result, name))
+
+
+def take_output(task: state_pb2.FileTask | state_pb2.EntryTask, result: tasks_pb2.Result) -> None:
+    """Points the task at the output its winning delivery wrote (each delivery writes under a
+    name of its own, see `mesh.bus.claims`); results of older workers name none."""
+    if result.output_blob:
+        task.output_blob = result.output_blob
 
 
 def fail(item: jobs_pb2.FileResult, code: str, message: str) -> None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -75,7 +78,7 @@ async def run_worker(
     js: JetStreamContext,
     handler: Callable[[TaskContext], Awaitable[Outcome]],
     within: float = 60.0,
-    **settings: float,
+    **settings: Any,
 ) -> None:
     """Runs a worker until every queued task is acked or termed (the work queue is empty),
     then stops it; fails after `within` seconds."""
@@ -89,6 +92,8 @@ async def run_worker(
             max_deliver=int(settings.get("max_deliver", 3)),
             retry_delay_seconds=0.1,
             drain_seconds=2,
+            task_scratch_bytes=int(settings.get("scratch_bytes", 0)) or None,
+            scratch_dir=settings.get("scratch_dir"),
         ),
         handler,
     )
@@ -142,7 +147,9 @@ async def test_success_publishes_the_result_then_acks(bus: tuple[Client, JetStre
     assert found[-1].output_size == len(b"converted")
     assert (await js.stream_info(streams.TASKS_STREAM)).state.messages == 0
     assert calls == 1
-    info = await blobs.info(js, streams.BLOBS_BUCKET, "out/ok/0")
+    # Under this delivery's own name, which the result names.
+    assert found[-1].output_blob.startswith("out/ok/0/d")
+    info = await blobs.info(js, streams.BLOBS_BUCKET, found[-1].output_blob)
     assert info.size == len(b"converted")
 
 
@@ -221,3 +228,148 @@ async def test_a_task_the_orchestrator_marked_settled_is_skipped(
     assert calls == 0
     assert await results(js) == []
     assert (await js.stream_info(streams.TASKS_STREAM)).state.messages == 0
+
+
+async def test_a_task_claimed_by_a_delivery_that_died_is_published_not_converted(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    task = await dispatch(js, "claimed")
+    # What a worker killed between its claim and its publish leaves behind.
+    claimed = tasks_pb2.Result(
+        task_id=task.task_id,
+        job_id=task.job_id,
+        tenant=task.tenant,
+        kind=tasks_pb2.RESULT_KIND_SUCCEEDED,
+        output_blob="out/claimed/0/d1.1",
+        output_size=9,
+    )
+    kv = await js.key_value(streams.SETTLED_BUCKET)
+    await kv.put(streams.settled_key(task.task_id), claimed.SerializeToString())
+
+    async def never(context: TaskContext) -> Outcome:
+        raise AssertionError("a claimed task must not be converted again")
+
+    await run_worker(nc, js, never)
+    assert await results(js) == [claimed]
+
+
+async def test_a_delivery_that_loses_the_claim_deletes_its_output_and_publishes_nothing(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    task = await dispatch(js, "lost")
+    kv = await js.key_value(streams.SETTLED_BUCKET)
+    written: list[str] = []
+
+    async def overtaken(context: TaskContext) -> Outcome:
+        context.output.write_bytes(b"mine")
+        written.append(context.task.output_blob)
+        # Another delivery claims the task while this one converts.
+        winner = tasks_pb2.Result(
+            task_id=task.task_id,
+            kind=tasks_pb2.RESULT_KIND_SUCCEEDED,
+            output_blob="out/lost/0/d9.2",
+        )
+        await kv.create(streams.settled_key(task.task_id), winner.SerializeToString())
+        return Outcome("jpg", "image/jpeg")
+
+    await run_worker(nc, js, overtaken)
+    found = await results(js)
+    assert kinds(found) == ["STARTED", "SUCCEEDED"]
+    # The winner's result, published again in case its worker died before publishing it.
+    assert found[-1].output_blob == "out/lost/0/d9.2"
+    assert written and not await blobs.exists(js, streams.BLOBS_BUCKET, written[0])
+
+
+async def test_the_winning_delivery_removes_what_an_interrupted_one_stored(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    await dispatch(js, "again")
+    names: list[str] = []
+
+    async def interrupted_then_fine(context: TaskContext) -> Outcome:
+        names.append(context.task.output_blob)
+        if len(names) == 1:
+            # As a delivery killed after storing its output, before claiming: not through
+            # `store`, so this runtime does not know it wrote it.
+            await blobs.write_stream(js, streams.BLOBS_BUCKET, names[0], _one(b"half"))
+            raise MeshError(Reason.UNAVAILABLE, "Interrupted.")
+        context.output.write_bytes(b"whole")
+        return Outcome("jpg", "image/jpeg")
+
+    await run_worker(nc, js, interrupted_then_fine)
+    found = await results(js)
+    assert kinds(found) == ["STARTED", "SUCCEEDED"]  # a repeated STARTED is dropped
+    assert found[-1].output_blob == names[1] != names[0]
+    assert not await blobs.exists(js, streams.BLOBS_BUCKET, names[0])
+    assert (await blobs.info(js, streams.BLOBS_BUCKET, names[1])).size == len(b"whole")
+
+
+async def test_a_full_disk_is_retried_and_reported_as_resource_exhausted(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def no_space(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        # What a converter's write to a full disk raises, wrapped as decoders do.
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as error:
+            raise MeshError(Reason.CORRUPT_INPUT, "The media could not be decoded.") from error
+
+    await dispatch(js, "full")
+    await run_worker(nc, js, no_space, max_deliver=2)
+    assert calls == 2
+    found = await results(js)
+    assert kinds(found)[-1] == "FAILED"
+    assert found[-1].error_code == "RESOURCE_EXHAUSTED"
+    assert "disk space" in found[-1].error_message
+
+
+async def test_a_task_past_its_scratch_quota_is_stopped_and_fails_once(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+    calls = 0
+
+    async def hoarder(context: TaskContext) -> Outcome:
+        nonlocal calls
+        calls += 1
+        with (context.scratch / "big").open("wb") as big:
+            for _ in range(64):
+                big.write(b"x" * 65536)
+                big.flush()
+                await asyncio.sleep(0.05)
+        raise AssertionError("the quota should have stopped the task")
+
+    await dispatch(js, "quota")
+    await run_worker(nc, js, hoarder, scratch_bytes=1024 * 1024)
+    assert calls == 1
+    found = await results(js)
+    assert kinds(found) == ["STARTED", "FAILED"]
+    assert found[-1].error_code == "RESOURCE_EXHAUSTED"
+    assert "1 MiB of scratch" in found[-1].error_message
+
+
+async def test_each_task_works_in_a_folder_of_the_process_that_is_gone_afterwards(
+    bus: tuple[Client, JetStreamContext], tmp_path: Path
+) -> None:
+    nc, js = bus
+    seen: list[Path] = []
+
+    async def look(context: TaskContext) -> Outcome:
+        seen.append(context.scratch)
+        context.output.write_bytes(b"x")
+        return Outcome("jpg", "image/jpeg")
+
+    await dispatch(js, "where")
+    await run_worker(nc, js, look, scratch_dir=tmp_path)
+    (folder,) = seen
+    owned = folder.parent
+    assert owned.parent == tmp_path and owned.name.startswith(f"{SERVICE}.")
+    assert not any(tmp_path.iterdir())  # noqa: ASYNC240 - a test on a local folder
