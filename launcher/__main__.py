@@ -1,4 +1,6 @@
-"""`make run`: the whole mesh in the foreground; Ctrl-C or SIGTERM stops all of it."""
+"""`make run`: the whole mesh in the foreground; Ctrl-C or SIGTERM stops all of it. A process
+that exits is restarted (NATS on its own store), with backoff; one that keeps failing right
+after it starts stops the mesh."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ import sys
 import threading
 
 from launcher.mesh import LocalMesh, MeshConfig, development_keys
+from launcher.supervision import GiveUpError
+
+
+def say(line: str) -> None:
+    print(f"launcher: {line}", file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -20,15 +27,16 @@ def main() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        mesh.start(stopping=stop.is_set)
+        mesh.start(stopping=stop.is_set, say=say)
         if not stop.is_set():
             print(f"convertmesh is up: {mesh.http_url} (gRPC {mesh.grpc_target})", flush=True)
             print(mesh.ports(), flush=True)
         while not stop.wait(0.5):
-            if dead := mesh.exited():
-                print(f"a service exited: {dead}; stopping", file=sys.stderr, flush=True)
-                return 1
+            mesh.supervise(say=say)
         return 0
+    except GiveUpError as error:
+        say(f"{error}; stopping")
+        return 1
     finally:
         mesh.stop()
         print("convertmesh stopped", flush=True)

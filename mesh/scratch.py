@@ -44,6 +44,10 @@ _UNLOCKED_GRACE_SECONDS = 60.0
 DISK_RESERVE_BYTES = 8 * 1024 * 1024
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DISK_WORDS = ("no space left on device", "disk quota exceeded")
+# multiprocessing's fork server listens on `<TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX`, and a
+# Unix socket's path has at most 107 bytes.
+_SOCKET_NAME_ROOM = 33
+_MAX_SOCKET_PATH = 107
 # The quota's walk of a task folder may use about 1/QUOTA_DUTY of a core at most.
 _QUOTA_MIN_INTERVAL = 0.25
 _QUOTA_DUTY = 20
@@ -79,10 +83,15 @@ class ScratchSpace:
     def tmp(self) -> Path:
         return self.folder / "tmp"
 
-    def use_as_tmpdir(self) -> None:
-        """Makes `tmp/` this process's TMPDIR (and that of every process it starts)."""
+    def use_as_tmpdir(self) -> bool:
+        """Makes `tmp/` this process's TMPDIR (and that of every process it starts), unless
+        its path is too long for the sandbox fork server's socket in it."""
+        if len(str(self.tmp)) + _SOCKET_NAME_ROOM > _MAX_SOCKET_PATH:
+            log.warning("scratch path too long for TMPDIR", extra={"folder": str(self.tmp)})
+            return False
         os.environ["TMPDIR"] = str(self.tmp)
         tempfile.tempdir = None
+        return True
 
     def task_folder(self, prefix: str) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.folder))

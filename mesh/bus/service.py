@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing.util
 import os
 import signal
 import socket
@@ -45,7 +46,7 @@ class WorkerSettings:
         service: str,
         task_seconds: float,
         task_memory_mb: float,
-        task_scratch_mb: float = 16384,
+        task_scratch_mb: float,
     ) -> WorkerSettings:
         """`<SERVICE>_...` for what differs per worker, the rest shared by all of them."""
         prefix = service.upper()
@@ -110,12 +111,11 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     logs.configure(settings.runtime.service, settings.log_level)
     space = scratch.ScratchSpace.claim(settings.runtime.scratch_dir, settings.runtime.service)
     space.use_as_tmpdir()
-    try:
-        sandbox.preload(preload)
-        telemetry.serve(settings.metrics)
-        asyncio.run(serve(settings, handler(), space))
-    finally:
-        space.release()
+    # Removed at exit after multiprocessing removed its own temp dir (priority -100) from it.
+    multiprocessing.util.Finalize(None, space.release, exitpriority=-200)
+    sandbox.preload(preload)
+    telemetry.serve(settings.metrics)
+    asyncio.run(serve(settings, handler(), space))
 
 
 async def serve(

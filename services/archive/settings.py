@@ -26,7 +26,9 @@ class Settings:
     def read(cls, env: Env) -> Settings:
         defaults = ArchiveLimits()
         return cls(
-            worker=WorkerSettings.read(env, "archive", task_seconds=600, task_memory_mb=1024),
+            worker=WorkerSettings.read(
+                env, "archive", task_seconds=600, task_memory_mb=1024, task_scratch_mb=24576
+            ),
             limits=ArchiveLimits(
                 max_entries=env.integer("ARCHIVE_MAX_ENTRIES", defaults.max_entries, minimum=1),
                 max_total_bytes=env.integer(

@@ -23,7 +23,9 @@ class Settings:
     @classmethod
     def read(cls, env: Env) -> Settings:
         return cls(
-            worker=WorkerSettings.read(env, "image", task_seconds=120, task_memory_mb=2048),
+            worker=WorkerSettings.read(
+                env, "image", task_seconds=120, task_memory_mb=2048, task_scratch_mb=4096
+            ),
             limits=ImageLimits(
                 max_pixels=env.integer("IMAGE_MAX_PIXELS", ImageLimits.max_pixels, minimum=1),
                 max_frames=env.integer("IMAGE_MAX_FRAMES", ImageLimits.max_frames, minimum=1),

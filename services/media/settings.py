@@ -24,7 +24,9 @@ class Settings:
     def read(cls, env: Env) -> Settings:
         defaults = MediaLimits()
         return cls(
-            worker=WorkerSettings.read(env, "media", task_seconds=3600, task_memory_mb=3072),
+            worker=WorkerSettings.read(
+                env, "media", task_seconds=3600, task_memory_mb=3072, task_scratch_mb=8192
+            ),
             limits=MediaLimits(
                 max_duration_seconds=env.number(
                     "MEDIA_MAX_DURATION_SECONDS", defaults.max_duration_seconds, positive=True

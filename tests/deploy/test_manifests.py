@@ -206,6 +206,11 @@ def test_sandbox_caps_times_concurrency_fit_the_pod(overlay: Rendering, worker: 
     assert settings.task_memory_bytes, "every worker's conversions are capped in the pods"
     assert caps + WORKER_OVERHEAD_BYTES <= limit, (worker, caps, limit)
     assert request == limit, "requests = limits: the scheduler reserves what the caps allow"
+    # Every task's scratch quota at once fits the scratch volume.
+    (scratch,) = [v for v in pod["volumes"] if v["name"] == "scratch"]
+    quotas = settings.runtime.concurrency * (settings.runtime.task_scratch_bytes or 0)
+    assert settings.runtime.task_scratch_bytes, "every worker's scratch is capped per task"
+    assert quotas <= quantity(scratch["emptyDir"]["sizeLimit"]), (worker, quotas)
     # The drain lets a task that just started finish; the grace period covers the drain.
     assert settings.runtime.drain_seconds >= settings.task_seconds
     assert pod["terminationGracePeriodSeconds"] >= settings.runtime.drain_seconds + CLOSE_SECONDS

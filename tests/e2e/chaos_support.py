@@ -1,5 +1,6 @@
 """Tools for the chaos tests: a mesh of their own, a NATS tap that can kill a worker at an
-exact protocol step, a ledger of everything written on the bus, and polling with deadlines."""
+exact protocol step, a ledger of everything written on the bus, polling with deadlines, and a
+stream of mixed jobs sent by a client that retries as a careful one would."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from launcher.mesh import LocalMesh, MeshConfig
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
+from tests.corpus import CORPUS
 from tests.e2e.conftest import KEYS, TERMINAL, auth
 
 # Short leases so a lost task comes back within seconds, one task at a time per worker so
@@ -334,3 +337,91 @@ async def stop_service(local: LocalMesh, service: str, within: float = 30) -> No
         if await process_exit(process, within) is None:
             process.kill()
             await process_exit(process, 5)
+
+
+@dataclass(frozen=True)
+class MixedJob:
+    """One job of a chaos stream, with the outcome it must reach."""
+
+    kind: str  # image | media | archive | corrupt
+    name: str
+    content: bytes
+    data: dict[str, str]
+
+    @property
+    def expected(self) -> str:
+        return "failed" if self.kind == "corrupt" else "completed"
+
+
+PHOTOS = ("pillow/hopper.jpg", "pillow/hopper.png", "exif-orientation-examples/Landscape_3.jpg")
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x13" * 200
+
+
+def two_photo_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for photo in PHOTOS[:2]:
+            archive.write(CORPUS / photo, f"photos/{(CORPUS / photo).name}")
+    return buffer.getvalue()
+
+
+def mixed_job(rng: random.Random, number: int) -> MixedJob:
+    """Images most often; media, an archive converted member by member (UNPACK, one task per
+    member, PACK) and a damaged file that must fail alone now and then."""
+    kind = rng.choices(("image", "media", "archive", "corrupt"), weights=(5, 2, 2, 1))[0]
+    if kind == "image":
+        photo = CORPUS / rng.choice(PHOTOS)
+        fmt = rng.choice(("png", "webp", "jpg"))
+        return MixedJob(kind, f"{number}-{photo.name}", photo.read_bytes(), {"format": fmt})
+    if kind == "media":
+        sound = CORPUS / "tinytag/16bit_pcm.wav"
+        return MixedJob(kind, f"{number}.wav", sound.read_bytes(), {"format": "mp3"})
+    if kind == "archive":
+        return MixedJob(kind, f"{number}.zip", two_photo_zip(), {"format": "webp"})
+    return MixedJob(kind, f"{number}-broken.jpg", CORRUPT_JPEG, {"format": "png"})
+
+
+# What a client may retry with the same Idempotency-Key: the service said "later", or the
+# connection broke before an answer.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+async def submit_until_answered(
+    http: httpx.AsyncClient,
+    job: MixedJob,
+    key: str,
+    within: float,
+    extra: dict[str, str] | None = None,
+) -> httpx.Response | None:
+    """Posts `job` until it is accepted or refused for good, retrying what may succeed later
+    with the same key; None when `within` seconds were not enough."""
+    deadline = time.monotonic() + within
+    delay = 0.2
+    while time.monotonic() < deadline:
+        try:
+            response = await submit(
+                http, job.name, job.content, {**job.data, **(extra or {})}, {"Idempotency-Key": key}
+            )
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code not in RETRY_STATUSES:
+            return response
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    return None
+
+
+async def settled_job(http: httpx.AsyncClient, job_id: str, within: float) -> dict[str, Any] | None:
+    """The job once terminal, reading through outages; None if it is not after `within` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            response = await http.get(f"/api/jobs/{job_id}", headers=auth())
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code == 200:
+            job: dict[str, Any] = response.json()
+            if job["status"] in TERMINAL:
+                return job
+        await asyncio.sleep(0.5)
+    return None
