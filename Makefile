@@ -110,7 +110,9 @@ $(STUBS_STAMP): $(INSTALLED) $(PROTOS)
 		--mypy_grpc_out=. $(PROTOS)
 	touch $@
 
-system-deps:
+# Everything the tests shell out to, so that `make stubs system-deps` leaves a machine ready
+# to run `make test` offline: Debian's decoders and archivers, and make k8s-check's tools.
+system-deps: k8s-tools
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 		cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
