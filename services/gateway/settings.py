@@ -13,7 +13,10 @@ _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
-    """`tenant:key,tenant:key` -> {key: tenant}; names the bad entry when one is malformed."""
+    """`tenant:key,tenant:key` -> {key: tenant}; names the bad entry when one is malformed.
+
+    No key at all is refused too: a gateway that answers 401 to everyone while it reports
+    healthy (an empty Secret applied over the real one) must not start."""
     keys: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         tenant, sep, key = item.partition(":")
@@ -23,6 +26,11 @@ def parse_api_keys(raw: str) -> dict[str, str]:
                 f"letters, digits, '-' and '_' (bad entry starts with {item[:8]!r})"
             )
         keys[key] = tenant
+    if not keys:
+        raise ValueError(
+            "API_KEYS is empty: set tenant:key pairs (in Kubernetes, the convertmesh-keys "
+            "Secret); with no key every request would be refused"
+        )
     return keys
 
 
