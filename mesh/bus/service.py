@@ -32,6 +32,7 @@ class WorkerSettings:
     log_level: str
     retention: streams.Retention
     metrics: telemetry.MetricsSettings
+    pool: sandbox.PoolSettings
 
     @classmethod
     def read(
@@ -41,12 +42,14 @@ class WorkerSettings:
         prefix = service.upper()
         scratch = env.optional("SCRATCH_DIR")
         memory_mb = env.number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb, minimum=0)
+        concurrency = env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+        recycle_mb = env.number(f"{prefix}_SANDBOX_RSS_MB", 512, minimum=0)
         return cls(
             nats_url=env.text("NATS_URL", "nats://127.0.0.1:4222"),
             runtime=RuntimeSettings(
                 service=service,
                 worker_name=f"{service}@{socket.gethostname()}:{os.getpid()}",
-                concurrency=env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1),
+                concurrency=concurrency,
                 ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
                 max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
                 scratch_dir=Path(scratch) if scratch else None,
@@ -57,6 +60,11 @@ class WorkerSettings:
             log_level=env.text("LOG_LEVEL", "INFO"),
             retention=streams.Retention.read(env),
             metrics=telemetry.MetricsSettings.read(env),
+            pool=sandbox.PoolSettings(
+                tasks_per_process=env.integer(f"{prefix}_SANDBOX_TASKS", 200, minimum=1),
+                recycle_rss_bytes=int(recycle_mb * 1024 * 1024) if recycle_mb > 0 else None,
+                max_idle=concurrency,
+            ),
         )
 
 
@@ -68,7 +76,7 @@ def sandbox_limits(settings: WorkerSettings) -> sandbox.SandboxLimits:
 
 def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerSettings) -> Handler:
     """The handler of a worker whose pipeline is `convert(source, output, source_format,
-    options, limits)`, run in a sandboxed child process per task."""
+    options, limits)`, each task in a pooled sandbox process."""
     bounds = sandbox_limits(settings)
 
     async def handle(context: TaskContext) -> Outcome:
@@ -89,10 +97,12 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
 
 
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
-    """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
-    exists), then consume until SIGTERM."""
+    """A worker's `__main__`: logs, the sandbox's fork server and one idle sandbox process per
+    task slot (before any NATS or gRPC state exists), then consume until SIGTERM."""
     logs.configure(settings.runtime.service, settings.log_level)
     sandbox.preload(preload)
+    sandbox.configure(settings.pool)
+    sandbox.warm(settings.runtime.concurrency, settings.task_memory_bytes)
     telemetry.serve(settings.metrics)
     asyncio.run(serve(settings, handler()))
 
@@ -109,5 +119,6 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
         loop.add_signal_handler(sig, worker.stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
+    await sandbox.shutdown()
     await connection.close(nc)
     log.info("worker stopped")
