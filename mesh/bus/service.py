@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import logs, sandbox, telemetry
+from mesh import eventloop, logs, sandbox, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.outcome import Outcome
@@ -33,6 +33,7 @@ class WorkerSettings:
     retention: streams.Retention
     metrics: telemetry.MetricsSettings
     pool: sandbox.PoolSettings
+    event_loop: str
 
     @classmethod
     def read(
@@ -65,6 +66,7 @@ class WorkerSettings:
                 recycle_rss_bytes=int(recycle_mb * 1024 * 1024) if recycle_mb > 0 else None,
                 max_idle=concurrency,
             ),
+            event_loop=eventloop.read(env),
         )
 
 
@@ -104,7 +106,7 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     sandbox.configure(settings.pool)
     sandbox.warm(settings.runtime.concurrency, settings.task_memory_bytes)
     telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings, handler()))
+    eventloop.run(serve(settings, handler()), settings.event_loop)
 
 
 async def serve(settings: WorkerSettings, handler: Handler) -> None:

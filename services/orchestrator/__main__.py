@@ -9,7 +9,7 @@ import signal
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from mesh import logs, telemetry
+from mesh import eventloop, logs, telemetry
 from mesh.bus import connection, streams
 from services.orchestrator import callbacks
 from services.orchestrator.advisories import watch_abandoned_tasks
@@ -70,7 +70,7 @@ def main() -> None:
     settings = Settings.from_env()
     logs.configure("orchestrator", settings.log_level)
     telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings))
+    eventloop.run(serve(settings), settings.event_loop)
 
 
 if __name__ == "__main__":
