@@ -833,7 +833,7 @@ def main() -> None:
             "bench.media"
         )
         extra["Archives against zip/tar/7z (`bench/archive.py`, same run)"] = sub_bench(
-            "bench.archive"
+            "bench.archive", "--size-mb", "100"
         )
     write_results(
         args.output, conditions(args, load_before), runs=runs, idle=idle, rss=rss, extra=extra
