@@ -26,6 +26,8 @@ from mesh.sandbox import (
 from tests.mesh import sandbox_targets as targets
 
 QUICK = SandboxLimits(wall_seconds=10, memory_bytes=None)
+# For calls that touch hundreds of MiB: slow on a loaded machine, never a timing test.
+ROOMY = SandboxLimits(wall_seconds=120, memory_bytes=None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -123,16 +125,16 @@ async def test_a_pooled_process_killed_while_idle_is_replaced_without_failing_a_
 
 async def test_a_process_over_the_rss_cap_is_retired_after_its_call() -> None:
     configure(PoolSettings(recycle_rss_bytes=400 * 1024 * 1024))
-    small = await run_isolated(targets.hold, 1024 * 1024, limits=QUICK)
-    assert await run_isolated(targets.child_pid, limits=QUICK) == small
-    big = await run_isolated(targets.hold, 500 * 1024 * 1024, limits=QUICK)
+    small = await run_isolated(targets.hold, 1024 * 1024, limits=ROOMY)
+    assert await run_isolated(targets.child_pid, limits=ROOMY) == small
+    big = await run_isolated(targets.hold, 500 * 1024 * 1024, limits=ROOMY)
     assert big == small
-    assert await run_isolated(targets.child_pid, limits=QUICK) != big
+    assert await run_isolated(targets.child_pid, limits=ROOMY) != big
     assert await _eventually_gone(big)
 
 
 async def test_a_process_that_used_half_its_address_space_cap_is_retired() -> None:
-    limits = SandboxLimits(wall_seconds=10, memory_bytes=800 * 1024 * 1024)
+    limits = SandboxLimits(wall_seconds=120, memory_bytes=800 * 1024 * 1024)
     configure(PoolSettings(recycle_rss_bytes=None))
     first = await run_isolated(targets.hold, 500 * 1024 * 1024, limits=limits)
     assert await run_isolated(targets.child_pid, limits=limits) != first
@@ -161,13 +163,15 @@ async def test_a_crash_replaces_the_process_and_a_mesh_error_keeps_it() -> None:
 
 
 async def test_each_memory_cap_has_its_own_processes() -> None:
-    capped = SandboxLimits(wall_seconds=10, memory_bytes=600 * 1024 * 1024)
-    free = await run_isolated(targets.child_pid, limits=QUICK)
-    assert await run_isolated(targets.child_pid, limits=capped) != free
+    # Generous deadlines: the allocation below is zero-filled, slow on a loaded machine.
+    capped = SandboxLimits(wall_seconds=120, memory_bytes=600 * 1024 * 1024)
+    free = SandboxLimits(wall_seconds=120, memory_bytes=None)
+    uncapped = await run_isolated(targets.child_pid, limits=free)
+    assert await run_isolated(targets.child_pid, limits=capped) != uncapped
     with pytest.raises(MeshError) as raised:
-        await run_isolated(targets.allocate, 2 * 1024**3, limits=capped)
+        await run_isolated(targets.allocate, 700 * 1024**2, limits=capped)
     assert raised.value.reason is Reason.RESOURCE_EXHAUSTED
-    assert await run_isolated(targets.allocate, 2 * 1024**3, limits=QUICK) == 2 * 1024**3
+    assert await run_isolated(targets.allocate, 700 * 1024**2, limits=free) == 700 * 1024**2
 
 
 async def test_children_come_from_the_fork_server_not_from_this_process() -> None:
