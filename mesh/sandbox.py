@@ -10,11 +10,14 @@ call pays neither a fork nor the codec libraries' start-up (on a 500 px thumbnai
 CPU than the conversion). A process is replaced, never reused, after anything but a clean
 result or a `MeshError`: a crash, a signal, a timeout, a cancelled caller, an allocation
 failure, an unexpected exception; and it is retired when its RSS after a call is over
-`recycle_rss_bytes`, when it used more than half of its address-space cap, or when a process it
-started is still alive after the call. `tasks_per_process=1` gives every call a fresh process.
-What one call leaves behind in a pooled process (heap, libraries' state) is seen by the next:
-the pipelines keep no state between calls (libvips' operation cache is off), and conversions of
-different tenants share a process only as they share the worker.
+`recycle_rss_bytes`, when it used more than half of its address-space cap, or when a process or
+Python thread it started is still alive after the call. `tasks_per_process=1` gives every call
+a fresh process.
+
+What one call leaves behind in a pooled process (heap, libraries' state) is there for the next,
+which may be another tenant's, as it already was in the worker: the pipelines keep no state
+between calls (libvips' operation cache is off). Where that matters more than the start-up cost,
+`tasks_per_process=1` restores a process per call.
 
 Each sandbox process calls setsid(), so the parent can SIGKILL it and everything it started
 (ffmpeg helpers included) as one process group, and is a child subreaper, so it can tell
@@ -123,6 +126,9 @@ async def shutdown() -> None:
     for members in _POOL.idle.values():
         while members:
             await members.pop().dispose(graceful=False)
+    if _retiring:
+        await asyncio.gather(*_retiring, return_exceptions=True)
+        _retiring.clear()
 
 
 async def run_isolated(
@@ -262,21 +268,25 @@ _retiring: set[asyncio.Future[None]] = set()
 
 
 class _Channel:
-    """The child's end of the pipe: progress is throttled, and calls may come from any thread."""
+    """The child's end of the pipe: progress is throttled, and calls may come from any thread.
+    Between calls nothing is sent (and a process whose call left a thread running is retired).
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._last_sent = -math.inf
+        self._open = False
 
     def begin(self) -> None:
         with self._lock:
             self._last_sent = -math.inf
+            self._open = True
 
     def progress(self, fraction: float) -> None:
         with self._lock:
             now = time.monotonic()
-            if now - self._last_sent < _PROGRESS_INTERVAL:
+            if not self._open or now - self._last_sent < _PROGRESS_INTERVAL:
                 return
             self._last_sent = now
             # OSError: the parent has gone or given up and is about to kill this process.
@@ -286,6 +296,7 @@ class _Channel:
     def finish(self, message: tuple[str, Any], stats: _Stats) -> None:
         kind, payload = message
         with self._lock:
+            self._open = False
             try:
                 self._conn.send((kind, (payload, stats)))
             except OSError:
@@ -305,6 +316,7 @@ def _member_main(conn: Connection, memory_bytes: int | None) -> None:
     if memory_bytes is not None:
         _cap_memory(memory_bytes)
     _channel = _Channel(conn)
+    threads = threading.active_count()
     while True:
         try:
             func, args, recycle_rss_bytes = conn.recv()
@@ -312,7 +324,8 @@ def _member_main(conn: Connection, memory_bytes: int | None) -> None:
             return
         _channel.begin()
         message = _call(func, args)
-        stats = _Stats(*_memory_now(recycle_rss_bytes), helpers_alive=_reap_helpers())
+        helpers = _reap_helpers() or threading.active_count() > threads
+        stats = _Stats(*_memory_now(recycle_rss_bytes), helpers_alive=helpers)
         _channel.finish(message, stats)
         del func, args, message
 

@@ -148,6 +148,14 @@ async def test_a_helper_left_running_retires_the_process_and_is_killed(tmp_path:
     assert await run_isolated(targets.child_pid, limits=QUICK) != first
 
 
+async def test_a_thread_left_running_retires_the_process() -> None:
+    first = await run_isolated(targets.leave_thread, 0.5, limits=QUICK)
+    received: list[float] = []
+    await run_isolated(time.sleep, 1.0, limits=QUICK, on_progress=received.append)
+    assert received == []
+    assert await run_isolated(targets.child_pid, limits=QUICK) != first
+
+
 async def test_a_crash_replaces_the_process_and_a_mesh_error_keeps_it() -> None:
     before = await run_isolated(targets.child_pid, limits=QUICK)
     with pytest.raises(MeshError):
