@@ -114,13 +114,6 @@ def configure(settings: PoolSettings) -> None:
     _POOL.settings = settings
 
 
-def warm(count: int, memory_bytes: int | None) -> None:
-    """Starts `count` idle sandbox processes now (at worker start) rather than on first use."""
-    _become_subreaper()
-    for _ in range(count):
-        _POOL.idle.setdefault(memory_bytes, []).append(_Member.start(memory_bytes))
-
-
 async def shutdown() -> None:
     """Ends every idle sandbox process (calls in flight end their own)."""
     for members in _POOL.idle.values():

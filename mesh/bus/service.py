@@ -99,12 +99,11 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
 
 
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
-    """A worker's `__main__`: logs, the sandbox's fork server and one idle sandbox process per
-    task slot (before any NATS or gRPC state exists), then consume until SIGTERM."""
+    """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
+    exists), then consume until SIGTERM. Sandbox processes start with the first tasks."""
     logs.configure(settings.runtime.service, settings.log_level)
     sandbox.preload(preload)
     sandbox.configure(settings.pool)
-    sandbox.warm(settings.runtime.concurrency, settings.task_memory_bytes)
     telemetry.serve(settings.metrics)
     eventloop.run(serve(settings, handler()), settings.event_loop)
 
