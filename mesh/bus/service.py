@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import logs, sandbox, telemetry
+from mesh import eventloop, logs, sandbox, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.health import HealthServer
@@ -33,6 +33,8 @@ class WorkerSettings:
     log_level: str
     retention: streams.Retention
     metrics: telemetry.MetricsSettings
+    pool: sandbox.PoolSettings
+    event_loop: str
     nats_replicas: int = 1
     # gRPC health (readiness and liveness probes) on GRPC_HOST:HEALTH_PORT; 0: not served.
     health_host: str = "127.0.0.1"
@@ -46,12 +48,14 @@ class WorkerSettings:
         prefix = service.upper()
         scratch = env.optional("SCRATCH_DIR")
         memory_mb = env.number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb, minimum=0)
+        concurrency = env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+        recycle_mb = env.number(f"{prefix}_SANDBOX_RSS_MB", 512, minimum=0)
         return cls(
             nats_url=env.text("NATS_URL", "nats://127.0.0.1:4222"),
             runtime=RuntimeSettings(
                 service=service,
                 worker_name=f"{service}@{socket.gethostname()}:{os.getpid()}",
-                concurrency=env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1),
+                concurrency=concurrency,
                 ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
                 max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
                 scratch_dir=Path(scratch) if scratch else None,
@@ -65,6 +69,12 @@ class WorkerSettings:
             nats_replicas=streams.read_replicas(env),
             health_host=env.text("GRPC_HOST", "127.0.0.1"),
             health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
+            pool=sandbox.PoolSettings(
+                tasks_per_process=env.integer(f"{prefix}_SANDBOX_TASKS", 200, minimum=1),
+                recycle_rss_bytes=int(recycle_mb * 1024 * 1024) if recycle_mb > 0 else None,
+                max_idle=concurrency,
+            ),
+            event_loop=eventloop.read(env),
         )
 
 
@@ -76,7 +86,7 @@ def sandbox_limits(settings: WorkerSettings) -> sandbox.SandboxLimits:
 
 def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerSettings) -> Handler:
     """The handler of a worker whose pipeline is `convert(source, output, source_format,
-    options, limits)`, run in a sandboxed child process per task."""
+    options, limits)`, each task in a pooled sandbox process."""
     bounds = sandbox_limits(settings)
 
     async def handle(context: TaskContext) -> Outcome:
@@ -98,11 +108,12 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
 
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
     """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
-    exists), then consume until SIGTERM."""
+    exists), then consume until SIGTERM. Sandbox processes start with the first tasks."""
     logs.configure(settings.runtime.service, settings.log_level)
     sandbox.preload(preload)
+    sandbox.configure(settings.pool)
     telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings, handler()))
+    eventloop.run(serve(settings, handler()), settings.event_loop)
 
 
 async def serve(settings: WorkerSettings, handler: Handler) -> None:
@@ -122,6 +133,7 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
         loop.add_signal_handler(sig, worker.stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
+    await sandbox.shutdown()
     await connection.close(nc)
     if health:
         await health.stop()

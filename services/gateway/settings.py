@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from mesh import eventloop
 from mesh.links import LinkSigner
 from mesh.settings import env_int, load
 
@@ -63,6 +64,7 @@ class Settings:
     links: LinkSigner = field(default_factory=LinkSigner.ephemeral)
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    event_loop: str = "uvloop"
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -85,4 +87,5 @@ class Settings:
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
             links=load(LinkSigner.read, os.environ),
             cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),
+            event_loop=load(eventloop.read, os.environ),
         )

@@ -1,4 +1,4 @@
-"""The image worker's handler: the pipeline in a sandboxed child process per task."""
+"""The image worker's handler: the pipeline in a pooled sandbox process per task."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mesh import eventloop
 from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
@@ -28,6 +29,7 @@ class Settings:
     rar_available: bool = False
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    event_loop: str = "uvloop"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -50,4 +52,5 @@ class Settings:
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
+            event_loop=eventloop.read(env),
         )
