@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import MeshError, Reason
+from mesh.fields import parse
 from mesh.formats import Family
 from mesh.tools import params as p
-from mesh.tools.fields import parse
 
 STILLS = frozenset({Family.IMAGE, Family.SVG, Family.PDF})
 AUDIO_VIDEO = frozenset({Family.VIDEO, Family.AUDIO})

@@ -161,13 +161,13 @@ def _flag(default: bool, meaning: str) -> Schema:
 
 
 JOB_FIELDS: dict[str, Schema] = {
-    "jobType": {"type": "string", "enum": _JOB_TYPES, "default": "convert"},
+    "jobType": {"type": "string", "enum": list(forms.JOB_TYPES), "default": "convert"},
     "createArchive": _flag(False, "Also bundle all outputs into one zip."),
     "saveToStorage": _flag(True, "Accepted for Convertly clients: jobs always store sources."),
     "callbackUrl": {
         "type": "string",
         "format": "uri",
-        "maxLength": forms.MAX_CALLBACK_URL_CHARS,
+        "maxLength": forms.MAX_URL_CHARS,
         "description": "http(s) URL that receives the signed completion callback.",
     },
     "callbackSecret": {

@@ -76,6 +76,11 @@ class ParsedForm:
         values = self.fields.get(name)
         return values[-1] if values else None
 
+    def given(self, name: str) -> str | None:
+        """The field's last value; an empty one counts as absent, as HTML forms send them."""
+        value = self.last(name)
+        return value if value is not None and value.strip() else None
+
 
 def _too_large(message: str, limit: str, maximum: int) -> MeshError:
     return MeshError(Reason.TOO_LARGE, message, limit=limit, max=maximum)
@@ -163,9 +168,10 @@ class _Events:
 
 
 class _Reader:
-    def __init__(self, upload: Upload, limits: FormLimits) -> None:
+    def __init__(self, upload: Upload, limits: FormLimits, extra_files: frozenset[str]) -> None:
         self.upload = upload
         self.limits = limits
+        self.extra_files = extra_files
         self.fields: dict[str, list[str]] = {}
         self.files: list[UploadedFile] = []
         self.part: _Part | None = None
@@ -215,7 +221,7 @@ class _Reader:
                 maximum = self.limits.max_fields
                 raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
             return _TextPart(name, bytearray())
-        if not FILE_FIELD.fullmatch(name):
+        if not FILE_FIELD.fullmatch(name) and name not in self.extra_files:
             return _SkippedPart()
         if len(self.files) >= self.limits.max_files:
             maximum = self.limits.max_files
@@ -309,14 +315,19 @@ def _boundary(request: Request) -> bytes:
 
 
 async def read_multipart(
-    request: Request, upload: Upload, discard: Discard, limits: FormLimits = DEFAULT_LIMITS
+    request: Request,
+    upload: Upload,
+    discard: Discard,
+    limits: FormLimits = DEFAULT_LIMITS,
+    extra_files: frozenset[str] = frozenset(),
 ) -> ParsedForm:
-    """Reads the whole form, storing each file through `upload` as its bytes arrive."""
+    """Reads the whole form, storing each file through `upload` as its bytes arrive: the parts
+    named as files are (FILE_FIELD), and those named in `extra_files` (watermarkFile)."""
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise _body_too_large(limits)
-    reader = _Reader(upload, limits)
+    reader = _Reader(upload, limits, extra_files)
     try:
         await reader.read(request, boundary)
     except BaseException:
@@ -334,9 +345,11 @@ async def read_form(
     upload: Upload,
     discard: Discard,
     limits: FormLimits = DEFAULT_LIMITS,
+    *,
+    extra_files: frozenset[str] = frozenset(),
 ) -> T:
     """Reads and validates the form; no stored blob survives a failure of either step."""
-    form = await read_multipart(request, upload, discard, limits)
+    form = await read_multipart(request, upload, discard, limits, extra_files)
     try:
         return parse(form)
     except BaseException:

@@ -17,7 +17,7 @@ from mesh.jobs.v1 import jobs_pb2
 from mesh.links import DownloadLinks, LinkSigner
 from services.gateway import apischemas, openapi
 from services.gateway.app import create_app
-from services.gateway.fields import BadValueError
+from mesh.fields import BadValueError
 from services.gateway.file_options import OPTIONS
 from services.gateway.settings import Settings
 

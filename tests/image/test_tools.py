@@ -14,7 +14,7 @@ from mesh import sandbox
 from mesh.errors import MeshError, Reason
 from mesh.tools import catalog, params
 from mesh.tools.catalog import Input
-from mesh.tools.fields import to_fields
+from mesh.fields import to_fields
 from services.image import tools
 from services.image.limits import ImageLimits
 from services.image.tools import metadata, pdfs, pictures, watermark

@@ -14,7 +14,7 @@ from mesh import sandbox
 from mesh.errors import MeshError, Reason
 from mesh.tools import catalog, params
 from mesh.tools.catalog import Input
-from mesh.tools.fields import to_fields
+from mesh.fields import to_fields
 from services.media import tools
 from services.media.limits import MediaLimits
 from services.media.tools import clips as clip_tools
