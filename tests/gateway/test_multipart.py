@@ -138,10 +138,36 @@ async def test_client_filenames_are_sanitised_before_the_upload_sees_them() -> N
 
 async def test_wrong_content_type_is_an_invalid_field() -> None:
     app = FormApp(MemoryBlobs(), identity)
-    response = await app.post(b'{"format": "png"}', **{"content-type": "application/json"})
+    response = await app.post(b"format=png", **{"content-type": "text/plain"})
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_FIELD"
     assert "Content-Type" in body_fields(response)
+
+
+async def test_a_body_without_files_may_be_json_or_url_encoded() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    body = b'{"sourceUrl": "https://example.test/a.png", "lossless": true, "formats": ["png"]}'
+    assert (await app.post(body, **{"content-type": "application/json"})).status_code == 200
+    encoded = b"sourceUrl=https%3A%2F%2Fexample.test%2Fa.png&format=webp&format=png"
+    response = await app.post(encoded, **{"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    as_json, as_form = app.results
+    assert as_json.fields == {
+        "sourceUrl": ["https://example.test/a.png"],
+        "lossless": ["true"],
+        "formats": ['["png"]'],
+    }
+    assert as_form.fields == {
+        "sourceUrl": ["https://example.test/a.png"],
+        "format": ["webp", "png"],
+    }
+    assert as_form.given("format") == "png" and as_json.files == as_form.files == ()
+
+
+async def test_a_json_body_that_is_not_an_object_is_refused() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(b"[1, 2]", **{"content-type": "application/json"})
+    assert response.status_code == 400 and "body" in body_fields(response)
 
 
 async def test_multipart_without_boundary_is_an_invalid_field() -> None:
