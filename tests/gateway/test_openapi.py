@@ -13,11 +13,11 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from mesh import jobjson as render
 from mesh.errors import MeshError, Reason
+from mesh.fields import BadValueError
 from mesh.jobs.v1 import jobs_pb2
 from mesh.links import DownloadLinks, LinkSigner
 from services.gateway import apischemas, openapi
 from services.gateway.app import create_app
-from mesh.fields import BadValueError
 from services.gateway.file_options import OPTIONS
 from services.gateway.settings import Settings
 

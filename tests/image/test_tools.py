@@ -12,9 +12,9 @@ from PIL import Image, ImageOps, PngImagePlugin
 
 from mesh import sandbox
 from mesh.errors import MeshError, Reason
+from mesh.fields import to_fields
 from mesh.tools import catalog, params
 from mesh.tools.catalog import Input
-from mesh.fields import to_fields
 from services.image import tools
 from services.image.limits import ImageLimits
 from services.image.tools import metadata, pdfs, pictures, watermark
