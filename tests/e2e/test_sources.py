@@ -17,10 +17,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
+from convertmesh import Client
 from launcher.mesh import LocalMesh
 from tests.corpus import CORPUS
-from tests.e2e.conftest import auth, running_mesh, wait_for_job
+from tests.e2e.conftest import KEYS, auth, running_mesh, wait_for_job
+from tests.e2e.test_cli import cli
 from tests.media.conftest import ffprobe
 from tests.mesh.http_receiver import Answer, Received, Receiver
 from tests.orchestrator.refused import REFUSED, Canary
@@ -259,6 +262,26 @@ async def test_a_trickling_server_is_cut_off_by_the_time_limit(
     assert response.status_code == 504, response.text
     body = response.json()
     assert body["code"] == "TIMEOUT" and "did not arrive within" in body["error"]
+
+
+def test_the_client_and_cli_send_a_url_as_source_url(
+    fetching_mesh: LocalMesh, files: Receiver, tmp_path: Path
+) -> None:
+    url = _serve(files, "/clips/clip.mp4", (200, {}, MP4.read_bytes()))
+    with Client(fetching_mesh.http_url, KEYS["acme"]) as client:
+        described = client.inspect(url)
+        assert described.media is not None and described.media["width"] == 640
+        thumbnail = client.tool("thumbnail", url, dest=tmp_path, width=32, height=32)
+        (saved,) = thumbnail.outputs
+        assert Image.open(saved.path).size == (32, 32)
+        converted = client.convert(source_url=url, format="mp3", dest=tmp_path / "mp3")
+        assert [Path(s.path).suffix for s in converted] == [".mp3"]
+    done = cli(
+        fetching_mesh, "tools", "poster-frame", url, "--width", "320", "-o", str(tmp_path / "p")
+    )
+    assert done.returncode == 0, done.stderr
+    (poster,) = (tmp_path / "p").iterdir()
+    assert Image.open(poster).size == (320, 180)
 
 
 def test_the_canary_saw_no_connection(canary: Canary, fetching_mesh: LocalMesh) -> None:
