@@ -14,6 +14,7 @@ import io
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -96,7 +97,7 @@ def _zip() -> bytes:
     return out.getvalue()
 
 
-def _probe(data: bytes, path: Path) -> dict[str, object]:
+def _probe(data: bytes, path: Path) -> dict[str, Any]:
     path.write_bytes(data)
     return ffprobe(path)
 
@@ -116,7 +117,7 @@ async def test_a_job_converts_a_fetched_file_whose_type_is_sniffed(
     assert item["originalSize"] == MP4.stat().st_size
     download = await client.get(f"/api/jobs/{job['jobId']}/files/0", headers=auth())
     probed = _probe(download.content, tmp_path / "a.mp3")
-    assert [s["codec_name"] for s in probed["streams"]] == ["mp3"]  # type: ignore[index]
+    assert [s["codec_name"] for s in probed["streams"]] == ["mp3"]
 
 
 async def test_convert_and_compress_take_a_source_url(
