@@ -6,7 +6,7 @@ import os
 import pytest
 
 from services.gateway.forms import parse_job_form
-from services.gateway.multipart import FormLimits
+from services.gateway.multipart import FormLimits, ParsedForm
 from tests.clients import Form, FormPart, body_fields, curl_form
 from tests.gateway.conftest import (
     CLOSING,
@@ -311,3 +311,10 @@ async def test_unnamed_file_with_bytes_is_uploaded_under_the_fallback_name() -> 
     response = await app.post(multipart_body([file_part("file", b"data", "")]))
     assert response.status_code == 200, response.text
     assert [f.filename for f in parsed(app).files] == ["file"]
+
+
+def test_empty_values_count_as_absent_and_the_last_value_wins() -> None:
+    parsed = ParsedForm({"format": ["jpg", "png"], "resize": ["  "]}, ())
+    assert parsed.given("format") == "png"
+    assert parsed.given("resize") is None
+    assert parsed.given("missing") is None
