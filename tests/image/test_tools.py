@@ -154,6 +154,15 @@ def test_transform_rotates_flips_and_flops_like_pillow(tmp_path: Path) -> None:
     assert mean_difference(decoded, expected) < 8
 
 
+def test_a_quarter_turn_at_full_size_reads_a_jpeg_once(tmp_path: Path) -> None:
+    output = tmp_path / "t.webp"
+    outcome = pictures.transform(UPRIGHT, output, "jpg", params.TransformParams(rotate=270), LIMITS)
+    assert (outcome.width, outcome.height) == (1200, 1800)
+    decoded = Image.open(output).convert("RGB")
+    expected = Image.open(UPRIGHT).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    assert decoded.size == (1200, 1800) and mean_difference(decoded, expected) < 8
+
+
 def test_transform_crops_the_upright_image_then_resizes(tmp_path: Path) -> None:
     output = tmp_path / "t.jpg"
     transform = params.TransformParams(
