@@ -32,6 +32,9 @@ _JOB_TYPES = [
 _FILE_STATUSES = list(render.PUBLIC_FILE_STATUSES)
 BINARY: Schema = {"type": "string", "format": "binary"}
 _REASONS = [reason.value for reason in Reason]
+# What an output can be: a conversion's format, or a media tool's (inspect writes json;
+# trim and strip-metadata keep an input's own, mkv or avi say).
+_RESULT_FORMATS = list(dict.fromkeys([*OUTPUT_FORMATS, *INPUT_FAMILIES, "json"]))
 # Every Job key but the optional `callbacks` (issue 6) is always present.
 _JOB_KEYS = [
     *("jobId", "jobType", "status", "totalFiles", "completedFiles", "failedFiles", "progress"),
@@ -312,7 +315,7 @@ def component_schemas() -> dict[str, Schema]:
             finalSize=nullable(_COUNT),
             savedPercent={"type": ["number", "null"], "maximum": 100},
             mimeType=text_or_null,
-            format=nullable({"type": "string", "enum": list(OUTPUT_FORMATS)}),
+            format=nullable({"type": "string", "enum": _RESULT_FORMATS}),
             detectedFormat=nullable({"type": "string", "enum": list(INPUT_FAMILIES)}),
             appliedQuality=nullable(integer(0, 100)),
             width=nullable(integer(1)),
