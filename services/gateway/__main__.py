@@ -16,6 +16,8 @@ def main() -> None:
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
+        loop=settings.event_loop,
+        http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from mesh import eventloop
 from mesh.links import LinkSigner
 from mesh.settings import env_int, load
 
@@ -13,7 +14,10 @@ _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
-    """`tenant:key,tenant:key` -> {key: tenant}; names the bad entry when one is malformed."""
+    """`tenant:key,tenant:key` -> {key: tenant}; names the bad entry when one is malformed.
+
+    No key at all is refused too: a gateway that answers 401 to everyone while it reports
+    healthy (an empty Secret applied over the real one) must not start."""
     keys: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         tenant, sep, key = item.partition(":")
@@ -23,6 +27,11 @@ def parse_api_keys(raw: str) -> dict[str, str]:
                 f"letters, digits, '-' and '_' (bad entry starts with {item[:8]!r})"
             )
         keys[key] = tenant
+    if not keys:
+        raise ValueError(
+            "API_KEYS is empty: set tenant:key pairs (in Kubernetes, the convertmesh-keys "
+            "Secret); with no key every request would be refused"
+        )
     return keys
 
 
@@ -50,11 +59,14 @@ class Settings:
     rpc_timeout_seconds: float = 10.0
     sync_max_bytes: int = 50 * 1024 * 1024
     sync_timeout_seconds: float = 60.0
+    # How long a job's creation may wait for the orchestrator to fetch its sourceUrl.
+    source_url_timeout_seconds: float = 300.0
     log_level: str = "INFO"
     # Signs and checks downloadUrls; the orchestrator signs callback bodies with the same keys.
     links: LinkSigner = field(default_factory=LinkSigner.ephemeral)
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    event_loop: str = "uvloop"
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -74,7 +86,11 @@ class Settings:
             max_body_bytes=env_int("MAX_BODY_BYTES", cls.max_body_bytes),
             sync_max_bytes=env_int("SYNC_MAX_BYTES", cls.sync_max_bytes),
             sync_timeout_seconds=env_int("SYNC_TIMEOUT_SECONDS", int(cls.sync_timeout_seconds)),
+            source_url_timeout_seconds=env_int(
+                "SOURCE_URL_TIMEOUT_SECONDS", int(cls.source_url_timeout_seconds)
+            ),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
             links=load(LinkSigner.read, os.environ),
             cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),
+            event_loop=load(eventloop.read, os.environ),
         )

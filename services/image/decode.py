@@ -30,7 +30,8 @@ from services.image.sources import (
 pyvips.block_untrusted_set(True)
 # libvips counts librsvg as untrusted; SVG reaches it only as a sanitised buffer (svgsafe).
 pyvips.operation_block_set("VipsForeignLoadSvg", False)
-# The worker process lives for one job: an operation cache only holds memory.
+# A pooled sandbox process runs many conversions: an operation cache would only hold memory
+# and keep earlier tasks' files open.
 pyvips.cache_set_max(0)
 pillow_heif.register_heif_opener()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import av.container
 
+from services.media.lame import LameLane
 from services.media.lanes import AudioLane, CopyLane, Lane, Timing, VideoLane
 from services.media.plan import Plan
 from services.media.probe import Probe, open_input
@@ -56,6 +57,8 @@ def transcode(
             stream = container.streams[probe.audio.index]
             if plan.audio is None:
                 lanes[stream.index] = CopyLane(out, stream, timing)
+            elif plan.audio.codec == "libmp3lame":
+                lanes[stream.index] = LameLane(out, stream, timing, plan.audio)
             else:
                 lanes[stream.index] = AudioLane(out, stream, timing, plan.audio)
         pictures = dataclasses.replace(timing, progress=_silent)

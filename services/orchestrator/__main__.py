@@ -10,7 +10,7 @@ import sys
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from mesh import logs, telemetry
+from mesh import eventloop, logs, telemetry
 from mesh.bus import connection, streams
 from mesh.health import LIVENESS
 from services.orchestrator import callbacks
@@ -82,7 +82,7 @@ def main() -> None:
     logs.configure("orchestrator", settings.log_level)
     telemetry.serve(settings.metrics)
     try:
-        asyncio.run(serve(settings))
+        eventloop.run(serve(settings), settings.event_loop)
     except streams.ReplicasError as error:
         log.error("orchestrator refuses to start: %s", error)
         sys.exit(f"orchestrator refuses to start: {error}")

@@ -27,6 +27,7 @@ from services.orchestrator import specs, state
 from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
+from services.orchestrator.sources import Sources
 from services.orchestrator.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._creator = JobCreator(
             js,
             store,
+            sources=Sources(js, store, settings.callbacks.allow, settings.fetch),
             max_files=settings.max_files_per_job,
             admit=self._admit,
             rar_available=settings.rar_available,
@@ -173,7 +175,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     f"Unknown output format {spec.options.format!r}.",
                     fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
                 )
-        return await self._creator.create(request)
+        return await self._creator.create(request, context.time_remaining())
 
     @unary
     async def GetJob(  # noqa: N802

@@ -49,6 +49,9 @@ class Receiver:
                 log_level="warning",
                 lifespan="off",
                 interface="asgi3",
+                # h11 sends scripted hostile headers (control characters) as given; httptools,
+                # uvicorn's choice when installed, refuses them and drops the connection.
+                http="h11",
                 timeout_graceful_shutdown=1,
             )
         )

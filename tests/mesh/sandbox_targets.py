@@ -6,6 +6,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -79,3 +80,33 @@ def report_outside_sandbox() -> None:
 
 def unpicklable_result() -> object:
     return lambda: None
+
+
+_held: list[bytearray] = []
+
+
+def hold(size: int) -> int:
+    """Keeps `size` bytes alive in this process after returning (a leaky decoder): its pid."""
+    block = bytearray(size)
+    for offset in range(0, size, 4096):  # touch every page: resident, not just reserved
+        block[offset] = 1
+    _held.append(block)
+    return os.getpid()
+
+
+def leave_helper(pid_file: str) -> int:
+    """Starts a helper process and returns without waiting for it: its own pid."""
+    helper = subprocess.Popen(["sleep", "100"])
+    Path(pid_file).write_text(f"{os.getpid()} {helper.pid}")
+    return os.getpid()
+
+
+def leave_thread(seconds: float) -> int:
+    """Starts a thread that reports progress later and returns without waiting: its pid."""
+
+    def later() -> None:
+        time.sleep(seconds)
+        report_progress(0.5)
+
+    threading.Thread(target=later, daemon=True).start()
+    return os.getpid()

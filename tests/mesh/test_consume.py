@@ -47,9 +47,8 @@ async def eventually(check: Callable[[], bool], seconds: float = 30) -> None:
 
 
 def start(
-    js: JetStreamContext, handle: Handle, stop: asyncio.Event, **options: float
+    js: JetStreamContext, handle: Handle, stop: asyncio.Event, durable: str = "c", **options: float
 ) -> asyncio.Task[None]:
-    durable = str(options.pop("durable", "c"))
     return asyncio.create_task(
         consume(
             js,
@@ -169,3 +168,34 @@ async def test_stopping_releases_unfinished_messages_to_the_next_consumer(
     await eventually(lambda: deliveries == [2])
     again.set()
     await next_one
+
+
+async def test_a_consumer_started_before_its_stream_exists_waits_for_it(
+    js: JetStreamContext,
+) -> None:
+    # As when a worker starts while the broker is restarting: subscribing fails at first, and
+    # the loop asks again instead of ending the service.
+    await js.delete_stream(STREAM)
+    seen: list[bytes] = []
+
+    async def handle(message: Msg) -> None:
+        seen.append(message.data)
+        await message.ack()
+
+    stop = asyncio.Event()
+    running = start(js, handle, stop, durable="late")
+    await asyncio.sleep(0)  # let it try once
+    assert not running.done()
+    await js.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT]))
+    await publish(js, 1)
+    await eventually(lambda: seen == [b"0"], 60)
+    stop.set()
+    await running
+
+
+async def test_a_consumer_stopped_while_waiting_for_its_stream_ends(js: JetStreamContext) -> None:
+    await js.delete_stream(STREAM)
+    stop = asyncio.Event()
+    running = start(js, lambda message: message.ack(), stop, durable="never")
+    stop.set()
+    await asyncio.wait_for(running, 60)

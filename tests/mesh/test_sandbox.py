@@ -8,20 +8,41 @@ import math
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from mesh.errors import MeshError, Reason
-from mesh.sandbox import SandboxLimits, preload, report_progress, run_isolated
+from mesh.sandbox import (
+    PoolSettings,
+    SandboxLimits,
+    configure,
+    preload,
+    report_progress,
+    run_isolated,
+    shutdown,
+)
 from tests.mesh import sandbox_targets as targets
 
 QUICK = SandboxLimits(wall_seconds=10, memory_bytes=None)
+# For calls that touch hundreds of MiB: slow on a loaded machine, never a timing test.
+ROOMY = SandboxLimits(wall_seconds=120, memory_bytes=None)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _forkserver() -> None:
     preload(["tests.mesh.sandbox_targets"])
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_pool() -> AsyncIterator[None]:
+    """Each test starts with no idle sandbox processes and the default recycling rules."""
+    await shutdown()
+    configure(PoolSettings())
+    yield
+    await shutdown()
+    configure(PoolSettings())
 
 
 def _gone(pid: int) -> bool:
@@ -30,6 +51,14 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
+    return False
+
+
+async def _eventually_gone(pid: int) -> bool:
+    for _ in range(500):
+        if _gone(pid):
+            return True
+        await asyncio.sleep(0.01)
     return False
 
 
@@ -54,10 +83,103 @@ async def test_returns_the_function_result() -> None:
     assert await run_isolated(targets.add, 2, 3, limits=QUICK) == 5
 
 
-async def test_each_call_runs_in_a_fresh_child_process() -> None:
+async def test_calls_share_a_pooled_process_until_tasks_per_process() -> None:
+    configure(PoolSettings(tasks_per_process=3))
+    pids = [await run_isolated(targets.child_pid, limits=QUICK) for _ in range(4)]
+    assert pids[0] == pids[1] == pids[2] != os.getpid()
+    assert pids[3] != pids[0]
+    assert await _eventually_gone(pids[0])
+
+
+async def test_one_task_per_process_gives_each_call_a_fresh_process() -> None:
+    configure(PoolSettings(tasks_per_process=1))
     first = await run_isolated(targets.child_pid, limits=QUICK)
     second = await run_isolated(targets.child_pid, limits=QUICK)
     assert len({first, second, os.getpid()}) == 3
+
+
+async def test_a_pooled_process_killed_mid_call_fails_that_call_and_is_replaced(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "pids"
+    call = asyncio.create_task(
+        run_isolated(targets.sleep_with_grandchild, str(pid_file), limits=QUICK)
+    )
+    child, grandchild = await _read_pids(pid_file)
+    os.kill(child, signal.SIGKILL)
+    with pytest.raises(MeshError) as raised:
+        await call
+    assert raised.value.reason is Reason.RESOURCE_EXHAUSTED  # SIGKILL from outside: OOM killer
+    assert _gone(grandchild)
+    after = await run_isolated(targets.child_pid, limits=QUICK)
+    assert after != child
+    assert await run_isolated(targets.add, 2, 2, limits=QUICK) == 4
+
+
+async def test_a_pooled_process_killed_while_idle_is_replaced_without_failing_a_call() -> None:
+    idle = await run_isolated(targets.child_pid, limits=QUICK)
+    os.kill(idle, signal.SIGKILL)
+    assert await _eventually_gone(idle)
+    assert await run_isolated(targets.child_pid, limits=QUICK) != idle
+
+
+async def test_a_process_over_the_rss_cap_is_retired_after_its_call() -> None:
+    configure(PoolSettings(recycle_rss_bytes=400 * 1024 * 1024))
+    small = await run_isolated(targets.hold, 1024 * 1024, limits=ROOMY)
+    assert await run_isolated(targets.child_pid, limits=ROOMY) == small
+    big = await run_isolated(targets.hold, 500 * 1024 * 1024, limits=ROOMY)
+    assert big == small
+    assert await run_isolated(targets.child_pid, limits=ROOMY) != big
+    assert await _eventually_gone(big)
+
+
+async def test_a_process_that_used_half_its_address_space_cap_is_retired() -> None:
+    limits = SandboxLimits(wall_seconds=120, memory_bytes=800 * 1024 * 1024)
+    configure(PoolSettings(recycle_rss_bytes=None))
+    first = await run_isolated(targets.hold, 500 * 1024 * 1024, limits=limits)
+    assert await run_isolated(targets.child_pid, limits=limits) != first
+
+
+async def test_a_helper_left_running_retires_the_process_and_is_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    first = await run_isolated(targets.leave_helper, str(pid_file), limits=QUICK)
+    _, helper = await _read_pids(pid_file)
+    assert _gone(helper)
+    assert await run_isolated(targets.child_pid, limits=QUICK) != first
+
+
+async def test_a_thread_left_running_retires_the_process() -> None:
+    first = await run_isolated(targets.leave_thread, 0.5, limits=QUICK)
+    received: list[float] = []
+    await run_isolated(time.sleep, 1.0, limits=QUICK, on_progress=received.append)
+    assert received == []
+    assert await run_isolated(targets.child_pid, limits=QUICK) != first
+
+
+async def test_a_crash_replaces_the_process_and_a_mesh_error_keeps_it() -> None:
+    before = await run_isolated(targets.child_pid, limits=QUICK)
+    with pytest.raises(MeshError):
+        await run_isolated(targets.reject, "riff", limits=QUICK)
+    assert await run_isolated(targets.child_pid, limits=QUICK) == before
+    with pytest.raises(MeshError):
+        await run_isolated(targets.fail_unexpectedly, limits=QUICK)
+    after = await run_isolated(targets.child_pid, limits=QUICK)
+    assert after != before
+    with pytest.raises(MeshError):
+        await run_isolated(targets.segfault, limits=QUICK)
+    assert await run_isolated(targets.child_pid, limits=QUICK) != after
+
+
+async def test_each_memory_cap_has_its_own_processes() -> None:
+    # Generous deadlines: the allocation below is zero-filled, slow on a loaded machine.
+    capped = SandboxLimits(wall_seconds=120, memory_bytes=600 * 1024 * 1024)
+    free = SandboxLimits(wall_seconds=120, memory_bytes=None)
+    uncapped = await run_isolated(targets.child_pid, limits=free)
+    assert await run_isolated(targets.child_pid, limits=capped) != uncapped
+    with pytest.raises(MeshError) as raised:
+        await run_isolated(targets.allocate, 700 * 1024**2, limits=capped)
+    assert raised.value.reason is Reason.RESOURCE_EXHAUSTED
+    assert await run_isolated(targets.allocate, 700 * 1024**2, limits=free) == 700 * 1024**2
 
 
 async def test_children_come_from_the_fork_server_not_from_this_process() -> None:
@@ -182,6 +304,14 @@ async def test_progress_arrives_in_order_and_at_most_five_per_second() -> None:
     assert received == sorted(set(received))
     assert all(0.0 <= fraction <= 1.0 for fraction in received)
     assert 4 <= len(received) <= 1 + math.ceil(elapsed / 0.2)
+
+
+async def test_progress_of_a_second_call_in_the_same_process_starts_anew() -> None:
+    first: list[float] = []
+    second: list[float] = []
+    await run_isolated(targets.report_steps, 2, 0.0, limits=QUICK, on_progress=first.append)
+    await run_isolated(targets.report_steps, 2, 0.0, limits=QUICK, on_progress=second.append)
+    assert first == second == [0.0]
 
 
 def test_report_progress_outside_a_sandbox_does_nothing() -> None:
