@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Any
 
@@ -38,11 +39,21 @@ def unavailable(error: BaseException) -> MeshError:
     return MeshError(Reason.UNAVAILABLE, "The blob store is unavailable; retry later.")
 
 
-async def rechunk(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[bytes]:
-    """Yields `size`-byte pieces (the last one shorter) with one copy at most per byte."""
+async def rechunk(
+    chunks: AsyncIterable[bytes], size: int, flush_seconds: float | None = None
+) -> AsyncIterator[bytes]:
+    """Yields `size`-byte pieces (the last one shorter) with one copy at most per byte.
+
+    With `flush_seconds`, what is pending is also yielded, shorter, when a piece arrives that
+    long after the last yield: a slow upload then stores a chunk at least every
+    `flush_seconds` plus the gap between its pieces, so the sweeper can tell it from an
+    abandoned one by the age of its newest chunk (`sweep_orphan_chunks`).
+    """
     pending = bytearray()
+    last = time.monotonic()
     async for piece in chunks:
         if not pending and len(piece) == size and isinstance(piece, bytes):
+            last = time.monotonic()
             yield piece
             continue
         view = memoryview(piece)
@@ -51,10 +62,16 @@ async def rechunk(chunks: AsyncIterable[bytes], size: int) -> AsyncIterator[byte
             start = min(size - len(pending), len(view))
             pending += view[:start]
             if len(pending) < size:
+                if flush_seconds is not None and time.monotonic() - last > flush_seconds:
+                    last = time.monotonic()
+                    yield bytes(pending)
+                    pending.clear()
                 continue
+            last = time.monotonic()
             yield bytes(pending)
             pending.clear()
         while len(view) - start >= size:
+            last = time.monotonic()
             yield bytes(view[start : start + size])
             start += size
         pending += view[start:]
@@ -146,3 +163,25 @@ async def _release(js: JetStreamContext, sub: Subscription, stream: str, consume
     except nats.errors.Error:
         # The broker is unreachable: the consumer's idle threshold removes it later.
         pass
+
+
+async def stream_subjects(js: JetStreamContext, stream: str, subjects: str) -> dict[str, int]:
+    """Message count per subject of `stream` matching `subjects`, every page of the answer
+    (nats-server hands out a limited number of subjects per request)."""
+    nc = js._nc
+    found: dict[str, int] = {}
+    while True:
+        ask = {"subjects_filter": subjects, "offset": len(found)}
+        try:
+            answer = await nc.request(
+                f"{JS_API}.STREAM.INFO.{stream}", json.dumps(ask).encode(), timeout=10
+            )
+        except (TimeoutError, nats.errors.Error) as error:
+            raise unavailable(error) from error
+        info = json.loads(answer.data)
+        if "error" in info:
+            raise unavailable(RuntimeError(info["error"].get("description", "")))
+        page = info.get("state", {}).get("subjects") or {}
+        found.update(page)
+        if not page or len(found) >= int(info.get("total", 0)):
+            return found

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats.errors
@@ -26,7 +26,7 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 from nats.nuid import NUID
 
-from mesh.blob_chunks import pull, rechunk, unavailable
+from mesh.blob_chunks import pull, rechunk, stream_subjects, unavailable
 from mesh.errors import MeshError, Reason
 
 # Chunks of 960 KiB: with `sync_interval: always` every chunk is an fsync, and 128 KiB chunks
@@ -39,6 +39,9 @@ WRITE_WINDOW_BYTES = 8 * 1024 * 1024
 READ_WINDOW_BYTES = 4 * 1024 * 1024
 FILE_BLOCK = 1024 * 1024
 ACK_TIMEOUT_SECONDS = 10.0
+# A write in progress stores what it has at least this often (a shorter chunk), so that the
+# age of its newest chunk tells it from an abandoned one (`sweep_orphan_chunks`).
+FLUSH_SECONDS = 30.0
 # nats-py's rollup header: the meta subject keeps only the newest record.
 ROLLUP = {"Nats-Rollup": "sub"}
 DIGEST_PREFIX = "SHA-256="
@@ -154,6 +157,36 @@ async def _settle(acks: deque[asyncio.Future[api.PubAck]]) -> None:
                 ack.exception()
 
 
+# Clean-ups of aborted writes still running: a strong reference until they end.
+_cleanups: set[asyncio.Task[None]] = set()
+
+
+async def _abandon(
+    js: JetStreamContext,
+    bucket: str,
+    nuid: str,
+    acks: deque[asyncio.Future[api.PubAck]],
+    publishing: asyncio.Future[asyncio.Future[api.PubAck]] | None,
+) -> None:
+    """Removes what an aborted write stored. It runs to its end even when the writer is
+    cancelled again meanwhile (a client gone, a server stopping): the writer stops waiting,
+    the clean-up does not. What it cannot remove (the broker gone, the process killed) is
+    left to `sweep_orphan_chunks`."""
+
+    async def clean_up() -> None:
+        if publishing is not None:
+            # A publish cancelled on its way may have sent its chunk: wait for its ack too.
+            with contextlib.suppress(BaseException):
+                acks.append(await publishing)
+        await _settle(acks)
+        await _purge(js, bucket, nuid)
+
+    task = asyncio.get_running_loop().create_task(clean_up())
+    _cleanups.add(task)
+    task.add_done_callback(_cleanups.discard)
+    await asyncio.shield(task)
+
+
 async def write_stream(
     js: JetStreamContext,
     bucket: str,
@@ -174,8 +207,9 @@ async def write_stream(
     size = count = 0
     acks: deque[asyncio.Future[api.PubAck]] = deque()
     window = max(2, WRITE_WINDOW_BYTES // chunk_size)
+    publishing: asyncio.Future[asyncio.Future[api.PubAck]] | None = None
     try:
-        async for chunk in rechunk(chunks, chunk_size):
+        async for chunk in rechunk(chunks, chunk_size, FLUSH_SECONDS):
             size += len(chunk)
             if max_bytes is not None and size > max_bytes:
                 raise MeshError(Reason.TOO_LARGE, "The file is too large.", max_bytes=max_bytes)
@@ -184,7 +218,9 @@ async def write_stream(
             if len(acks) >= window:
                 async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
                     await acks.popleft()
-            acks.append(await js.publish_async(subject, chunk))
+            publishing = asyncio.ensure_future(js.publish_async(subject, chunk))
+            acks.append(await asyncio.shield(publishing))
+            publishing = None
         async with asyncio.timeout(ACK_TIMEOUT_SECONDS):
             while acks:
                 await acks.popleft()
@@ -200,8 +236,7 @@ async def write_stream(
         )
         await _publish_meta(js, meta)
     except BaseException as error:
-        await _settle(acks)
-        await _purge(js, bucket, nuid)
+        await _abandon(js, bucket, nuid, acks, publishing)
         if isinstance(error, (nats.errors.Error, TimeoutError)):
             raise unavailable(error) from error
         raise
@@ -277,3 +312,50 @@ async def read_to_file(js: JetStreamContext, bucket: str, name: str, path: Path)
         await asyncio.to_thread(path.unlink, missing_ok=True)
         raise
     return _blob_info(meta)
+
+
+async def _live_nuids(js: JetStreamContext, bucket: str) -> set[str]:
+    """The chunk group of every blob that has a meta record and is not deleted."""
+    stream = _stream(bucket)
+    metas = await stream_subjects(js, stream, f"$O.{bucket}.M.>")
+    total = sum(metas.values())
+    live: set[str] = set()
+    if not total:
+        return live
+    chunks = pull(js, stream, f"$O.{bucket}.M.>", total, 64)
+    async with aclosing(chunks):
+        async for data in chunks:
+            meta = api.ObjectInfo.from_response(json.loads(data or b"{}"))
+            if not meta.deleted and meta.nuid:
+                live.add(meta.nuid)
+    return live
+
+
+async def sweep_orphan_chunks(js: JetStreamContext, bucket: str, older_than: float) -> int:
+    """Purges the chunks of writes that never got their meta record (a writer killed before
+    it could clean up, or whose clean-up failed) once their newest chunk is `older_than`
+    seconds old; returns how many such groups were removed. A write in progress stores a
+    chunk at least every `FLUSH_SECONDS` plus the gap between its pieces (which the
+    orchestrator and gateway bound), so `older_than` must be longer than that."""
+    stream = _stream(bucket)
+    groups = await stream_subjects(js, stream, f"$O.{bucket}.C.>")
+    if not groups:
+        return 0
+    live = await _live_nuids(js, bucket)
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+    removed = 0
+    for subject in groups:
+        nuid = subject.rsplit(".", 1)[-1]
+        if nuid in live:
+            continue
+        try:
+            newest = await js.get_last_msg(stream, subject)
+        except nats.js.errors.NotFoundError:
+            continue
+        except nats.errors.Error as error:
+            raise unavailable(error) from error
+        if newest.time is None or newest.time > cutoff:
+            continue
+        await _purge(js, bucket, nuid)
+        removed += 1
+    return removed

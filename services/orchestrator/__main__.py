@@ -22,6 +22,7 @@ from services.orchestrator.results import consume_results
 from services.orchestrator.server import SERVICE_NAME, JobService, create_server
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import JobStore
+from services.orchestrator.sweeper import sweep_forever
 
 log = logging.getLogger("orchestrator")
 
@@ -65,6 +66,7 @@ async def serve(settings: Settings) -> None:
     redispatcher = asyncio.create_task(
         redispatch_forever(servicer.creator, store, index, settings.redispatch_seconds, stop)
     )
+    sweeper = asyncio.create_task(sweep_forever(js, settings.orphan_grace_seconds, stop))
     await stop.wait()
     log.info("orchestrator stopping")
     await advisories.unsubscribe()
@@ -73,6 +75,7 @@ async def serve(settings: Settings) -> None:
     await consumer
     await deliverer
     await redispatcher
+    await sweeper
     await index.stop()
     await connection.close(nc)
 

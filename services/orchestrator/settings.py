@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh import eventloop
+from mesh import blobs, eventloop
 from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
@@ -31,6 +31,11 @@ class Settings:
     # How often every replica looks for jobs whose dispatch was interrupted, and how old such
     # a job must be: well inside the task stream's duplicate window (see `redispatch`).
     redispatch_seconds: float = 15.0
+    # How old the newest chunk of a blob write with no meta record must be before the sweeper
+    # removes it (a writer killed mid-upload). A live write stores a chunk at least every
+    # `blobs.FLUSH_SECONDS` plus the longest pause of its sender, which the gateway's idle
+    # timeout bounds: the grace must exceed both.
+    orphan_grace_seconds: float = 600.0
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     event_loop: str = "uvloop"
@@ -60,6 +65,11 @@ class Settings:
             nats_replicas=read_replicas(env),
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
             redispatch_seconds=_redispatch_seconds(env, retention),
+            orphan_grace_seconds=env.number(
+                "ORPHAN_CHUNK_GRACE_SECONDS",
+                cls.orphan_grace_seconds,
+                minimum=2 * blobs.FLUSH_SECONDS,
+            ),
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
             event_loop=eventloop.read(env),

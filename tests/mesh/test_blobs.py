@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from nats.js.api import StorageType
 
 from launcher.nats import NatsServer
 from mesh import blobs
+from mesh.blob_chunks import rechunk
 from mesh.errors import MeshError, Reason
 
 CHUNK = blobs.CHUNK_SIZE
@@ -165,6 +167,56 @@ async def test_cancelled_write_leaves_no_chunks(js: JetStreamContext, bucket: st
     with pytest.raises(asyncio.CancelledError):
         await writing
     assert await stream_state(js, bucket) == (0, 0)
+
+
+async def test_writes_cancelled_while_publishing_leave_no_chunks(
+    js: JetStreamContext, bucket: str
+) -> None:
+    # An aborted upload cancels its write at any point, in the middle of a publish too: the
+    # chunk on its way must be waited for before the purge, or it lands after it.
+    rng = random.Random(5)
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield os.urandom(CHUNK // 4)
+
+    for number in range(30):
+        writing = asyncio.create_task(
+            blobs.write_stream(js, bucket, f"aborted-{number}", endless())
+        )
+        await asyncio.sleep(rng.uniform(0.005, 0.06))
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+    assert await stream_state(js, bucket) == (0, 0)
+
+
+async def test_the_sweeper_removes_chunks_nobody_finished_once_old_enough(
+    js: JetStreamContext, bucket: str
+) -> None:
+    kept = os.urandom(2 * CHUNK + 5)
+    await blobs.write_stream(js, bucket, "kept", pieces(kept, CHUNK))
+    # A writer killed mid-write leaves chunks and no meta record.
+    for _ in range(3):
+        await js.publish(f"$O.{bucket}.C.abandonedwriter0001", os.urandom(1000))
+    assert await blobs.sweep_orphan_chunks(js, bucket, older_than=3600) == 0
+    assert (await stream_state(js, bucket))[0] == 3 + 3 + 1
+    assert await blobs.sweep_orphan_chunks(js, bucket, older_than=0) == 1
+    assert await read_all(js, bucket, "kept") == kept
+    assert (await stream_state(js, bucket))[0] == 3 + 1
+    assert await blobs.sweep_orphan_chunks(js, bucket, older_than=0) == 0
+
+
+async def test_a_slow_write_stores_a_short_chunk_after_a_pause() -> None:
+    async def slow() -> AsyncIterator[bytes]:
+        yield b"a" * 10
+        await asyncio.sleep(0.2)
+        yield b"b" * 10
+        yield b"c" * 10
+
+    got = [piece async for piece in rechunk(slow(), 1000, flush_seconds=0.1)]
+    assert got == [b"a" * 10 + b"b" * 10, b"c" * 10]
+    assert [p async for p in rechunk(slow(), 1000)] == [b"a" * 10 + b"b" * 10 + b"c" * 10]
 
 
 async def test_missing_blob_is_not_found(js: JetStreamContext, bucket: str, tmp_path: Path) -> None:
