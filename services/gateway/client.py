@@ -6,10 +6,11 @@ cannot be reached), so routes never see gRPC types.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,6 +19,7 @@ from mesh.errors import MeshError, Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 
 UPLOAD_CHUNK = 256 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,21 +61,30 @@ class JobClient:
     async def upload(
         self, tenant: str, filename: str, content_type: str, chunks: AsyncIterator[bytes]
     ) -> jobs_pb2.BlobRef:
-        async def requests() -> AsyncIterator[jobs_pb2.UploadBlobRequest]:
-            yield jobs_pb2.UploadBlobRequest(
-                header=jobs_pb2.BlobHeader(
-                    tenant=tenant, filename=filename, content_type=content_type
-                )
-            )
-            async for chunk in chunks:
-                # gRPC messages stay small whatever size the multipart parser hands us.
-                for start in range(0, len(chunk), UPLOAD_CHUNK):
-                    yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
-
+        """Streams the file to UploadBlob by explicit writes. When the orchestrator ends the
+        call while a write is on its way (the broker lost mid-upload), gRPC fails the write as
+        "Internal error from Core" and puts that in place of the status the orchestrator
+        sent, which `_FirstStatus` keeps."""
+        call = self._stub.UploadBlob()
+        first = _FirstStatus(call)
+        header = jobs_pb2.BlobHeader(tenant=tenant, filename=filename, content_type=content_type)
         try:
-            response: jobs_pb2.UploadBlobResponse = await self._stub.UploadBlob(requests())
+            try:
+                await call.write(jobs_pb2.UploadBlobRequest(header=header))
+                async for chunk in chunks:
+                    # gRPC messages stay small whatever size the multipart parser hands us.
+                    for start in range(0, len(chunk), UPLOAD_CHUNK):
+                        piece = chunk[start : start + UPLOAD_CHUNK]
+                        await call.write(jobs_pb2.UploadBlobRequest(chunk=piece))
+                await call.done_writing()
+            except (grpc.RpcError, asyncio.InvalidStateError):
+                await _ended(call, first)
+            response: jobs_pb2.UploadBlobResponse = await call
         except grpc.RpcError as error:
             raise from_grpc_error(error) from None
+        finally:
+            if not call.done():
+                call.cancel()
         return response.blob
 
     async def delete_blob(self, tenant: str, blob_id: str) -> None:
@@ -182,3 +193,41 @@ class JobClient:
             return await method(request, timeout=deadline_seconds or self._timeout)
         except grpc.RpcError as error:
             raise from_grpc_error(error) from None
+
+
+class _FirstStatus:
+    """The first status a call ends with, as an RpcError (None while running or when OK)."""
+
+    def __init__(self, call: Any) -> None:
+        self.error: grpc.aio.AioRpcError | None = None
+        call.add_done_callback(self._keep)
+
+    def _keep(self, call: Any) -> None:
+        # Called at once when the status is set, and again when it is replaced.
+        if self.error is not None:
+            return
+        code = _now(call.code())
+        if code != grpc.StatusCode.OK:
+            self.error = grpc.aio.AioRpcError(
+                code, grpc.aio.Metadata(), _now(call.trailing_metadata()), _now(call.details())
+            )
+
+
+def _now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs to its end a coroutine that cannot suspend: an accessor of a finished call."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("the call's status is not set yet")
+
+
+async def _ended(call: Any, first: _FirstStatus) -> NoReturn:
+    """Raises the status of a call that ended before the upload did."""
+    try:
+        await call
+    except grpc.RpcError as error:
+        raise from_grpc_error(first.error or error) from None
+    # The orchestrator answered before it had the whole file: never a success.
+    raise MeshError(Reason.INTERNAL)
