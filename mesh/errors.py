@@ -38,6 +38,7 @@ class Reason(enum.Enum):
     LINK_EXPIRED = "LINK_EXPIRED"
     LINK_INVALID = "LINK_INVALID"
     NOT_FOUND = "NOT_FOUND"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     CONFLICT = "CONFLICT"
     IDEMPOTENCY_MISMATCH = "IDEMPOTENCY_MISMATCH"
@@ -96,6 +97,9 @@ _TABLE: dict[Reason, _Mapping] = {
         403, _C.PERMISSION_DENIED, False, "This download link's signature does not match."
     ),
     Reason.NOT_FOUND: _Mapping(404, _C.NOT_FOUND, False, "Not found."),
+    Reason.REQUEST_TIMEOUT: _Mapping(
+        408, _C.DEADLINE_EXCEEDED, False, "The request arrived too slowly; send it again."
+    ),
     Reason.METHOD_NOT_ALLOWED: _Mapping(
         405, _C.UNIMPLEMENTED, False, "This route does not take that method."
     ),

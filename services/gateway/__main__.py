@@ -6,6 +6,7 @@ import uvicorn
 
 from mesh import logs
 from services.gateway.app import create_app
+from services.gateway.guard import uvicorn_options
 from services.gateway.settings import Settings
 
 
@@ -17,7 +18,7 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         loop=settings.event_loop,
-        http="httptools",
+        **uvicorn_options(settings.guard, settings.max_connections),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

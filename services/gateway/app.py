@@ -26,6 +26,7 @@ from services.gateway import (
     auth,
     docs,
     events,
+    guard,
     media,
     metrics,
     openapi,
@@ -215,13 +216,18 @@ def error_headers(error: MeshError) -> dict[str, str]:
     return headers
 
 
+def render_error(error: MeshError) -> Response:
+    headers = error_headers(error)
+    if error.reason is Reason.REQUEST_TIMEOUT:
+        headers["Connection"] = "close"  # the rest of the body is not read
+    return JSONResponse(error.to_http_body(), status_code=error.reason.http_status, headers=headers)
+
+
 async def on_mesh_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MeshError)
     if exc.reason is Reason.INTERNAL:
         log.error("internal error on %s %s", request.method, request.url.path)
-    return JSONResponse(
-        exc.to_http_body(), status_code=exc.reason.http_status, headers=error_headers(exc)
-    )
+    return render_error(exc)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -286,7 +292,15 @@ def create_app(settings: Settings) -> Starlette:
         *web.routes,
         *unoffered.routes,
     ]
-    middleware = [Middleware(metrics.RequestMetrics, routes=routes)]
+    middleware = [
+        Middleware(metrics.RequestMetrics, routes=routes),
+        Middleware(
+            guard.UploadGuard,
+            limits=settings.guard,
+            keys=settings.api_keys,
+            render=render_error,
+        ),
+    ]
     if settings.cors_origins:
         # Outermost, so that error answers carry the CORS headers too.
         middleware.insert(

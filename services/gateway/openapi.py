@@ -41,6 +41,7 @@ _WHEN: dict[int, str] = {
     403: "A download link expired or its signature does not match.",
     404: "No such job (or file) for this key's tenant, or it has expired.",
     405: "The path is served, but not with this method; `Allow` lists the methods.",
+    408: "The request's headers or body arrived too slowly (a pause or a rate below the floor).",
     409: "The job's state does not allow this, or the Idempotency-Key was used with another body.",
     413: "The upload or the input exceeds a limit.",
     415: "The input format, or the input/output pair, is not supported.",
@@ -170,8 +171,8 @@ def _operation(
 
 
 _READ = (401, 404, 500, 503)
-_CREATE = (400, 401, 409, 413, 415, 422, 429, 500, 503)
-_SYNC = (400, 401, 413, 415, 422, 429, 500, 503, 504)
+_CREATE = (400, 401, 408, 409, 413, 415, 422, 429, 500, 503)
+_SYNC = (400, 401, 408, 413, 415, 422, 429, 500, 503, 504)
 
 
 def _sync(summary: str, using: OptionSet) -> Schema:
@@ -185,7 +186,7 @@ def _sync(summary: str, using: OptionSet) -> Schema:
     )
 
 
-_TOOL_ERRORS = (400, 401, 413, 415, 422, 429, 500, 501, 503, 504)
+_TOOL_ERRORS = (400, 401, 408, 413, 415, 422, 429, 500, 501, 503, 504)
 
 
 def _tool(tool: Tool) -> Schema:

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from mesh import eventloop
 from mesh.links import LinkSigner
-from mesh.settings import env_int, load
+from mesh.settings import Env, env_int, load
+from services.gateway.guard import GuardLimits
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -67,6 +68,10 @@ class Settings:
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
     event_loop: str = "uvloop"
+    # How slowly clients may send, and how many uploads they may hold open (services.gateway.guard).
+    guard: GuardLimits = field(default_factory=GuardLimits)
+    # Open connections uvicorn serves at once; over it, 503 (0: no cap).
+    max_connections: int = 2048
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -93,4 +98,25 @@ class Settings:
             links=load(LinkSigner.read, os.environ),
             cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),
             event_loop=load(eventloop.read, os.environ),
+            guard=load(_guard_limits, os.environ),
+            max_connections=load(
+                lambda env: env.integer("HTTP_MAX_CONNECTIONS", cls.max_connections, minimum=0),
+                os.environ,
+            ),
         )
+
+
+def _guard_limits(env: Env) -> GuardLimits:
+    d = GuardLimits()
+    return GuardLimits(
+        header_seconds=env.number("HTTP_HEADER_TIMEOUT_SECONDS", d.header_seconds, positive=True),
+        body_idle_seconds=env.number("UPLOAD_IDLE_SECONDS", d.body_idle_seconds, positive=True),
+        min_bytes_per_second=env.number(
+            "UPLOAD_MIN_BYTES_PER_SECOND", d.min_bytes_per_second, minimum=0
+        ),
+        rate_window_seconds=d.rate_window_seconds,
+        max_uploads=env.integer("MAX_CONCURRENT_UPLOADS", d.max_uploads, minimum=1),
+        max_uploads_per_tenant=env.integer(
+            "MAX_CONCURRENT_UPLOADS_PER_TENANT", d.max_uploads_per_tenant, minimum=1
+        ),
+    )

@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from launcher.nats import NatsServer, start_nats
 from mesh.bus import streams
 from services.gateway.app import create_app
+from services.gateway.guard import uvicorn_options
 from services.gateway.settings import Settings as GatewaySettings
 from services.orchestrator.index import JobIndex
 from services.orchestrator.server import JobService, create_server
@@ -87,11 +88,11 @@ async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[str, int]]:
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
         create_app(settings),
-        http="httptools",
         loop="asyncio",
         log_config=None,
         access_log=False,
         lifespan="on",
+        **uvicorn_options(settings.guard, settings.max_connections),
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
