@@ -294,6 +294,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     middleware = [
         Middleware(metrics.RequestMetrics, routes=routes),
+        Middleware(guard.KeyThrottle, limits=settings.guard, render=render_error),
         Middleware(
             guard.UploadGuard,
             limits=settings.guard,

@@ -8,6 +8,11 @@ have open at once.
   `min_bytes_per_second` at least, measured over each `rate_window_seconds`; otherwise 408
   (`UploadGuard`). The upload in progress is then aborted like any failed one: what it stored
   is removed.
+- Wrong keys: a client (by address) whose requests with a key were answered 401 `max_auth_failures`
+  times within `auth_window_seconds` gets 429 for every request until the oldest of those
+  failures leaves the window (`KeyThrottle`): 1,000 wrong keys at 966 req/s were once all
+  answered. Every request is refused meanwhile, a right key too, or the answers would tell a
+  guess that hit.
 - Concurrency: at most `max_uploads_per_tenant` `POST` bodies per API key at once (429 over
   it) and `max_uploads` in all (503), answered before reading the body.
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +51,8 @@ class GuardLimits:
     rate_window_seconds: float = 30.0
     max_uploads: int = 256
     max_uploads_per_tenant: int = 16
+    max_auth_failures: int = 20
+    auth_window_seconds: float = 60.0
 
 
 def protocol_class(header_seconds: float) -> type[HttpToolsProtocol]:
@@ -153,6 +160,72 @@ class UploadGuard:
                 limit="uploads",
             )
         return None
+
+
+class KeyThrottle:
+    """ASGI middleware: refuses clients that sent too many wrong keys (module docstring)."""
+
+    # Clients remembered at most; past it, those with no failure in the window are forgotten.
+    MAX_CLIENTS = 10_000
+
+    def __init__(
+        self, app: ASGIApp, limits: GuardLimits, render: Callable[[MeshError], Response]
+    ) -> None:
+        self._app = app
+        self._limits = limits
+        self._render = render
+        self._failures: dict[str, deque[float]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        client = scope["client"][0] if scope.get("client") else ""
+        now = time.monotonic()
+        failures = self._recent(client, now)
+        if failures is not None and len(failures) >= self._limits.max_auth_failures:
+            wait = max(1, int(failures[0] + self._limits.auth_window_seconds - now) + 1)
+            refusal = MeshError(
+                Reason.RATE_LIMITED,
+                "Too many requests with a wrong API key from this address; retry later.",
+                limit="auth_failures",
+            )
+            response = self._render(refusal)
+            response.headers["Retry-After"] = str(wait)
+            await response(scope, receive, send)
+            return
+
+        if not key_in(Headers(scope=scope)):
+            await self._app(scope, receive, send)  # no key at all is no guess
+            return
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self._fail(client)
+            await send(message)
+
+        await self._app(scope, receive, watched)
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        failures = self._failures.get(client)
+        if failures is None:
+            return None
+        while failures and failures[0] <= now - self._limits.auth_window_seconds:
+            failures.popleft()
+        if not failures:
+            del self._failures[client]
+            return None
+        return failures
+
+    def _fail(self, client: str) -> None:
+        now = time.monotonic()
+        if client not in self._failures and len(self._failures) >= self.MAX_CLIENTS:
+            for known in list(self._failures):
+                self._recent(known, now)
+        failures = self._failures.setdefault(client, deque())
+        failures.append(now)
+        while len(failures) > self._limits.max_auth_failures:
+            failures.popleft()
 
 
 class _Paced:

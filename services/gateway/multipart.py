@@ -218,14 +218,15 @@ class _Reader:
         extended = extended_filename(raw_disposition)
         if extended is not None:
             options[b"filename"] = extended.encode()
-        if b"filename" not in options:
+        is_file = b"filename" in options
+        if not is_file or not (FILE_FIELD.fullmatch(name) or name in self.extra_files):
+            # Text fields and file parts under other names (skipped) count alike: each costs
+            # a part's parsing, and 100,000 skipped ones were once accepted.
             self.field_count += 1
             if self.field_count > self.limits.max_fields:
                 maximum = self.limits.max_fields
                 raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
-            return _TextPart(name, bytearray())
-        if not FILE_FIELD.fullmatch(name) and name not in self.extra_files:
-            return _SkippedPart()
+            return _SkippedPart() if is_file else _TextPart(name, bytearray())
         if len(self.files) >= self.limits.max_files:
             maximum = self.limits.max_files
             raise _too_large(f"A request may carry at most {maximum} files.", "maxFiles", maximum)

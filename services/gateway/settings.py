@@ -119,4 +119,6 @@ def _guard_limits(env: Env) -> GuardLimits:
         max_uploads_per_tenant=env.integer(
             "MAX_CONCURRENT_UPLOADS_PER_TENANT", d.max_uploads_per_tenant, minimum=1
         ),
+        max_auth_failures=env.integer("AUTH_FAILURES_PER_MINUTE", d.max_auth_failures, minimum=1),
+        auth_window_seconds=d.auth_window_seconds,
     )

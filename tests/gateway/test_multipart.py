@@ -280,6 +280,15 @@ async def test_too_many_text_fields_is_too_large() -> None:
     assert response.json()["meta"] == {"limit": "maxFields", "max": 3}
 
 
+async def test_file_parts_under_other_names_count_as_fields() -> None:
+    blobs = MemoryBlobs()
+    app = FormApp(blobs, identity, FormLimits(max_fields=3))
+    response = await app.post(multipart_body([file_part(f"other{i}", b"x") for i in range(4)]))
+    assert response.status_code == 413
+    assert response.json()["meta"] == {"limit": "maxFields", "max": 3}
+    assert blobs.digests == {}
+
+
 async def test_validation_failure_discards_every_upload() -> None:
     blobs = MemoryBlobs()
     app = FormApp(blobs, parse_job_form)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 
+import httpx
 from nats.js.api import StreamInfo
 
 from services.gateway.guard import GuardLimits
@@ -150,3 +151,19 @@ async def test_uploads_open_at_once_are_capped_per_key_and_in_all(stack: Stack) 
     assert json.loads(per_key[2])["meta"]["limit"] == "uploads_per_tenant"
     assert in_all[0] == 503 and in_all[1]["retry-after"].isdigit()
     assert json.loads(in_all[2])["meta"]["limit"] == "uploads"
+
+
+async def test_a_client_sending_wrong_keys_is_throttled_whatever_key_it_sends(stack: Stack) -> None:
+    limits = {"max_auth_failures": 5, "auth_window_seconds": 3600}
+    async with (
+        gateway(settings(stack, **limits)) as (host, port),
+        httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=WITHIN) as http,
+    ):
+        wrong = [
+            (await http.get("/api/jobs", headers={"x-api-key": f"guess-{n}"})).status_code
+            for n in range(8)
+        ]
+        right = await http.get("/api/jobs", headers={"x-api-key": KEY})
+    assert wrong == [401] * 5 + [429] * 3
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    assert right.json()["meta"]["limit"] == "auth_failures"
