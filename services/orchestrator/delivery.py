@@ -2,9 +2,11 @@
 
 Each delivery of a CALLBACKS message is one attempt (JetStream counts them). A 2xx answer acks
 it; anything else naks it with the next retry delay (plus jitter), until the last attempt, after
-which it is acked and marked failed. Every attempt is appended to the job's `callbacks`. The URL
-is checked by the guard again before every attempt: what it resolves to may have changed since
-the job was created. Attempts run concurrently, so one slow receiver holds only its own slot.
+which it is acked and marked failed. A URL the guard refuses (itself, or where it redirects) is
+failed at once: it would be refused again. Every attempt is appended to the job's `callbacks`.
+The URL is checked by the guard again before every attempt: what it resolves to may have
+changed since the job was created. Attempts run concurrently, so one slow receiver holds only
+its own slot.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Attempt:
     ok: bool
     http_status: int
     error: str
+    # No later attempt can do better: the URL, or where it redirects, is refused by the guard.
+    final: bool = False
 
 
 def retry_delay(attempt: int, settings: CallbackSettings, rng: random.Random) -> float | None:
@@ -77,10 +81,22 @@ async def attempt(event: Event, url: str, secret: str, settings: CallbackSetting
             field="callbackUrl",
         )
     except MeshError as error:
-        return Attempt(False, 0, error.message)
+        # INVALID_FIELD: the guard refused the URL or a redirect; the rest (no answer in
+        # time, a broken connection) may go better later.
+        return Attempt(False, 0, error.message, final=error.reason is Reason.INVALID_FIELD)
     if 200 <= response.status < 300:
         return Attempt(True, response.status, "")
     return Attempt(False, response.status, f"HTTP {response.status}")
+
+
+def next_delay(
+    outcome: Attempt, number: int, settings: CallbackSettings, rng: random.Random
+) -> float | None:
+    """Seconds before attempt `number + 1`, or None when there is none: delivered, refused
+    for good, or the last attempt."""
+    if outcome.ok or outcome.final or number >= settings.attempts:
+        return None
+    return retry_delay(number, settings, rng)
 
 
 def _recorder(
@@ -155,9 +171,7 @@ class Deliverer:
             return
         number = message.metadata.num_delivered or 1
         outcome = await attempt(event, record.callback_url, record.callback_secret, self._settings)
-        delay = None if outcome.ok else retry_delay(number, self._settings, self._rng)
-        if number >= self._settings.attempts and not outcome.ok:
-            delay = None
+        delay = next_delay(outcome, number, self._settings, self._rng)
         status = "delivered" if outcome.ok else ("retrying" if delay is not None else "failed")
         append = _recorder(event, number, status, outcome)
         try:

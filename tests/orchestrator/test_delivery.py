@@ -81,3 +81,25 @@ async def test_the_guard_is_applied_again_at_delivery(receiver: Receiver) -> Non
     assert not outcome.ok and outcome.http_status == 0
     assert "loopback" in outcome.error
     assert len(receiver.requests) == before
+
+
+async def test_a_redirect_the_guard_refuses_is_final_a_failed_answer_is_retried(
+    receiver: Receiver,
+) -> None:
+    async def elsewhere(_: Received) -> Answer:
+        return 302, {"location": "http://10.1.2.3/hook"}, b""
+
+    async def broken(_: Received) -> Answer:
+        return 503, {}, b"down"
+
+    receiver.routes["/elsewhere"] = elsewhere
+    receiver.routes["/down"] = broken
+    conf = settings()
+    refused = await delivery.attempt(event(), receiver.url("/elsewhere"), "s", conf)
+    failed = await delivery.attempt(event(), receiver.url("/down"), "s", conf)
+    assert not refused.ok and refused.final and refused.http_status == 0
+    assert not failed.ok and not failed.final
+    rng = random.Random(1)
+    assert delivery.next_delay(refused, 1, conf, rng) is None
+    assert delivery.next_delay(failed, 1, conf, rng) is not None
+    assert delivery.next_delay(failed, conf.attempts, conf, rng) is None
