@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import posixpath
 import shutil
@@ -28,6 +29,9 @@ from services.archive.names import UnsafeNameError, from_filename, normalise
 from services.archive.outputs import KEEP_FORMAT, OUTPUTS, SINGLE_STREAM_OUTPUTS, open_sink
 from services.archive.readers import CHUNK, members
 from services.archive.writers import Sink
+
+# The report of what a repack or fan-out left out, as `pack` writes it.
+REPORT_NAME = "conversion-report.json"
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +230,8 @@ def _repack(
     def fill() -> None:
         source_members = members(source, kind, budget, single_name)
         skipped.extend(_copy_members(source_members, sink, budget, written))
+        if skipped and not single:
+            _add_report(sink, skipped, written, scratch)
 
     _fill(sink, fill)
     if skipped:
@@ -237,6 +243,25 @@ def _repack(
     if single and written:
         return f"{posixpath.basename(written[0])}.{target}"
     return ""
+
+
+def _add_report(sink: Sink, skipped: list[Entry], written: list[str], scratch: Path) -> None:
+    """Adds `conversion-report.json` (as an archive fan-out does) naming every entry the
+    repack left out and why; under another name when the archive has a member of that name."""
+    name, number = REPORT_NAME, 1
+    while name in written:
+        name, number = f"conversion-report ({number}).json", number + 1
+    report = [
+        {"name": entry.name, "status": "skipped", "output": None, "reason": entry.skipped_reason}
+        for entry in skipped
+    ]
+    path = scratch / "repack-report.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    try:
+        _add_file(sink, name, path)  # written into the sink before it returns
+    finally:
+        path.unlink()
+    written.append(name)
 
 
 def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits) -> list[Entry]:

@@ -21,7 +21,7 @@ from services.archive.members import Entry
 from services.archive.settings import Settings
 
 PRELOAD = ("services.archive.pipeline",)
-REPORT_NAME = "conversion-report.json"
+REPORT_NAME = pipeline.REPORT_NAME
 
 
 def handler(settings: Settings) -> Handler:

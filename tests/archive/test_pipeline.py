@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -186,7 +187,12 @@ def test_repacking_a_hostile_tar_writes_only_safe_names(tmp_path: Path) -> None:
         link.linkname = "/etc/passwd"
         archive.addfile(link)
     output = _convert(source, tmp_path, "zip", source_format="tar", filename="evil.tar")
-    assert _listing(output) == {"ok.txt"}
+    # What was left out is listed in the archive's report, as a fan-out lists it.
+    assert _listing(output) == {"ok.txt", "conversion-report.json"}
+    with zipfile.ZipFile(output) as repacked:
+        report = json.loads(repacked.read("conversion-report.json"))
+    assert {entry["name"] for entry in report} == {"../evil", "/abs/evil", "link"}
+    assert all(entry["status"] == "skipped" and entry["reason"] for entry in report)
 
 
 def test_failed_conversion_leaves_no_partial_output(tmp_path: Path) -> None:
