@@ -27,7 +27,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
 	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
-	image-smoke bench-tools
+	image-smoke bench-tools chaos
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -68,6 +68,12 @@ image-smoke: $(RUNTIME) system-deps
 
 test-slow: $(STUBS_STAMP) system-deps
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# Issue 13's chaos run (3-node NATS cluster, replicas, kills, a ledger), once per seed:
+# `make chaos SEEDS="3 4 5"` for more. Slow, so outside `make test`.
+SEEDS ?= 1 2
+chaos: $(STUBS_STAMP) system-deps
+	CHAOS_SEEDS="$(SEEDS)" $(PY) -m pytest tests/e2e/test_chaos_cluster.py -m slow -s $(PYTEST_ARGS)
 
 lint: $(STUBS_STAMP)
 	$(VENV)/bin/ruff check .

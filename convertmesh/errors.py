@@ -104,6 +104,11 @@ class MethodNotAllowedError(ApiError):
     """405."""
 
 
+class RequestTimeoutError(ApiError):
+    """408: the request's headers or body reached the server too slowly; it closed the
+    connection."""
+
+
 class ConflictError(ApiError):
     """409: the job's state does not allow it, or an Idempotency-Key was reused."""
 
@@ -154,6 +159,7 @@ ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    408: RequestTimeoutError,
     409: ConflictError,
     413: TooLargeError,
     415: UnsupportedMediaError,

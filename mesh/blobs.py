@@ -314,21 +314,31 @@ async def read_to_file(js: JetStreamContext, bucket: str, name: str, path: Path)
     return _blob_info(meta)
 
 
-async def _live_nuids(js: JetStreamContext, bucket: str) -> set[str]:
-    """The chunk group of every blob that has a meta record and is not deleted."""
+async def live(js: JetStreamContext, bucket: str) -> list[api.ObjectInfo]:
+    """The meta record of every blob in `bucket` that is not deleted."""
     stream = _stream(bucket)
     metas = await stream_subjects(js, stream, f"$O.{bucket}.M.>")
     total = sum(metas.values())
-    live: set[str] = set()
+    found: list[api.ObjectInfo] = []
     if not total:
-        return live
-    chunks = pull(js, stream, f"$O.{bucket}.M.>", total, 64)
-    async with aclosing(chunks):
-        async for data in chunks:
+        return found
+    records = pull(js, stream, f"$O.{bucket}.M.>", total, 64)
+    async with aclosing(records):
+        async for data in records:
             meta = api.ObjectInfo.from_response(json.loads(data or b"{}"))
             if not meta.deleted and meta.nuid:
-                live.add(meta.nuid)
-    return live
+                found.append(meta)
+    return found
+
+
+async def orphan_groups(js: JetStreamContext, bucket: str) -> list[str]:
+    """The chunk groups (by nuid) that no live blob's meta record names."""
+    groups = await stream_subjects(js, _stream(bucket), f"$O.{bucket}.C.>")
+    if not groups:
+        return []
+    owned = {meta.nuid for meta in await live(js, bucket)}
+    nuids = (subject.rsplit(".", 1)[-1] for subject in groups)
+    return [nuid for nuid in nuids if nuid not in owned]
 
 
 async def sweep_orphan_chunks(js: JetStreamContext, bucket: str, older_than: float) -> int:
@@ -338,16 +348,10 @@ async def sweep_orphan_chunks(js: JetStreamContext, bucket: str, older_than: flo
     chunk at least every `FLUSH_SECONDS` plus the gap between its pieces (which the
     orchestrator and gateway bound), so `older_than` must be longer than that."""
     stream = _stream(bucket)
-    groups = await stream_subjects(js, stream, f"$O.{bucket}.C.>")
-    if not groups:
-        return 0
-    live = await _live_nuids(js, bucket)
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
     removed = 0
-    for subject in groups:
-        nuid = subject.rsplit(".", 1)[-1]
-        if nuid in live:
-            continue
+    for nuid in await orphan_groups(js, bucket):
+        subject = _chunk_subject(bucket, nuid)
         try:
             newest = await js.get_last_msg(stream, subject)
         except nats.js.errors.NotFoundError:

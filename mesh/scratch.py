@@ -106,11 +106,19 @@ class ScratchSpace:
 def remove_abandoned(root: Path) -> list[str]:
     """Removes every worker folder under `root` whose lock nobody holds; returns their names."""
     removed = []
-    for entry in sorted(root.iterdir()):
-        if _OWNED.fullmatch(entry.name) and entry.is_dir() and _abandoned(entry):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
+    for entry in abandoned(root):
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
     return removed
+
+
+def abandoned(root: Path) -> list[Path]:
+    """The worker folders under `root` whose lock nobody holds."""
+    return [
+        entry
+        for entry in sorted(root.iterdir())
+        if _OWNED.fullmatch(entry.name) and entry.is_dir() and _abandoned(entry)
+    ]
 
 
 def _abandoned(folder: Path) -> bool:
