@@ -187,7 +187,7 @@ async def serve(
         settings.nats_url, f"worker-{service}", health.set_ready if health else None
     )
     js = nc.jetstream()
-    await streams.ensure(js, settings.retention, settings.nats_replicas)
+    await streams.ensure_when_ready(js, settings.retention, settings.nats_replicas)
     worker = Worker(nc, js, settings.runtime, handler, space)
 
     def stop() -> None:

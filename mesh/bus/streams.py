@@ -19,6 +19,8 @@ it when it changes (their consumers follow the stream).
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
 
 import nats.errors
@@ -34,6 +36,8 @@ from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from mesh import blobs
 from mesh.settings import Env
+
+log = logging.getLogger(__name__)
 
 TASKS_STREAM = "TASKS"
 RESULTS_STREAM = "RESULTS"
@@ -95,6 +99,28 @@ async def ensure(js: JetStreamContext, retention: Retention, replicas: int = 1) 
             f"servers; NATS answered: {error.description} (start more servers or lower "
             "NATS_REPLICAS)"
         ) from error
+
+
+async def ensure_when_ready(
+    js: JetStreamContext, retention: Retention, replicas: int = 1, within: float = 120.0
+) -> None:
+    """`ensure`, tried again while NATS cannot answer yet (a cluster electing a leader after
+    losing a node, a broker restarting) for up to `within` seconds: a service that starts
+    meanwhile waits instead of exiting. ReplicasError is final at once."""
+    deadline = time.monotonic() + within
+    delay = 0.5
+    while True:
+        try:
+            await ensure(js, retention, replicas)
+            return
+        except ReplicasError:
+            raise
+        except (nats.errors.Error, TimeoutError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("streams not ready yet (%r); trying again in %g s", error, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def _ensure(js: JetStreamContext, retention: Retention, replicas: int) -> None:

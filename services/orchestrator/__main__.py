@@ -44,7 +44,7 @@ async def serve(settings: Settings) -> None:
     nc = await connection.connect(settings.nats_url, "orchestrator", on_nats_state)
     js = nc.jetstream()
     try:
-        await streams.ensure(js, settings.retention, settings.nats_replicas)
+        await streams.ensure_when_ready(js, settings.retention, settings.nats_replicas)
     except streams.ReplicasError:
         await connection.close(nc)
         raise
