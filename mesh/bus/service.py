@@ -8,10 +8,10 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh import eventloop, logs, sandbox, telemetry
+from mesh import eventloop, logs, sandbox, telemetry, tracing
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.health import HealthServer
@@ -39,6 +39,7 @@ class WorkerSettings:
     # gRPC health (readiness and liveness probes) on GRPC_HOST:HEALTH_PORT; 0: not served.
     health_host: str = "127.0.0.1"
     health_port: int = 0
+    traces: tracing.TracingSettings = field(default_factory=tracing.TracingSettings)
 
     @classmethod
     def read(
@@ -75,6 +76,7 @@ class WorkerSettings:
                 max_idle=concurrency,
             ),
             event_loop=eventloop.read(env),
+            traces=tracing.TracingSettings.read(env),
         )
 
 
@@ -110,8 +112,11 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     """A worker's `__main__`: logs, the sandbox's fork server (before any NATS or gRPC state
     exists), then consume until SIGTERM. Sandbox processes start with the first tasks."""
     logs.configure(settings.runtime.service, settings.log_level)
+    telemetry.identify(settings.runtime.service)
     sandbox.preload(preload)
     sandbox.configure(settings.pool)
+    # After the fork server: its sandbox processes never hold the exporter's threads.
+    tracing.configure(settings.runtime.service, settings.traces)
     telemetry.serve(settings.metrics)
     eventloop.run(serve(settings, handler()), settings.event_loop)
 

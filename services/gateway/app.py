@@ -277,7 +277,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
         Route("/api/convert", sync.convert, methods=["POST"]),
         Route("/api/compress", sync.compress, methods=["POST"]),
-        Route("/metrics", metrics.metrics, methods=["GET"]),
         *web.routes,
     ]
     middleware = [Middleware(metrics.RequestMetrics, routes=routes)]
@@ -294,6 +293,9 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             ),
         )
+    traced = metrics.tracing_middleware(routes)
+    if traced is not None:
+        middleware.insert(0, traced)  # outermost: the request's span covers everything
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -10,6 +10,7 @@ from mesh import eventloop
 from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
+from mesh.tracing import TracingSettings
 from services.orchestrator.callbacks import CallbackSettings
 
 
@@ -30,6 +31,7 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     event_loop: str = "uvloop"
+    traces: TracingSettings = field(default_factory=TracingSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -53,4 +55,5 @@ class Settings:
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
             event_loop=eventloop.read(env),
+            traces=TracingSettings.read(env),
         )
