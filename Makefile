@@ -28,7 +28,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
 	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
-	image-smoke
+	image-smoke bench-tools
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -100,7 +100,7 @@ bench-deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk \
 			>/dev/null; }
 
-bench-media bench-archive bench-image bench-compress: bench-%: $(STUBS_STAMP) system-deps
+bench-media bench-archive bench-image bench-compress bench-tools: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
 
 install: $(INSTALLED)

@@ -55,6 +55,7 @@ class Reason(enum.Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     CANCELLED = "CANCELLED"
     UNAVAILABLE = "UNAVAILABLE"
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
     INTERNAL = "INTERNAL"
 
     @property
@@ -135,6 +136,9 @@ _TABLE: dict[Reason, _Mapping] = {
     Reason.CANCELLED: _Mapping(409, _C.CANCELLED, False, "The job was cancelled."),
     Reason.UNAVAILABLE: _Mapping(
         503, _C.UNAVAILABLE, True, "The service is temporarily unavailable; retry later."
+    ),
+    Reason.NOT_IMPLEMENTED: _Mapping(
+        501, _C.UNIMPLEMENTED, False, "convertmesh does not offer this feature."
     ),
     Reason.INTERNAL: _Mapping(500, _C.INTERNAL, True, "Something went wrong on our side."),
 }

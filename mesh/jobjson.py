@@ -148,7 +148,7 @@ def render_archive(job: jobs_pb2.Job, links: DownloadLinks) -> dict[str, Any] | 
 def render_job(job: jobs_pb2.Job, links: DownloadLinks) -> dict[str, Any]:
     cancelled = job.status == jobs_pb2.JOB_STATUS_CANCELLED
     completed_at = _time(job.completed_at) if job.HasField("completed_at") else None
-    return {
+    rendered: dict[str, Any] = {
         "jobId": job.job_id,
         "jobType": _name(jobs_pb2.JobType.Name(job.job_type), "JOB_TYPE_"),
         "status": public_job_status(job.status),
@@ -168,3 +168,6 @@ def render_job(job: jobs_pb2.Job, links: DownloadLinks) -> dict[str, Any]:
         "completedAt": completed_at,
         "callbacks": [render_callback(delivery) for delivery in job.callbacks],
     }
+    if job.tool.tool:
+        rendered["tool"] = job.tool.tool
+    return rendered

@@ -53,6 +53,25 @@ def test_the_orchestrator_builds_what_it_passes_down() -> None:
     assert settings.callbacks.concurrency == 4
 
 
+def test_source_url_fetches_are_bounded_by_the_upload_limit_and_their_own_times() -> None:
+    settings = OrchestratorSettings.from_env(
+        {
+            **LINKS,
+            "MAX_UPLOAD_BYTES": "5000",
+            "SOURCE_URL_TIMEOUT_SECONDS": "12",
+            "SOURCE_URL_IDLE_SECONDS": "3",
+            "SOURCE_URL_MIN_BYTES_PER_SECOND": "0",
+        }
+    )
+    fetch = settings.fetch
+    assert (fetch.max_bytes, fetch.total_seconds, fetch.idle_seconds) == (5000, 12, 3)
+    assert fetch.min_bytes_per_second == 0
+    defaults = OrchestratorSettings.from_env(LINKS).fetch
+    assert defaults.max_bytes == OrchestratorSettings.max_upload_bytes
+    with pytest.raises(SettingsError, match="SOURCE_URL_TIMEOUT_SECONDS"):
+        OrchestratorSettings.from_env({**LINKS, "SOURCE_URL_TIMEOUT_SECONDS": "0"})
+
+
 def test_the_orchestrator_does_not_read_the_archive_workers_settings() -> None:
     orchestrator = OrchestratorSettings.from_env({**LINKS, "ARCHIVE_RAR_BINARY": "/usr/bin/rar"})
     assert not orchestrator.rar_available

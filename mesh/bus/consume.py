@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
@@ -50,9 +51,9 @@ async def consume(
 ) -> None:
     """Consumes with the durable consumer `config` until `stop` is set, then drains.
     `operation` names each message's span (default: `consume <consumer>`)."""
-    subscription = await js.pull_subscribe(
-        subject, durable=config.durable_name, stream=stream, config=config
-    )
+    subscription = await _subscribe(js, subject, stream, config, stop)
+    if subscription is None:
+        return
     consumer = _Consumer(stream, config.durable_name or "", handle, nak_delay, operation)
     telemetry.CONSUMERS.watch(js, stream, consumer.name)
     try:
@@ -104,6 +105,23 @@ async def _consume(
         for running in pending:
             running.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _subscribe(
+    js: JetStreamContext, subject: str, stream: str, config: ConsumerConfig, stop: asyncio.Event
+) -> JetStreamContext.PullSubscription | None:
+    """The pull subscription, asked for again while NATS cannot answer (a broker restarting as
+    the service starts): the service waits for it rather than exits. None if stopped first."""
+    while not stop.is_set():
+        try:
+            return await js.pull_subscribe(
+                subject, durable=config.durable_name, stream=stream, config=config
+            )
+        except (TimeoutError, nats.errors.Error) as exc:
+            log.warning("subscribing failed, retrying: %s", exc, extra={"stream": stream})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FETCH_RETRY_SECONDS)
+    return None
 
 
 async def _handle_one(consumer: _Consumer, message: Msg) -> None:

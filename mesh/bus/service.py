@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -14,9 +15,11 @@ from pathlib import Path
 from mesh import eventloop, logs, sandbox, telemetry, tracing
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
+from mesh.bus.tasks import TaskKind
 from mesh.health import HealthServer
 from mesh.outcome import Outcome
 from mesh.settings import Env
+from mesh.tools.catalog import Input
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,46 @@ def sandboxed(convert: Callable[..., Outcome], limits: object, settings: WorkerS
             context.output,
             task.source_format,
             task.options,
+            limits,
+            limits=bounds,
+            on_progress=context.report_progress,
+        )
+        return outcome
+
+    return handle
+
+
+def with_tools(
+    convert: Callable[..., Outcome],
+    run_tool: Callable[..., Outcome],
+    limits: object,
+    settings: WorkerSettings,
+) -> Handler:
+    """The handler of a worker that converts (`sandboxed(convert)`) and runs media tools:
+    `run_tool(tool, sources, output, params, limits, extra=)`, each in a sandboxed child.
+    A tool's further sources and its second file are fetched beside the first source."""
+    converting = sandboxed(convert, limits, settings)
+    bounds = sandbox_limits(settings)
+
+    async def handle(context: TaskContext) -> Outcome:
+        task = context.task
+        if task.kind is not TaskKind.TOOL:
+            return await converting(context)
+        sources = [Input(context.source, task.source_format)]
+        for number, source in enumerate(task.sources[1:], start=1):
+            path = context.scratch / f"source-{number}"
+            await context.fetch(source.blob, path)
+            sources.append(Input(path, source.format))
+        extra: Input | None = None
+        if task.extra is not None:
+            extra = Input(context.scratch / "extra", task.extra.format)
+            await context.fetch(task.extra.blob, extra.path)
+        outcome: Outcome = await sandbox.run_isolated(
+            functools.partial(run_tool, extra=extra),
+            task.tool,
+            sources,
+            context.output,
+            dict(task.params),
             limits,
             limits=bounds,
             on_progress=context.report_progress,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from mesh.errors import MeshError
 from mesh.jobs.v1 import jobs_pb2
@@ -16,12 +17,28 @@ class TaskKind(enum.Enum):
     CONVERT = tasks_pb2.TASK_KIND_CONVERT
     UNPACK = tasks_pb2.TASK_KIND_UNPACK
     PACK = tasks_pb2.TASK_KIND_PACK
+    TOOL = tasks_pb2.TASK_KIND_TOOL
 
 
 @dataclass(frozen=True)
 class PackInput:
     name: str
     blob: str
+
+
+@dataclass(frozen=True)
+class ToolInput:
+    """A blob a media tool reads, and the format sniffed from its bytes."""
+
+    blob: str
+    format: str
+
+    def to_proto(self) -> tasks_pb2.ToolInput:
+        return tasks_pb2.ToolInput(blob=self.blob, format=self.format)
+
+    @classmethod
+    def from_proto(cls, message: tasks_pb2.ToolInput) -> ToolInput:
+        return cls(message.blob, message.format)
 
 
 @dataclass(frozen=True)
@@ -42,9 +59,18 @@ class TaskSpec:
     report: str = ""
     entry_index: int | None = None
     job_archive: bool = False
+    # TOOL: the media tool, its parameters (API names), every source in order (the first is
+    # `source_blob`) and the tool's second file.
+    tool: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+    sources: tuple[ToolInput, ...] = ()
+    extra: ToolInput | None = None
 
     def to_proto(self) -> tasks_pb2.Task:
         return tasks_pb2.Task(
+            tool=jobs_pb2.ToolSpec(tool=self.tool, params=dict(self.params)) if self.tool else None,
+            sources=[source.to_proto() for source in self.sources],
+            extra=self.extra.to_proto() if self.extra is not None else None,
             entry_index=self.entry_index,
             job_archive=self.job_archive,
             kind=self.kind.value,
@@ -82,6 +108,10 @@ class TaskSpec:
             report=message.report,
             entry_index=message.entry_index if message.HasField("entry_index") else None,
             job_archive=message.job_archive,
+            tool=message.tool.tool,
+            params=dict(message.tool.params),
+            sources=tuple(ToolInput.from_proto(source) for source in message.sources),
+            extra=ToolInput.from_proto(message.extra) if message.HasField("extra") else None,
         )
 
 

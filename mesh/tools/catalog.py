@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh.errors import MeshError, Reason
+from mesh.fields import parse
 from mesh.formats import Family
 from mesh.tools import params as p
-from mesh.tools.fields import parse
 
 STILLS = frozenset({Family.IMAGE, Family.SVG, Family.PDF})
 AUDIO_VIDEO = frozenset({Family.VIDEO, Family.AUDIO})
@@ -26,6 +26,7 @@ class Tool:
     families: frozenset[Family]  # the input families it takes
     max_files: int = 1  # the sources; image-to-pdf takes many
     extra_file: str | None = None  # a second, named file (watermark's logo)
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,29 +42,68 @@ MAX_PDF_IMAGES = 100
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool("convert", p.MediaConvertParams, AUDIO_VIDEO),
-        Tool("extract-audio", p.ExtractAudioParams, AUDIO_VIDEO),
-        Tool("trim", p.TrimParams, AUDIO_VIDEO),
-        Tool("gif", p.GifParams, _VIDEO),
-        Tool("thumbnail", p.ThumbnailParams, STILLS | _VIDEO),
-        Tool("poster-frame", p.PosterFrameParams, _VIDEO),
-        Tool("storyboard", p.StoryboardParams, _VIDEO),
-        Tool("inspect", p.InspectParams, AUDIO_VIDEO),
-        Tool("strip-metadata", p.StripMetadataParams, AUDIO_VIDEO | {Family.IMAGE}),
+        Tool(
+            "convert",
+            p.MediaConvertParams,
+            AUDIO_VIDEO,
+            summary="Convert audio or video to another format",
+        ),
+        Tool("extract-audio", p.ExtractAudioParams, AUDIO_VIDEO, summary="Extract the audio track"),
+        Tool("trim", p.TrimParams, AUDIO_VIDEO, summary="Cut a span out of audio or video"),
+        Tool("gif", p.GifParams, _VIDEO, summary="An animated GIF from a video"),
+        Tool(
+            "thumbnail",
+            p.ThumbnailParams,
+            STILLS | _VIDEO,
+            summary="A thumbnail of an image, PDF or video frame",
+        ),
+        Tool(
+            "poster-frame", p.PosterFrameParams, _VIDEO, summary="One frame of a video as an image"
+        ),
+        Tool(
+            "storyboard",
+            p.StoryboardParams,
+            _VIDEO,
+            summary="A grid image of frames across a video",
+        ),
+        Tool(
+            "inspect",
+            p.InspectParams,
+            AUDIO_VIDEO,
+            summary="Describe a media file: format, size, duration, streams",
+        ),
+        Tool(
+            "strip-metadata",
+            p.StripMetadataParams,
+            AUDIO_VIDEO | {Family.IMAGE},
+            summary="Remove metadata (EXIF, GPS, tags), keeping the pixels and sound",
+        ),
         Tool(
             "image-to-pdf",
             p.ImageToPdfParams,
             frozenset({Family.IMAGE, Family.SVG}),
             max_files=MAX_PDF_IMAGES,
+            summary="One or more images as pages of one PDF",
         ),
-        Tool("pdf-preview", p.PdfPreviewParams, frozenset({Family.PDF})),
+        Tool(
+            "pdf-preview",
+            p.PdfPreviewParams,
+            frozenset({Family.PDF}),
+            summary="A page of a PDF as an image",
+        ),
         Tool(
             "watermark",
             p.WatermarkParams,
             frozenset({Family.IMAGE, Family.VIDEO}),
             extra_file="watermarkFile",
+            summary="Lay a text or a logo over an image or a video",
         ),
-        Tool("transform", p.TransformParams, STILLS),
+        Tool(
+            "transform",
+            p.TransformParams,
+            STILLS,
+            summary="Resize, crop, rotate, flip or re-encode an image",
+        ),
     )
 }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
-from mesh.errors import MeshError, Reason
 from mesh.tools.params import WatermarkParams
 
 _PROBE_SIZE = 100  # font size at which text is measured before it is scaled to the width
@@ -23,21 +22,6 @@ def mark_width(params: WatermarkParams, canvas_width: int) -> int:
     inside its margins."""
     wanted = params.watermark_width or max(1, canvas_width // 4)
     return max(1, min(wanted, canvas_width - 2 * params.margin, canvas_width))
-
-
-def require_one(params: WatermarkParams, has_logo: bool) -> None:
-    if has_logo and params.text:
-        raise MeshError(
-            Reason.INVALID_FIELD,
-            "Give either text or watermarkFile, not both.",
-            fields={"text": "must be empty when watermarkFile is given"},
-        )
-    if not has_logo and not params.text.strip():
-        raise MeshError(
-            Reason.INVALID_FIELD,
-            "A watermark needs text or a watermarkFile.",
-            fields={"text": "is required without watermarkFile"},
-        )
 
 
 def text_mark(text: str, width: int) -> Image.Image:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mesh.errors import MeshError, Reason
+from mesh.fields import FieldErrors, flag, number, one_of, param, text, whole
 from mesh.options import PRESETS
-from mesh.tools.fields import Problems, flag, number, one_of, param, text, whole
 
 MEDIA_FORMATS = ("mp4", "webm", "mov", "mp3", "m4a", "wav", "ogg", "flac")
 AUDIO_FORMATS = ("mp3", "m4a", "wav", "ogg", "flac")
@@ -48,7 +49,7 @@ class MediaConvertParams:
     resize_width: int | None = param("resizeWidth", None, _side)
     resize_height: int | None = param("resizeHeight", None, _side)
 
-    def check(self, problems: Problems) -> None:
+    def check(self, problems: FieldErrors) -> None:
         if self.resize in ("width", "square") and self.resize_width is None:
             problems.add("resizeWidth", f"is required with resize={self.resize}")
         if self.resize == "height" and self.resize_height is None:
@@ -139,6 +140,21 @@ class WatermarkParams:
     # None: a quarter of the picture's width.
     watermark_width: int | None = param("watermarkWidth", None, _side)
 
+    def require_one(self, has_logo: bool) -> None:
+        """Text or a logo file: exactly one of them."""
+        if has_logo and self.text:
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                "Give either text or watermarkFile, not both.",
+                fields={"text": "must be empty when watermarkFile is given"},
+            )
+        if not has_logo and not self.text.strip():
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                "A watermark needs text or a watermarkFile.",
+                fields={"text": "is required without watermarkFile"},
+            )
+
 
 @dataclass(frozen=True)
 class TransformParams:
@@ -162,7 +178,7 @@ class TransformParams:
             return None
         return box  # type: ignore[return-value]
 
-    def check(self, problems: Problems) -> None:
+    def check(self, problems: FieldErrors) -> None:
         names = ("cropLeft", "cropTop", "cropWidth", "cropHeight")
         values = (self.crop_left, self.crop_top, self.crop_width, self.crop_height)
         given = [name for name, value in zip(names, values, strict=True) if value is not None]

@@ -7,10 +7,12 @@ from typing import Any
 
 from mesh import jobjson as render
 from mesh.errors import Reason
+from mesh.fields import defaults, specs
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS
 from mesh.jobs.v1 import jobs_pb2
 from mesh.options import PRESETS, ConversionOptions, Mode
-from services.gateway import forms
+from mesh.tools.catalog import TOOLS, Tool
+from services.gateway import forms, toolforms, transfer
 from services.gateway.file_options import (
     MAX_PIXELS_PER_SIDE,
     OptionSet,
@@ -30,6 +32,9 @@ _JOB_TYPES = [
 _FILE_STATUSES = list(render.PUBLIC_FILE_STATUSES)
 BINARY: Schema = {"type": "string", "format": "binary"}
 _REASONS = [reason.value for reason in Reason]
+# What an output can be: a conversion's format, or a media tool's (inspect writes json;
+# trim and strip-metadata keep an input's own, mkv or avi say).
+_RESULT_FORMATS = list(dict.fromkeys([*OUTPUT_FORMATS, *INPUT_FAMILIES, "json"]))
 # Every Job key but the optional `callbacks` (issue 6) is always present.
 _JOB_KEYS = [
     *("jobId", "jobType", "status", "totalFiles", "completedFiles", "failedFiles", "progress"),
@@ -156,18 +161,101 @@ def form(using: OptionSet, extra: dict[str, Schema]) -> Schema:
     }
 
 
+_SOURCE_URL: Schema = {
+    "type": "string",
+    "format": "uri",
+    "maxLength": forms.MAX_URL_CHARS,
+    "description": "Instead of an uploaded file: an http(s) URL the mesh fetches (never from "
+    "a private, loopback or metadata address), within the upload limits and a time limit.",
+}
+
+
+def sourced_form(using: OptionSet, extra: dict[str, Schema]) -> Schema:
+    """A conversion form that takes its files as uploads or as one sourceUrl."""
+    body = form(using, {**extra, forms.SOURCE_URL: _SOURCE_URL})
+    schema = body["content"]["multipart/form-data"]["schema"]
+    del schema["required"]
+    schema["properties"]["files"]["minItems"] = 0
+    return body
+
+
+def _tool_property(rule_schema: Schema, default: Any) -> Schema:
+    prop = dict(rule_schema)
+    if default is not None and default != "":
+        prop["default"] = default
+    return prop
+
+
+def tool_form(tool: Tool) -> Schema:
+    """The form of POST /api/media/<tool>: its file(s) or a sourceUrl, its parameters with
+    their API.md defaults, async/background, and the tool's second file."""
+    given = defaults(tool.params)
+    properties: dict[str, Schema] = {}
+    if tool.max_files > 1:
+        properties["files"] = {
+            "type": "array",
+            "items": BINARY,
+            "maxItems": tool.max_files,
+            "description": "The files, in page order (parts may also be named file, files[] "
+            "or files[N]).",
+        }
+    else:
+        properties["file"] = {**BINARY, "description": "The file (or a part named files)."}
+    properties[forms.SOURCE_URL] = _SOURCE_URL
+    for _, spec in specs(tool.params):
+        properties[spec.name] = _tool_property(spec.rule.schema, given[spec.name])
+    if tool.extra_file:
+        properties[tool.extra_file] = {
+            **BINARY,
+            "description": "A logo to lay over instead of text.",
+        }
+    properties[toolforms.ASYNC] = _flag(False, "Run as a job: answer 202 with its jobId.")
+    properties[toolforms.BACKGROUND] = _flag(False, "Alias of `async`.")
+    encoding = {name: {"contentType": "application/octet-stream"} for name in ("file", "files")}
+    return {
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": properties},
+                "encoding": {name: enc for name, enc in encoding.items() if name in properties},
+            }
+        },
+        "required": True,
+    }
+
+
+def transfer_body() -> Schema:
+    schema = _object(
+        [forms.SOURCE_URL],
+        open_=True,
+        sourceUrl=_SOURCE_URL,
+        destination={
+            "type": "string",
+            "enum": list(transfer.DESTINATIONS),
+            "default": "storage",
+            "description": "storage: answer the job with its download links; download: "
+            "answer the bytes (the sync budget applies).",
+        },
+        extract=_flag(False, "Unpack an archive: its members become the job's files."),
+        **{
+            toolforms.ASYNC: _flag(False, "Answer 202 with the job at once."),
+            toolforms.BACKGROUND: _flag(False, "Alias of `async`."),
+        },
+    )
+    return {"content": {"application/json": {"schema": schema}}, "required": True}
+
+
 def _flag(default: bool, meaning: str) -> Schema:
     return {"type": "boolean", "default": default, "description": meaning}
 
 
 JOB_FIELDS: dict[str, Schema] = {
-    "jobType": {"type": "string", "enum": _JOB_TYPES, "default": "convert"},
+    "jobType": {"type": "string", "enum": list(forms.JOB_TYPES), "default": "convert"},
     "createArchive": _flag(False, "Also bundle all outputs into one zip."),
     "saveToStorage": _flag(True, "Accepted for Convertly clients: jobs always store sources."),
     "callbackUrl": {
         "type": "string",
         "format": "uri",
-        "maxLength": forms.MAX_CALLBACK_URL_CHARS,
+        "maxLength": forms.MAX_URL_CHARS,
         "description": "http(s) URL that receives the signed completion callback.",
     },
     "callbackSecret": {
@@ -227,7 +315,7 @@ def component_schemas() -> dict[str, Schema]:
             finalSize=nullable(_COUNT),
             savedPercent={"type": ["number", "null"], "maximum": 100},
             mimeType=text_or_null,
-            format=nullable({"type": "string", "enum": list(OUTPUT_FORMATS)}),
+            format=nullable({"type": "string", "enum": _RESULT_FORMATS}),
             detectedFormat=nullable({"type": "string", "enum": list(INPUT_FAMILIES)}),
             appliedQuality=nullable(integer(0, 100)),
             width=nullable(integer(1)),
@@ -295,6 +383,11 @@ def component_schemas() -> dict[str, Schema]:
             updatedAt=_time(),
             completedAt=_time(),
             callbacks={"type": "array", "items": ref("CallbackDelivery")},
+            tool={
+                "type": "string",
+                "enum": list(TOOLS),
+                "description": "The media tool a tool job ran.",
+            },
         ),
         "JobCreated": _object(
             ["jobId", "status"],
@@ -342,4 +435,29 @@ def component_schemas() -> dict[str, Schema]:
             warnings=_WARNINGS,
         ),
         "Health": _object(None, status={"type": "string", "enum": ["ok", "unavailable"]}),
+        "ToolJobCreated": _object(
+            ["jobId", "status", "tool"],
+            jobId={"type": "string", "format": "uuid"},
+            status={"type": "string", "enum": list(render.PUBLIC_JOB_STATUSES)},
+            tool={"type": "string", "enum": [*TOOLS, "transfer"]},
+            warnings=_WARNINGS,
+        ),
+        "MediaDocument": _object(
+            None,
+            media=_object(
+                None,
+                open_=True,
+                filename=STRING,
+                mimeType=STRING,
+                sizeBytes=_COUNT,
+                kind={"type": "string", "enum": ["video", "audio", "image"]},
+                format=STRING,
+                container=STRING,
+                width=nullable(integer(1)),
+                height=nullable(integer(1)),
+                duration={"type": ["number", "null"], "minimum": 0},
+                bitrateKbps=nullable(_COUNT),
+                streams={"type": "array", "items": {"type": "object"}},
+            ),
+        ),
     }

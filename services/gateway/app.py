@@ -26,11 +26,14 @@ from services.gateway import (
     auth,
     docs,
     events,
+    media,
     metrics,
     openapi,
     paths,
     submission,
     sync,
+    transfer,
+    unoffered,
     web,
 )
 from services.gateway.client import JobClient
@@ -277,7 +280,10 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/jobs/{job_id}/archive", download_archive, methods=["GET"]),
         Route("/api/convert", sync.convert, methods=["POST"]),
         Route("/api/compress", sync.compress, methods=["POST"]),
+        Route("/api/transfer", transfer.transfer, methods=["POST"]),
+        *media.routes,
         *web.routes,
+        *unoffered.routes,
     ]
     middleware = [Middleware(metrics.RequestMetrics, routes=routes)]
     if settings.cors_origins:

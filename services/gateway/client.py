@@ -82,8 +82,14 @@ class JobClient:
                 self._stub.DeleteBlob, jobs_pb2.DeleteBlobRequest(tenant=tenant, blob_id=blob_id)
             )
 
-    async def create_job(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobResponse:
-        response: jobs_pb2.CreateJobResponse = await self._call(self._stub.CreateJob, request)
+    async def create_job(
+        self, request: jobs_pb2.CreateJobRequest, deadline_seconds: float | None = None
+    ) -> jobs_pb2.CreateJobResponse:
+        """`deadline_seconds` replaces the usual deadline (a sourceUrl is fetched during the
+        call)."""
+        response: jobs_pb2.CreateJobResponse = await self._call(
+            self._stub.CreateJob, request, deadline_seconds
+        )
         return response
 
     async def get_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
@@ -166,8 +172,13 @@ class JobClient:
 
         return first.header, body()
 
-    async def _call(self, method: grpc.aio.UnaryUnaryMultiCallable, request: Any) -> Any:
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable,
+        request: Any,
+        deadline_seconds: float | None = None,
+    ) -> Any:
         try:
-            return await method(request, timeout=self._timeout)
+            return await method(request, timeout=deadline_seconds or self._timeout)
         except grpc.RpcError as error:
             raise from_grpc_error(error) from None

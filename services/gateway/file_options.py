@@ -12,36 +12,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from mesh.fields import BadValueError, FieldErrors, flag, one_of, whole
 from mesh.formats import OUTPUT_FORMATS
 from mesh.options import PRESETS, ConversionOptions, Mode
-from services.gateway.fields import BadValueError, FieldErrors, boolean, given, one_of, whole
 from services.gateway.multipart import ParsedForm
 
 MAX_PIXELS_PER_SIDE = 65535
 
 
-def _format(value: object) -> str:
-    return one_of(value, tuple(OUTPUT_FORMATS))
-
-
-def _preset(value: object) -> str:
-    return one_of(value, tuple(PRESETS))
+_format = one_of(*OUTPUT_FORMATS)
+_preset = one_of(*PRESETS)
+_modes = one_of(*(mode.value for mode in Mode))
+_pixels = whole(1, MAX_PIXELS_PER_SIDE)
+_compression = whole(1, 100)
+_byte_count = whole(1, 2**63 - 1)
 
 
 def _mode(value: object) -> Mode:
-    return Mode(one_of(value, tuple(mode.value for mode in Mode)))
-
-
-def _pixels(value: object) -> int:
-    return whole(value, 1, MAX_PIXELS_PER_SIDE)
-
-
-def _compression(value: object) -> int:
-    return whole(value, 1, 100)
-
-
-def _byte_count(value: object) -> int:
-    return whole(value, 1, 2**63 - 1)
+    return Mode(_modes(value))
 
 
 @dataclass(frozen=True)
@@ -60,12 +48,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("resize_width", "resizeWidth", "resizeWidths", _pixels),
     Option("resize_height", "resizeHeight", "resizeHeights", _pixels),
     Option("compression", "compression", "compressions", _compression, alias="quality"),
-    Option("auto_orient", "autoOrient", "autoOrients", boolean),
-    Option("mono", "mono", "monos", boolean),
+    Option("auto_orient", "autoOrient", "autoOrients", flag),
+    Option("mono", "mono", "monos", flag),
     Option("mode", "mode", "modes", _mode),
     Option("target_bytes", "targetBytes", "targetByteValues", _byte_count),
-    Option("lossless", "lossless", "losslessValues", boolean),
-    Option("strip_metadata", "stripMetadata", "stripMetadataValues", boolean),
+    Option("lossless", "lossless", "losslessValues", flag),
+    Option("strip_metadata", "stripMetadata", "stripMetadataValues", flag),
 )
 _OPTION_FOR = {option.attr: option for option in OPTIONS}
 
@@ -126,10 +114,10 @@ COMPRESS_SYNC = OptionSet(
 
 def _single(form: ParsedForm, option: Option, using: OptionSet, errors: FieldErrors) -> object:
     name = option.name
-    raw = given(form, name)
+    raw = form.given(name)
     if raw is None and using.quality_alias and option.alias:
         name = option.alias
-        raw = given(form, name)
+        raw = form.given(name)
     if raw is None:
         return None
     try:
@@ -142,7 +130,7 @@ def _single(form: ParsedForm, option: Option, using: OptionSet, errors: FieldErr
 def _entries(form: ParsedForm, option: Option, count: int, errors: FieldErrors) -> list[object]:
     """The array form parsed per file; all None when absent or unusable."""
     absent: list[object] = [None] * count
-    raw = given(form, option.array)
+    raw = form.given(option.array)
     if raw is None:
         return absent
     try:
@@ -175,7 +163,7 @@ def _check_requirements(
         option = _OPTION_FOR[requirement.attr]
         if option.name in errors.fields or option.array in errors.fields:
             continue  # already reported as unparseable
-        per_file = given(form, option.array) is not None
+        per_file = form.given(option.array) is not None
         for index, chosen in enumerate(options):
             if requirement.applies(chosen) and not getattr(chosen, requirement.attr):
                 if per_file:
@@ -185,10 +173,11 @@ def _check_requirements(
 
 
 def read_file_options(
-    form: ParsedForm, using: OptionSet, errors: FieldErrors
+    form: ParsedForm, using: OptionSet, errors: FieldErrors, count: int | None = None
 ) -> list[ConversionOptions]:
-    """One ConversionOptions per uploaded file; problems go to `errors`, never raised."""
-    count = len(form.files)
+    """One ConversionOptions per file (`count`, by default the uploaded ones); problems go to
+    `errors`, never raised."""
+    count = len(form.files) if count is None else count
     settings: list[dict[str, Any]] = [{} for _ in range(count)]
     for option in using.options:
         single = _single(form, option, using, errors)

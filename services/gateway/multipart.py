@@ -1,4 +1,5 @@
 """Streaming multipart/form-data: text fields are collected, file parts are piped to an upload.
+A body without files (a sourceUrl instead) may also be JSON or URL-encoded: its fields only.
 
 The body is read from `request.stream()` and fed to python-multipart's push parser. Each file
 part's bytes go to the caller's `Upload` as they arrive (see `uploads.UploadPipe`); nothing is
@@ -12,11 +13,12 @@ discards them when validation fails, and `discard_uploads` is there for later fa
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -48,6 +50,7 @@ _EXTENDED_FILENAME = re.compile(
 )
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_FIELDS_ONLY = frozenset({b"application/json", b"application/x-www-form-urlencoded"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class ParsedForm:
         """The field's last value, like Starlette's FormData.get."""
         values = self.fields.get(name)
         return values[-1] if values else None
+
+    def given(self, name: str) -> str | None:
+        """The field's last value; an empty one counts as absent, as HTML forms send them."""
+        value = self.last(name)
+        return value if value is not None and value.strip() else None
 
 
 def _too_large(message: str, limit: str, maximum: int) -> MeshError:
@@ -163,9 +171,10 @@ class _Events:
 
 
 class _Reader:
-    def __init__(self, upload: Upload, limits: FormLimits) -> None:
+    def __init__(self, upload: Upload, limits: FormLimits, extra_files: frozenset[str]) -> None:
         self.upload = upload
         self.limits = limits
+        self.extra_files = extra_files
         self.fields: dict[str, list[str]] = {}
         self.files: list[UploadedFile] = []
         self.part: _Part | None = None
@@ -215,7 +224,7 @@ class _Reader:
                 maximum = self.limits.max_fields
                 raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
             return _TextPart(name, bytearray())
-        if not FILE_FIELD.fullmatch(name):
+        if not FILE_FIELD.fullmatch(name) and name not in self.extra_files:
             return _SkippedPart()
         if len(self.files) >= self.limits.max_files:
             maximum = self.limits.max_files
@@ -302,21 +311,78 @@ def _boundary(request: Request) -> bytes:
     if media_type != b"multipart/form-data" or not params.get(b"boundary"):
         raise MeshError(
             Reason.INVALID_FIELD,
-            "Send the form as multipart/form-data.",
+            "Send the form as multipart/form-data (or, without files, as JSON or "
+            "application/x-www-form-urlencoded).",
             fields={"Content-Type": "must be multipart/form-data with a boundary"},
         )
     return params[b"boundary"]
 
 
+def _field_text(value: object) -> str:
+    """A JSON value as a form would carry it: booleans as true/false, arrays as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+async def _read_fields(request: Request, media_type: bytes, limits: FormLimits) -> ParsedForm:
+    """A body of fields only (a sourceUrl instead of files): JSON or URL-encoded."""
+    raw = bytearray()
+    limit = limits.max_field_bytes * 4
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise _too_large(
+                f"The request body is larger than {limit} bytes.", "maxBodyBytes", limit
+            )
+    fields: dict[str, list[str]] = {}
+    if media_type == b"application/json":
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            body = None
+        if not isinstance(body, dict):
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                "The request body is not a JSON object.",
+                fields={"body": "must be a JSON object"},
+            )
+        for name, value in body.items():
+            if value is not None:
+                fields.setdefault(str(name), []).append(_field_text(value))
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _malformed("the body is not UTF-8") from None
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            fields.setdefault(name, []).append(value)
+    if len(fields) > limits.max_fields:
+        maximum = limits.max_fields
+        raise _too_large(f"The form has more than {maximum} fields.", "maxFields", maximum)
+    return ParsedForm(fields, ())
+
+
 async def read_multipart(
-    request: Request, upload: Upload, discard: Discard, limits: FormLimits = DEFAULT_LIMITS
+    request: Request,
+    upload: Upload,
+    discard: Discard,
+    limits: FormLimits = DEFAULT_LIMITS,
+    extra_files: frozenset[str] = frozenset(),
 ) -> ParsedForm:
-    """Reads the whole form, storing each file through `upload` as its bytes arrive."""
+    """Reads the whole form, storing each file through `upload` as its bytes arrive: the parts
+    named as files are (FILE_FIELD), and those named in `extra_files` (watermarkFile). A body
+    without files (its file given as a sourceUrl) may also come as JSON or URL-encoded."""
+    media_type, _ = parse_options_header(request.headers.get("content-type"))
+    if media_type in _FIELDS_ONLY:
+        return await _read_fields(request, media_type, limits)
     boundary = _boundary(request)
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise _body_too_large(limits)
-    reader = _Reader(upload, limits)
+    reader = _Reader(upload, limits, extra_files)
     try:
         await reader.read(request, boundary)
     except BaseException:
@@ -334,9 +400,11 @@ async def read_form(
     upload: Upload,
     discard: Discard,
     limits: FormLimits = DEFAULT_LIMITS,
+    *,
+    extra_files: frozenset[str] = frozenset(),
 ) -> T:
     """Reads and validates the form; no stored blob survives a failure of either step."""
-    form = await read_multipart(request, upload, discard, limits)
+    form = await read_multipart(request, upload, discard, limits, extra_files)
     try:
         return parse(form)
     except BaseException:

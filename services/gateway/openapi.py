@@ -11,6 +11,8 @@ from starlette.routing import BaseRoute, Route
 from mesh import jobjson as render
 from mesh.errors import Reason
 from mesh.formats import OUTPUT_FORMATS
+from mesh.tools.catalog import TOOLS, Tool
+from services.gateway import media, unoffered
 from services.gateway.apischemas import (
     BINARY,
     JOB_FIELDS,
@@ -20,9 +22,11 @@ from services.gateway.apischemas import (
     Operation,
     Schema,
     component_schemas,
-    form,
     integer,
     ref,
+    sourced_form,
+    tool_form,
+    transfer_body,
 )
 from services.gateway.file_options import (
     COMPRESS_JOB,
@@ -45,6 +49,7 @@ _WHEN: dict[int, str] = {
     429: "Too many requests or concurrent jobs for this tenant; retry after `Retry-After`.",
     500: "Something went wrong on our side.",
     503: "A dependency is down; retry after `Retry-After`.",
+    501: "convertmesh does not offer this feature (the message names it).",
     504: "The work took longer than the synchronous budget; use a job instead.",
 }
 _ERROR_STATUSES = sorted({reason.http_status for reason in Reason})
@@ -176,8 +181,72 @@ def _sync(summary: str, using: OptionSet) -> Schema:
     }
     ok["headers"] = _REPLAYED
     return _operation(
-        "sync", summary, ok, _SYNC, parameters=(_IDEMPOTENCY_KEY,), body=form(using, {})
+        "sync", summary, ok, _SYNC, parameters=(_IDEMPOTENCY_KEY,), body=sourced_form(using, {})
     )
+
+
+_TOOL_ERRORS = (400, 401, 413, 415, 422, 429, 500, 501, 503, 504)
+
+
+def _tool(tool: Tool) -> Schema:
+    """POST /api/media/<tool>: answered now, or as a job with async=true."""
+    if tool.name == "inspect":
+        ok = _json(ref("MediaDocument"), "The media document.")
+    else:
+        ok = _json(ref("SyncResult"), "The output as a data: URL.")
+        ok["content"]["application/octet-stream"] = {
+            "schema": {**BINARY, "description": "With `Accept: application/octet-stream`"}
+        }
+    operation = _operation(
+        "media",
+        tool.summary,
+        ok,
+        _TOOL_ERRORS,
+        parameters=(_IDEMPOTENCY_KEY,),
+        body=tool_form(tool),
+    )
+    operation["responses"]["202"] = _json(
+        ref("ToolJobCreated"), "async=true: the job; follow it like any job."
+    )
+    return operation
+
+
+def _transfer() -> Schema:
+    ok = _json(ref("Job"), "destination=storage: the finished job, its file downloadable.")
+    ok["content"]["application/octet-stream"] = {
+        "schema": {**BINARY, "description": "destination=download: the bytes"}
+    }
+    ok["content"]["application/json"]["schema"] = {"anyOf": [ref("Job"), ref("SyncResult")]}
+    operation = _operation(
+        "media",
+        "Fetch a file from a sourceUrl into storage (extract=true unpacks an archive)",
+        ok,
+        _TOOL_ERRORS,
+        parameters=(_IDEMPOTENCY_KEY,),
+        body=transfer_body(),
+    )
+    operation["responses"]["202"] = _json(ref("ToolJobCreated"), "async=true: the job.")
+    return operation
+
+
+def _not_offered() -> dict[Operation, Schema]:
+    """Convertly routes convertmesh does not offer: 501, named (not fuzzed: a 501 is their
+    documented answer)."""
+    rest = _param("rest", "path", STRING, "The rest of the path.")
+    found: dict[Operation, Schema] = {}
+    for route in unoffered.routes:
+        for method in unoffered.METHODS:
+            operation = _operation(
+                "not offered",
+                "Not offered by convertmesh: 501",
+                {"description": "Never."},
+                (401, 501),
+                parameters=(rest,),
+            )
+            del operation["responses"]["200"]
+            operation["x-not-offered"] = True
+            found[(method, route.path_format)] = operation
+    return found
 
 
 def _download(
@@ -258,7 +327,7 @@ def operations() -> dict[Operation, Schema]:
             },
             _CREATE,
             parameters=(_IDEMPOTENCY_KEY,),
-            body=form(COMPRESS_JOB, JOB_FIELDS),
+            body=sourced_form(COMPRESS_JOB, JOB_FIELDS),
         ),
         ("GET", "/api/jobs"): _operation(
             "jobs",
@@ -300,6 +369,9 @@ def operations() -> dict[Operation, Schema]:
         ("POST", "/api/compress"): _sync(
             "Compress and wait; outputs keep their format", COMPRESS_SYNC
         ),
+        **{("POST", media.path(tool)): _tool(tool) for tool in TOOLS.values()},
+        ("POST", "/api/transfer"): _transfer(),
+        **_not_offered(),
     }
 
 

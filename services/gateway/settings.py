@@ -61,6 +61,8 @@ class Settings:
     rpc_timeout_seconds: float = 10.0
     sync_max_bytes: int = 50 * 1024 * 1024
     sync_timeout_seconds: float = 60.0
+    # How long a job's creation may wait for the orchestrator to fetch its sourceUrl.
+    source_url_timeout_seconds: float = 300.0
     log_level: str = "INFO"
     # Signs and checks downloadUrls; the orchestrator signs callback bodies with the same keys.
     links: LinkSigner = field(default_factory=LinkSigner.ephemeral)
@@ -89,6 +91,9 @@ class Settings:
             max_body_bytes=env_int("MAX_BODY_BYTES", cls.max_body_bytes),
             sync_max_bytes=env_int("SYNC_MAX_BYTES", cls.sync_max_bytes),
             sync_timeout_seconds=env_int("SYNC_TIMEOUT_SECONDS", int(cls.sync_timeout_seconds)),
+            source_url_timeout_seconds=env_int(
+                "SOURCE_URL_TIMEOUT_SECONDS", int(cls.source_url_timeout_seconds)
+            ),
             log_level=os.environ.get("LOG_LEVEL", cls.log_level),
             links=load(LinkSigner.read, os.environ),
             cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),

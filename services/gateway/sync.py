@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from mesh import jobjson
 from mesh.errors import MeshError, Reason, reason_named
@@ -43,6 +45,9 @@ _ITEM_KEYS = (
 )
 
 
+JOBS_HINT = "use POST /api/jobs"
+
+
 async def convert(request: Request) -> Response:
     return await _run(request, parse_convert_form)
 
@@ -51,45 +56,91 @@ async def compress(request: Request) -> Response:
     return await _run(request, parse_compress_form)
 
 
+def deadline(settings: Settings) -> float:
+    """When a synchronous answer is due (monotonic clock): the whole request, a sourceUrl's
+    fetch included, shares one budget."""
+    return time.monotonic() + settings.sync_timeout_seconds
+
+
+def seconds_left(until: float) -> float:
+    return max(until - time.monotonic(), 0.1)
+
+
+def over_budget(error: MeshError, budget: int, hint: str) -> MeshError:
+    """A TOO_LARGE error of a synchronous route, told in the words of its budget."""
+    if error.reason is not Reason.TOO_LARGE:
+        return error
+    return MeshError(
+        Reason.TOO_LARGE,
+        f"Synchronous requests take at most {budget // (1024 * 1024)} MB; {hint} for larger files.",
+        **error.detail,
+    )
+
+
 async def _run(request: Request, parse: Callable[[ParsedForm], JobForm]) -> Response:
     settings: Settings = request.app.state.settings
-    client: JobClient = request.app.state.client
     budget = settings.sync_max_bytes
     limits = FormLimits(max_files=settings.max_files, max_file_bytes=budget, max_body_bytes=budget)
+    until = deadline(settings)
     try:
-        submitted = await submission.submit(request, parse, limits)
+        submitted = await submission.submit(
+            request, parse, limits, fetch_seconds=seconds_left(until)
+        )
     except MeshError as error:
-        if error.reason is Reason.TOO_LARGE:
-            raise MeshError(
-                Reason.TOO_LARGE,
-                f"Synchronous conversions take at most {budget // (1024 * 1024)} MB; "
-                "use POST /api/jobs for larger files.",
-                **error.detail,
-            ) from None
-        raise
+        raise over_budget(error, budget, JOBS_HINT) from None
+    return await answer(request, submitted, until, JOBS_HINT)
+
+
+class Shape(enum.Enum):
+    """How a synchronous answer shows the finished job."""
+
+    FILES = "files"  # Convertly's {"files": [...]} with data: URLs
+    BYTES = "bytes"  # the one output's bytes
+    DOCUMENT = "document"  # the one output is the JSON answer itself (inspect)
+    JOB = "job"  # the job as GET /api/jobs/{id} shows it, with signed download links
+
+
+async def answer(
+    request: Request,
+    submitted: submission.Submitted[Any],
+    until: float,
+    hint: str,
+    shape: Shape | None = None,
+) -> Response:
+    """Waits for the job until `until` and answers in `shape`; by default data: URLs, or the
+    bytes with `Accept: application/octet-stream` and one file. Past the time budget: 504,
+    pointing at `hint`."""
+    settings: Settings = request.app.state.settings
+    client: JobClient = request.app.state.client
     tenant, job = submitted.tenant, submitted.job
     try:
-        final = await asyncio.wait_for(
-            _terminal(client, tenant, job.job_id), settings.sync_timeout_seconds
-        )
+        final = await asyncio.wait_for(_terminal(client, tenant, job.job_id), seconds_left(until))
     except TimeoutError:
         raise MeshError(
             Reason.TIMEOUT,
-            f"The conversion did not finish within {settings.sync_timeout_seconds:g} s; "
-            "use POST /api/jobs for long conversions.",
+            f"The work did not finish within {settings.sync_timeout_seconds:g} s; {hint} for "
+            "long work.",
             jobId=job.job_id,
         ) from None
     completed = [f for f in final.files if f.status == jobs_pb2.FILE_STATUS_COMPLETED]
     if not completed:
         first = final.files[0]
         raise MeshError(reason_named(first.error_code), first.error_message, jobId=job.job_id)
-    accept = request.headers.get("accept", "")
-    if "application/octet-stream" in accept and len(final.files) == 1:
+    links = DownloadLinks(str(request.base_url), settings.links)
+    if shape is None:
+        accept = request.headers.get("accept", "")
+        wants_bytes = "application/octet-stream" in accept and len(final.files) == 1
+        shape = Shape.BYTES if wants_bytes else Shape.FILES
+    if shape is Shape.JOB:
+        return JSONResponse(jobjson.render_job(final, links), headers=submitted.headers)
+    if shape is Shape.DOCUMENT:
+        _, body = await client.read_output(tenant, job.job_id, completed[0].index)
+        return StreamingResponse(body, media_type="application/json", headers=submitted.headers)
+    if shape is Shape.BYTES and len(final.files) == 1:
         header, body = await client.read_output(tenant, job.job_id, 0)
         response = await download_response(request, header, body, ranged=False)
         response.headers.update(submitted.headers)
         return response
-    links = DownloadLinks(str(request.base_url), settings.links)
     return StreamingResponse(
         _json_body(client, final, links, submitted.form.warnings),
         media_type="application/json",

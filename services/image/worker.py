@@ -1,14 +1,15 @@
-"""The image worker's handler: the pipeline in a pooled sandbox process per task."""
+"""The image worker's handler: the pipeline, or a media tool (`tools.run`), in a pooled
+sandbox process per task."""
 
 from __future__ import annotations
 
 from mesh.bus import service
 from mesh.bus.runtime import Handler
-from services.image import pipeline
+from services.image import pipeline, tools
 from services.image.settings import Settings
 
-PRELOAD = ("services.image.pipeline",)
+PRELOAD = ("services.image.pipeline", "services.image.tools")
 
 
 def handler(settings: Settings) -> Handler:
-    return service.sandboxed(pipeline.convert, settings.limits, settings.worker)
+    return service.with_tools(pipeline.convert, tools.run, settings.limits, settings.worker)

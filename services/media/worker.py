@@ -1,14 +1,15 @@
-"""The media worker's handler: the pipeline in a pooled sandbox process per task."""
+"""The media worker's handler: the pipeline, or a media tool (`tools.run`), in a pooled
+sandbox process per task."""
 
 from __future__ import annotations
 
 from mesh.bus import service
 from mesh.bus.runtime import Handler
-from services.media import pipeline
+from services.media import pipeline, tools
 from services.media.settings import Settings
 
-PRELOAD = ("services.media.pipeline",)
+PRELOAD = ("services.media.pipeline", "services.media.tools")
 
 
 def handler(settings: Settings) -> Handler:
-    return service.sandboxed(pipeline.convert, settings.limits, settings.worker)
+    return service.with_tools(pipeline.convert, tools.run, settings.limits, settings.worker)

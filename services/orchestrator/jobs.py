@@ -18,7 +18,8 @@ from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
-from services.orchestrator import callbacks, routing, specs, state, urlguard
+from services.orchestrator import callbacks, routing, specs, state, tooljobs, urlguard
+from services.orchestrator.sources import Sources
 from services.orchestrator.store import JobExistsError, JobStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,11 @@ def job_id_for(tenant: str, request_id: str) -> str:
     return str(uuid.uuid5(_REQUEST_NAMESPACE, f"{tenant}\x00{request_id}"))
 
 
-def request_hash(request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.UploadRecord]) -> str:
+def request_hash(
+    request: jobs_pb2.CreateJobRequest,
+    uploads: list[state_pb2.UploadRecord],
+    extra: state_pb2.UploadRecord | None = None,
+) -> str:
     """What makes two requests the same: the files' contents (not their upload ids) and
     every option."""
     stable = jobs_pb2.CreateJobRequest()
@@ -42,6 +47,8 @@ def request_hash(request: jobs_pb2.CreateJobRequest, uploads: list[state_pb2.Upl
     stable.request_id = ""
     for spec, upload in zip(stable.files, uploads, strict=True):
         spec.blob_id = upload.blob.sha256
+    if extra is not None:
+        stable.extra_file.blob_id = extra.blob.sha256
     return hashlib.sha256(stable.SerializeToString(deterministic=True)).hexdigest()
 
 
@@ -51,12 +58,14 @@ class JobCreator:
         js: JetStreamContext,
         store: JobStore,
         *,
+        sources: Sources,
         max_files: int,
         dedup_window: float,
         admit: Callable[[state_pb2.JobRecord], None],
         rar_available: bool = False,
         callback_allow: urlguard.Allowlist | None = None,
     ) -> None:
+        self._sources = sources
         self._callback_allow = callback_allow or urlguard.Allowlist.parse("")
         self._rar_available = rar_available
         self._admit = admit
@@ -65,9 +74,11 @@ class JobCreator:
         self._store = store
         self._max_files = max_files
 
-    async def create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobResponse:
-        """The new job, or (`replayed`) the job this request id created before."""
-        tenant = request.tenant
+    async def create(
+        self, request: jobs_pb2.CreateJobRequest, seconds_left: float | None = None
+    ) -> jobs_pb2.CreateJobResponse:
+        """The new job, or (`replayed`) the job this request id created before. Files given
+        as URLs are fetched first, within what is left of the caller's deadline."""
         if not request.files:
             raise MeshError(
                 Reason.INVALID_FIELD,
@@ -84,15 +95,33 @@ class JobCreator:
         callbacks.validate_callback(
             request.callback_url, request.callback_secret, self._callback_allow
         )
+        request = _copy(request)
+        limits = self._sources.limits_for(request.max_source_bytes, seconds_left)
+        specs_ = [*request.files, *([request.extra_file] if request.HasField("extra_file") else [])]
+        fetched = await self._sources.fetch_urls(request.tenant, specs_, limits)
+        try:
+            return await self._create(request)
+        except MeshError as error:
+            if error.reason not in (Reason.UNAVAILABLE, Reason.INTERNAL):
+                await self._sources.forget(fetched)
+            raise
+
+    async def _create(self, request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobResponse:
+        tenant = request.tenant
         uploads = [await self._store.get_upload(tenant, spec.blob_id) for spec in request.files]
+        extra = (
+            await self._store.get_upload(tenant, request.extra_file.blob_id)
+            if request.HasField("extra_file")
+            else None
+        )
         job_id = job_id_for(tenant, request.request_id)
-        fingerprint = request_hash(request, uploads)
+        fingerprint = request_hash(request, uploads, extra)
         if request.request_id:
             existing = await self._existing(tenant, job_id, fingerprint)
             if existing is not None:
                 await self._forget_uploads(request, existing)
                 return jobs_pb2.CreateJobResponse(job=existing, replayed=True)
-        record = self._build(request, uploads, job_id, fingerprint)
+        record = self._build(request, uploads, extra, job_id, fingerprint)
         self._admit(record)
         try:
             await self._store.create(record)
@@ -110,7 +139,10 @@ class JobCreator:
         """A retry answered with the first job leaves its own uploads unused: drop them."""
         record, _ = await self._store.get(job.tenant, job.job_id)
         used = {task.source_blob for task in record.tasks}
-        for spec in request.files:
+        used |= {source.blob for task in record.tasks for source in task.tool_sources}
+        used |= {task.tool_extra.blob for task in record.tasks if task.HasField("tool_extra")}
+        given = [*request.files, *([request.extra_file] if request.HasField("extra_file") else [])]
+        for spec in given:
             if f"src/{spec.blob_id}" not in used:
                 await blobs.delete(self._js, streams.BLOBS_BUCKET, f"src/{spec.blob_id}")
                 await self._store.delete_upload(spec.blob_id)
@@ -135,6 +167,7 @@ class JobCreator:
         self,
         request: jobs_pb2.CreateJobRequest,
         uploads: list[state_pb2.UploadRecord],
+        extra: state_pb2.UploadRecord | None,
         job_id: str,
         fingerprint: str,
     ) -> state_pb2.JobRecord:
@@ -157,6 +190,29 @@ class JobCreator:
             request_hash=fingerprint,
         )
         job = record.job  # the constructor copied `job`; build on the record's own
+        if extra is not None and job.job_type != jobs_pb2.JOB_TYPE_TOOL:
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                "Only a media tool takes a second file.",
+                fields={"extraFile": "is read by media tools only"},
+            )
+        if job.job_type == jobs_pb2.JOB_TYPE_TOOL:
+            tooljobs.build_tool(record, request, uploads, extra)
+        elif job.job_type == jobs_pb2.JOB_TYPE_TRANSFER:
+            tooljobs.build_transfer(record, request, uploads)
+            state.derive(record)  # complete already, unless it extracts
+        else:
+            self._build_conversions(record, request, uploads)
+        return record
+
+    def _build_conversions(
+        self,
+        record: state_pb2.JobRecord,
+        request: jobs_pb2.CreateJobRequest,
+        uploads: list[state_pb2.UploadRecord],
+    ) -> None:
+        job = record.job
+        job_id = job.job_id
         problems: dict[str, str] = {}
         names: set[str] = set()
         for index, (spec, upload) in enumerate(zip(request.files, uploads, strict=True)):
@@ -215,13 +271,25 @@ class JobCreator:
             first = next(iter(problems.values()))
             message = first if len(problems) == 1 else f"{len(problems)} files cannot be converted."
             raise MeshError(Reason.UNSUPPORTED_PAIR, message, files=problems)
-        return record
 
     async def dispatch(self, record: state_pb2.JobRecord) -> None:
         """Publishes one task per file; `Nats-Msg-Id` makes a repeated dispatch a no-op."""
         for task in record.tasks:
-            await publish_task(self._js, task.service, specs.file_spec(record, task))
+            if not task.service:
+                continue  # a transfer's stored file: nothing to run
+            if record.job.job_type == jobs_pb2.JOB_TYPE_TOOL:
+                spec = tooljobs.task_spec(record, task)
+            else:
+                spec = specs.file_spec(record, task)
+            await publish_task(self._js, task.service, spec)
         log.info("job dispatched", extra={"job": record.job.job_id, "files": len(record.tasks)})
+
+
+def _copy(request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobRequest:
+    """A copy the creation may change (fetched URLs become blob ids)."""
+    copy = jobs_pb2.CreateJobRequest()
+    copy.CopyFrom(request)
+    return copy
 
 
 async def publish_task(js: JetStreamContext, service: str, spec: TaskSpec) -> None:

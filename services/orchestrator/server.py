@@ -32,6 +32,7 @@ from services.orchestrator import specs, state
 from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
+from services.orchestrator.sources import Sources
 from services.orchestrator.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._creator = JobCreator(
             js,
             store,
+            sources=Sources(js, store, settings.callbacks.allow, settings.fetch),
             max_files=settings.max_files_per_job,
             dedup_window=settings.retention.duplicate_window_seconds,
             admit=self._admit,
@@ -208,7 +210,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     f"Unknown output format {spec.options.format!r}.",
                     fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
                 )
-        created = await self._creator.create(request)
+        created = await self._creator.create(request, context.time_remaining())
         tracing.annotate(
             {
                 "convertmesh.tenant": request.tenant,

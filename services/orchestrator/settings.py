@@ -12,6 +12,7 @@ from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
 from mesh.tracing import TracingSettings
 from services.orchestrator.callbacks import CallbackSettings
+from services.orchestrator.fetch import FetchLimits
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     event_loop: str = "uvloop"
     traces: TracingSettings = field(default_factory=TracingSettings)
+    # sourceUrl fetches: at most the upload limit, within these times.
+    fetch: FetchLimits = field(default_factory=lambda: FetchLimits(max_bytes=2 * 1024**3))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -39,6 +42,8 @@ class Settings:
 
     @classmethod
     def read(cls, env: Env) -> Settings:
+        max_upload_bytes = env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1)
+        defaults = FetchLimits(max_bytes=max_upload_bytes)
         return cls(
             nats_url=env.text("NATS_URL", cls.nats_url),
             grpc_host=env.text("GRPC_HOST", cls.grpc_host),
@@ -47,7 +52,7 @@ class Settings:
             max_active_jobs_per_tenant=env.integer(
                 "MAX_ACTIVE_JOBS_PER_TENANT", cls.max_active_jobs_per_tenant, minimum=1
             ),
-            max_upload_bytes=env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1),
+            max_upload_bytes=max_upload_bytes,
             retention=Retention.read(env),
             log_level=env.text("LOG_LEVEL", cls.log_level),
             nats_replicas=read_replicas(env),
@@ -56,4 +61,16 @@ class Settings:
             metrics=MetricsSettings.read(env),
             event_loop=eventloop.read(env),
             traces=TracingSettings.read(env),
+            fetch=FetchLimits(
+                max_bytes=max_upload_bytes,
+                total_seconds=env.number(
+                    "SOURCE_URL_TIMEOUT_SECONDS", defaults.total_seconds, positive=True
+                ),
+                idle_seconds=env.number(
+                    "SOURCE_URL_IDLE_SECONDS", defaults.idle_seconds, positive=True
+                ),
+                min_bytes_per_second=env.number(
+                    "SOURCE_URL_MIN_BYTES_PER_SECOND", defaults.min_bytes_per_second, minimum=0
+                ),
+            ),
         )

@@ -7,6 +7,7 @@ by one task is handled here; an archive's stages and the job's zip in `fanout`.
 
 from __future__ import annotations
 
+import posixpath
 import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -15,7 +16,7 @@ from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import fanout, statuses
+from services.orchestrator import fanout, statuses, tooljobs, toolrouting
 
 
 def now() -> Timestamp:
@@ -47,13 +48,22 @@ def _apply_to_file(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> boo
     if not 0 <= index < len(files) or files[index].status in statuses.TERMINAL_FILE:
         return False
     task = record.tasks[index]
+    if tooljobs.extracts(record):
+        return tooljobs.apply_extracted(record, result)
     if result.HasField("entry_index"):
         return fanout.apply_entry(record, task, result)
     if fanout.stage_task_id(task) != result.task_id:
         return False
     if task.stage in fanout.ARCHIVE_STAGES:
         return fanout.apply_stage(record, task, result)
-    return _apply_conversion(files[index], result)
+    changed = _apply_conversion(files[index], result)
+    if record.job.tool.tool and result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+        # The tool names its output's format only now (a trim that keeps the input's).
+        item = files[index]
+        item.output_filename = toolrouting.output_name(
+            posixpath.basename(item.filename), item.output_format
+        )
+    return changed
 
 
 def _apply_conversion(item: jobs_pb2.FileResult, result: tasks_pb2.Result) -> bool:

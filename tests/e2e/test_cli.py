@@ -191,3 +191,61 @@ async def test_python_client_sync_routes_and_async_jobs(mesh: LocalMesh, tmp_pat
     assert [s.mime_type for s in outputs] == ["image/webp", "image/avif"]
     with Image.open(outputs[0].path) as image:
         assert image.format == "WEBP"
+
+
+def test_cli_tools_run_against_the_mesh(mesh: LocalMesh, tmp_path: Path) -> None:
+    clip = CORPUS / "go-mediainfo" / "sample.mp4"
+    out = tmp_path / "gif"
+    done = cli(mesh, "tools", "gif", str(clip), "--duration", "1", "--width", "160", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    (gif,) = out.iterdir()
+    assert gif.name == "sample.gif"
+    video = ffprobe(gif)["streams"][0]
+    assert (video["codec_name"], video["width"]) == ("gif", 160)
+
+    pictures = tmp_path / "pdf"
+    hopper = str(CORPUS / "pillow" / "hopper.png")
+    done = cli(
+        mesh, "tools", "image-to-pdf", hopper, hopper, "--page-size", "a4", "-o", str(pictures)
+    )
+    assert done.returncode == 0, done.stderr
+    (pdf,) = pictures.iterdir()
+    pages = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True)
+    assert [ln.split()[1] for ln in pages.stdout.splitlines() if ln.startswith("Pages:")] == ["2"]
+
+    marked = tmp_path / "marked"
+    done = cli(
+        mesh, "tools", "watermark", hopper, "--watermark-file", hopper,
+        "--watermark-width", "40", "--position", "top-left", "-o", str(marked),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [p.suffix for p in marked.iterdir()] == [".png"]
+
+
+def test_cli_tool_in_the_background_follows_the_job(mesh: LocalMesh, tmp_path: Path) -> None:
+    clip = CORPUS / "go-mediainfo" / "sample.mp4"
+    done = cli(
+        mesh, "tools", "trim", str(clip), "--start", "1", "--duration", "1.5",
+        "--background", "-o", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (trimmed,) = tmp_path.iterdir()
+    assert abs(float(ffprobe(trimmed)["format"]["duration"]) - 1.5) <= 0.1
+
+
+def test_cli_inspect_prints_the_media_document(mesh: LocalMesh) -> None:
+    clip = CORPUS / "go-mediainfo" / "sample.mkv"
+    done = cli(mesh, "inspect", str(clip), "--json")
+    assert done.returncode == 0, done.stderr
+    media = json.loads(done.stdout)["media"]
+    truth = ffprobe(clip)
+    assert (media["width"], media["height"]) == (640, 360)
+    assert abs(media["duration"] - float(truth["format"]["duration"])) <= 0.05
+    assert [s["codec"] for s in media["streams"]] == [s["codec_name"] for s in truth["streams"]]
+    plain = cli(mesh, "inspect", str(clip))
+    assert plain.returncode == 0 and "640" in plain.stdout
+
+
+def test_cli_a_refused_tool_input_is_explained(mesh: LocalMesh) -> None:
+    done = cli(mesh, "tools", "gif", str(CORPUS / "go-mediainfo" / "sample.mp3"))
+    assert done.returncode != 0 and "gif tool does not take mp3" in done.stderr

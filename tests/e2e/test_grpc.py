@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 from collections.abc import AsyncIterator
 
 import grpc
@@ -111,3 +112,88 @@ async def test_health_and_reflection_are_served(mesh: LocalMesh) -> None:
         async for answer in reflection.ServerReflectionInfo(ask()):
             names |= {s.name for s in answer.list_services_response.service}
         assert "mesh.jobs.v1.JobService" in names
+
+
+def _pdf_pages(body: bytes) -> int:
+    """The page count poppler's pdfinfo reads."""
+    out = subprocess.run(["pdfinfo", "-"], input=body, capture_output=True, check=True)
+    (line,) = [ln for ln in out.stdout.decode().splitlines() if ln.startswith("Pages:")]
+    return int(line.split(":")[1])
+
+
+async def _finished(stub: jobs_pb2_grpc.JobServiceStub, job_id: str) -> jobs_pb2.Job:
+    last = jobs_pb2.Job()
+    async for last in stub.WatchJob(jobs_pb2.WatchJobRequest(tenant="acme", job_id=job_id)):  # noqa: B007
+        pass
+    return last
+
+
+async def _output(stub: jobs_pb2_grpc.JobServiceStub, job_id: str) -> tuple[str, bytes]:
+    parts = [
+        part
+        async for part in stub.ReadOutput(
+            jobs_pb2.ReadOutputRequest(tenant="acme", job_id=job_id, index=0)
+        )
+    ]
+    return parts[0].header.filename, b"".join(p.chunk for p in parts[1:])
+
+
+async def test_a_media_tool_over_grpc_alone(stub: jobs_pb2_grpc.JobServiceStub) -> None:
+    picture = (CORPUS / "pillow/hopper.png").read_bytes()
+    first = await upload(stub, picture, "a.png")
+    second = await upload(stub, picture, "b.png")
+    created = await stub.CreateJob(
+        jobs_pb2.CreateJobRequest(
+            tenant="acme",
+            job_type=jobs_pb2.JOB_TYPE_TOOL,
+            tool=jobs_pb2.ToolSpec(tool="image-to-pdf", params={"pageSize": "letter"}),
+            files=[
+                jobs_pb2.FileSpec(blob_id=first.blob_id),
+                jobs_pb2.FileSpec(blob_id=second.blob_id),
+            ],
+        )
+    )
+    # Every default is filled in: the job shows what ran.
+    assert dict(created.job.tool.params) == {"pageSize": "letter"}
+    job = await _finished(stub, created.job.job_id)
+    assert job.status == jobs_pb2.JOB_STATUS_COMPLETED, job
+    name, body = await _output(stub, job.job_id)
+    assert name == "a.pdf" and _pdf_pages(body) == 2
+
+    logo = await upload(stub, picture, "logo.png")
+    marked = await stub.CreateJob(
+        jobs_pb2.CreateJobRequest(
+            tenant="acme",
+            job_type=jobs_pb2.JOB_TYPE_TOOL,
+            tool=jobs_pb2.ToolSpec(tool="watermark", params={"watermarkWidth": "32"}),
+            files=[jobs_pb2.FileSpec(blob_id=first.blob_id, filename="photo.png")],
+            extra_file=jobs_pb2.FileSpec(blob_id=logo.blob_id),
+        )
+    )
+    assert marked.job.tool.params["position"] == "bottom-right"
+    done = await _finished(stub, marked.job.job_id)
+    assert done.status == jobs_pb2.JOB_STATUS_COMPLETED, done
+    name, body = await _output(stub, done.job_id)
+    assert name == "photo.png" and Image.open(io.BytesIO(body)).size == (128, 128)
+
+
+async def test_tool_errors_over_grpc_carry_their_reason(stub: jobs_pb2_grpc.JobServiceStub) -> None:
+    sound = await upload(stub, (CORPUS / "go-mediainfo/sample.mp3").read_bytes(), "a.mp3")
+    for tool, params, reason in [
+        ("gif", {}, Reason.UNSUPPORTED_PAIR),
+        ("trim", {"duration": "-3", "start": "x"}, Reason.INVALID_FIELD),
+        ("sharpen", {}, Reason.NOT_FOUND),
+    ]:
+        with pytest.raises(grpc.RpcError) as caught:
+            await stub.CreateJob(
+                jobs_pb2.CreateJobRequest(
+                    tenant="acme",
+                    job_type=jobs_pb2.JOB_TYPE_TOOL,
+                    tool=jobs_pb2.ToolSpec(tool=tool, params=params),
+                    files=[jobs_pb2.FileSpec(blob_id=sound.blob_id)],
+                )
+            )
+        error = from_grpc_error(caught.value)
+        assert error.reason is reason, (tool, error)
+        if reason is Reason.INVALID_FIELD:
+            assert set(error.detail["fields"]) == {"duration", "start"}

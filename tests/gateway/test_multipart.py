@@ -6,7 +6,7 @@ import os
 import pytest
 
 from services.gateway.forms import parse_job_form
-from services.gateway.multipart import FormLimits
+from services.gateway.multipart import FormLimits, ParsedForm
 from tests.clients import Form, FormPart, body_fields, curl_form
 from tests.gateway.conftest import (
     CLOSING,
@@ -138,10 +138,36 @@ async def test_client_filenames_are_sanitised_before_the_upload_sees_them() -> N
 
 async def test_wrong_content_type_is_an_invalid_field() -> None:
     app = FormApp(MemoryBlobs(), identity)
-    response = await app.post(b'{"format": "png"}', **{"content-type": "application/json"})
+    response = await app.post(b"format=png", **{"content-type": "text/plain"})
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_FIELD"
     assert "Content-Type" in body_fields(response)
+
+
+async def test_a_body_without_files_may_be_json_or_url_encoded() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    body = b'{"sourceUrl": "https://example.test/a.png", "lossless": true, "formats": ["png"]}'
+    assert (await app.post(body, **{"content-type": "application/json"})).status_code == 200
+    encoded = b"sourceUrl=https%3A%2F%2Fexample.test%2Fa.png&format=webp&format=png"
+    response = await app.post(encoded, **{"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200
+    as_json, as_form = app.results
+    assert as_json.fields == {
+        "sourceUrl": ["https://example.test/a.png"],
+        "lossless": ["true"],
+        "formats": ['["png"]'],
+    }
+    assert as_form.fields == {
+        "sourceUrl": ["https://example.test/a.png"],
+        "format": ["webp", "png"],
+    }
+    assert as_form.given("format") == "png" and as_json.files == as_form.files == ()
+
+
+async def test_a_json_body_that_is_not_an_object_is_refused() -> None:
+    app = FormApp(MemoryBlobs(), identity)
+    response = await app.post(b"[1, 2]", **{"content-type": "application/json"})
+    assert response.status_code == 400 and "body" in body_fields(response)
 
 
 async def test_multipart_without_boundary_is_an_invalid_field() -> None:
@@ -285,3 +311,10 @@ async def test_unnamed_file_with_bytes_is_uploaded_under_the_fallback_name() -> 
     response = await app.post(multipart_body([file_part("file", b"data", "")]))
     assert response.status_code == 200, response.text
     assert [f.filename for f in parsed(app).files] == ["file"]
+
+
+def test_empty_values_count_as_absent_and_the_last_value_wins() -> None:
+    parsed = ParsedForm({"format": ["jpg", "png"], "resize": ["  "]}, ())
+    assert parsed.given("format") == "png"
+    assert parsed.given("resize") is None
+    assert parsed.given("missing") is None

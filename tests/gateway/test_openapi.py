@@ -13,11 +13,11 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from mesh import jobjson as render
 from mesh.errors import MeshError, Reason
+from mesh.fields import BadValueError
 from mesh.jobs.v1 import jobs_pb2
 from mesh.links import DownloadLinks, LinkSigner
 from services.gateway import apischemas, openapi
 from services.gateway.app import create_app
-from services.gateway.fields import BadValueError
 from services.gateway.file_options import OPTIONS
 from services.gateway.settings import Settings
 
@@ -214,6 +214,33 @@ def test_rendered_jobs_match_the_job_schema(job: jobs_pb2.Job) -> None:
     rendered = render.render_job(job, LINKS)
     errors = [str(error) for error in validator("Job").iter_errors(rendered)]
     assert not errors, errors
+
+
+def _tool_job() -> jobs_pb2.Job:
+    inspected = jobs_pb2.FileResult(
+        index=0,
+        filename="clip.mkv",
+        output_filename="clip.json",
+        status=jobs_pb2.FILE_STATUS_COMPLETED,
+        original_size=2000,
+        final_size=900,
+        mime_type="application/json",
+        output_format="json",
+        detected_format="mkv",
+    )
+    job = _job(jobs_pb2.JOB_STATUS_COMPLETED, [inspected])
+    job.job_type = jobs_pb2.JOB_TYPE_TOOL
+    job.tool.tool = "inspect"
+    return job
+
+
+def test_tool_and_transfer_jobs_match_the_job_schema() -> None:
+    rendered = render.render_job(_tool_job(), LINKS)
+    assert (rendered["jobType"], rendered["tool"]) == ("tool", "inspect")
+    assert not [str(error) for error in validator("Job").iter_errors(rendered)]
+    transfer = _job(jobs_pb2.JOB_STATUS_COMPLETED, [COMPLETED_FILE])
+    transfer.job_type = jobs_pb2.JOB_TYPE_TRANSFER
+    assert validator("Job").is_valid(render.render_job(transfer, LINKS))
 
 
 def test_job_schema_refuses_an_undocumented_field() -> None:

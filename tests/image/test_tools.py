@@ -12,9 +12,9 @@ from PIL import Image, ImageOps, PngImagePlugin
 
 from mesh import sandbox
 from mesh.errors import MeshError, Reason
+from mesh.fields import to_fields
 from mesh.tools import catalog, params
 from mesh.tools.catalog import Input
-from mesh.tools.fields import to_fields
 from services.image import tools
 from services.image.limits import ImageLimits
 from services.image.tools import metadata, pdfs, pictures, watermark
@@ -152,6 +152,15 @@ def test_transform_rotates_flips_and_flops_like_pillow(tmp_path: Path) -> None:
     decoded = Image.open(output).convert("RGB")
     assert decoded.size == (200, 300)
     assert mean_difference(decoded, expected) < 8
+
+
+def test_a_quarter_turn_at_full_size_reads_a_jpeg_once(tmp_path: Path) -> None:
+    output = tmp_path / "t.webp"
+    outcome = pictures.transform(UPRIGHT, output, "jpg", params.TransformParams(rotate=270), LIMITS)
+    assert (outcome.width, outcome.height) == (1200, 1800)
+    decoded = Image.open(output).convert("RGB")
+    expected = Image.open(UPRIGHT).convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    assert decoded.size == (1200, 1800) and mean_difference(decoded, expected) < 8
 
 
 def test_transform_crops_the_upright_image_then_resizes(tmp_path: Path) -> None:

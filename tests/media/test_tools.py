@@ -12,9 +12,9 @@ from PIL import Image, ImageChops, ImageStat
 
 from mesh import sandbox
 from mesh.errors import MeshError, Reason
+from mesh.fields import to_fields
 from mesh.tools import catalog, params
 from mesh.tools.catalog import Input
-from mesh.tools.fields import to_fields
 from services.media import tools
 from services.media.limits import MediaLimits
 from services.media.tools import clips as clip_tools

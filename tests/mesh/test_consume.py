@@ -172,6 +172,37 @@ async def test_stopping_releases_unfinished_messages_to_the_next_consumer(
     await next_one
 
 
+async def test_a_consumer_started_before_its_stream_exists_waits_for_it(
+    js: JetStreamContext,
+) -> None:
+    # As when a worker starts while the broker is restarting: subscribing fails at first, and
+    # the loop asks again instead of ending the service.
+    await js.delete_stream(STREAM)
+    seen: list[bytes] = []
+
+    async def handle(message: Msg) -> None:
+        seen.append(message.data)
+        await message.ack()
+
+    stop = asyncio.Event()
+    running = start(js, handle, stop, durable="late")
+    await asyncio.sleep(0)  # let it try once
+    assert not running.done()
+    await js.add_stream(StreamConfig(name=STREAM, subjects=[SUBJECT]))
+    await publish(js, 1)
+    await eventually(lambda: seen == [b"0"], 60)
+    stop.set()
+    await running
+
+
+async def test_a_consumer_stopped_while_waiting_for_its_stream_ends(js: JetStreamContext) -> None:
+    await js.delete_stream(STREAM)
+    stop = asyncio.Event()
+    running = start(js, lambda message: message.ack(), stop, durable="never")
+    stop.set()
+    await asyncio.wait_for(running, 60)
+
+
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 

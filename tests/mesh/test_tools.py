@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 
 from mesh.errors import MeshError, Reason
+from mesh.fields import parse, specs, to_fields
 from mesh.formats import Family
 from mesh.tools import catalog, marks
 from mesh.tools import params as p
-from mesh.tools.fields import parse, specs, to_fields
 
 # API.md "Media tools", field by field (None: no default, the tool decides).
 API_DEFAULTS: dict[str, dict[str, object]] = {

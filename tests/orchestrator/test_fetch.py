@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
 import sys
 import threading
 import tracemalloc
@@ -30,6 +29,7 @@ from mesh import blobs
 from mesh.errors import MeshError, Reason
 from services.orchestrator import fetch, urlguard
 from tests.mesh.http_receiver import Answer, Received, Receiver
+from tests.orchestrator.refused import REFUSED, Canary
 
 BUCKET = "FETCHES"
 SAMPLE = Path("/work/shared/corpus/go-mediainfo/sample.mp4")
@@ -49,37 +49,6 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 sys.addaudithook(_audit)
-
-
-class Canary:
-    """A loopback port that counts every connection made to it."""
-
-    def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(16)
-        self.socket.settimeout(0.2)
-        self.port: int = self.socket.getsockname()[1]
-        self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                peer, _ = self.socket.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            peer.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.socket.close()
 
 
 @pytest.fixture(scope="module")
@@ -171,32 +140,11 @@ async def test_a_file_streams_into_the_store_with_its_sniffed_type(
 async def test_schemes_compare_case_insensitively_and_names_come_from_the_server(
     js: JetStreamContext, web: Web
 ) -> None:
-    headers = {"Content-Disposition": 'attachment; filename="../../report\x07.pdf"'}
+    # A C1 control (NEL): C0 controls are refused on the wire by the HTTP server itself.
+    headers = {"Content-Disposition": 'attachment; filename="../../report\x85.pdf"'}
     url = _serve(web.server, "/d", (200, headers, b"%PDF-1.4\n%%EOF\n"))
     fetched = await _fetch(js, url.replace("http://", "HtTp://"), web.allow)
     assert fetched.filename == "report.pdf" and fetched.sniffed.format == "pdf"
-
-
-REFUSED = [
-    ("http://127.0.0.1:{canary}/", "loopback"),
-    ("http://[::1]:{canary}/", "loopback"),
-    ("http://localhost:{canary}/", "loopback"),
-    ("http://2130706433:{canary}/", "loopback"),
-    ("http://0x7f.1:{canary}/", "loopback"),
-    ("http://10.0.0.1:{canary}/", "private"),
-    ("http://192.168.1.20:{canary}/", "private"),
-    ("http://[fd00::1]:{canary}/", "private"),
-    ("http://169.254.10.1:{canary}/", "link-local"),
-    ("http://[fe80::1]:{canary}/", "link-local"),
-    ("http://100.64.0.1:{canary}/", "carrier-grade NAT"),
-    ("http://0.0.0.0:{canary}/", "unspecified"),
-    ("http://224.0.0.1:{canary}/", "multicast"),
-    ("http://169.254.169.254:{canary}/latest/meta-data/", "metadata"),
-    ("http://[fd00:ec2::254]:{canary}/", "metadata"),
-    ("http://[::ffff:127.0.0.1]:{canary}/", "loopback address inside an IPv6"),
-    ("http://[2002:7f00:1::]:{canary}/", "loopback address inside an IPv6"),
-    ("http://[64:ff9b::7f00:1]:{canary}/", "loopback address inside an IPv6"),
-]
 
 
 @pytest.mark.parametrize(("url", "why"), REFUSED)

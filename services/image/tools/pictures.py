@@ -72,7 +72,11 @@ def transform(
 
 
 def _turn(image: pyvips.Image, turns: int) -> pyvips.Image:
-    return image if turns == 0 else image.rot(("d0", "d90", "d180", "d270")[turns])
+    if turns == 0:
+        return image
+    # A turn reads the source out of order (a column at a time), which a sequential load (a
+    # JPEG's) refuses: decode the already resized picture into memory once.
+    return image.copy_memory().rot(("d0", "d90", "d180", "d270")[turns])
 
 
 def _turned_on_load(

@@ -51,7 +51,7 @@ def watermark(
     *,
     logo: tuple[Path, str] | None = None,
 ) -> Outcome:
-    marks.require_one(params, logo is not None)
+    params.require_one(logo is not None)
     target = source_format if source_format in encode.ENCODERS else "png"
     found = opened(source, source_format, limits)
     try:

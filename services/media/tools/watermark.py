@@ -95,7 +95,7 @@ def watermark(
     *,
     logo: Path | None = None,
 ) -> Outcome:
-    marks.require_one(params, logo is not None)
+    params.require_one(logo is not None)
     with safely(output):
         found = probed(source, source_format, limits, orient=True)
         if found.video is None:
