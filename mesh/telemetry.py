@@ -91,6 +91,19 @@ UPLOAD_BYTES = Counter(
 DOWNLOAD_BYTES = Counter(
     "convertmesh_download_bytes_total", "Output bytes the orchestrator streamed (downloads)."
 )
+SOURCE_FETCHES = Counter(
+    "convertmesh_source_fetches_total",
+    "sourceUrl fetches of the orchestrator, by outcome (succeeded, or the reason it failed).",
+    ["outcome"],
+)
+SOURCE_FETCH_SECONDS = Histogram(
+    "convertmesh_source_fetch_seconds",
+    "Time of one sourceUrl fetch, connection to the last byte stored.",
+    buckets=SECONDS_BUCKETS,
+)
+SOURCE_FETCH_BYTES = Counter(
+    "convertmesh_source_fetch_bytes_total", "Source bytes the orchestrator fetched (sourceUrl)."
+)
 RESULTS_APPLIED = Counter(
     "convertmesh_results_applied_total",
     "Worker results the orchestrator applied to jobs (changed: whether the job changed).",

@@ -68,7 +68,22 @@ PROTOCOLS = ("http/protobuf", "grpc")
 # OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a ConfigMap's) as the endpoint itself.
 DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318", "grpc": "http://localhost:4317"}
 # Query parameters whose values never reach a span (signed download links).
-SECRET_PARAMETERS = frozenset({"signature", "key", "api_key", "token"})
+# Presigned S3 and GCS URLs (a sourceUrl) carry theirs as X-Amz-* and X-Goog-* parameters.
+SECRET_PARAMETERS = frozenset(
+    {
+        "signature",
+        "sig",
+        "key",
+        "api_key",
+        "token",
+        "access_token",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+    }
+)
 REDACTED = "REDACTED"
 
 Attributes = Mapping[str, str | int | float | bool]
@@ -237,6 +252,8 @@ def task_attributes(task: TaskSpec) -> dict[str, str | int | bool]:
         "convertmesh.source_format": task.source_format,
         "convertmesh.output_format": task.options.format,
     }
+    if task.tool:
+        attributes["convertmesh.tool"] = task.tool
     if task.job_archive:
         attributes["convertmesh.job_archive"] = True
     else:

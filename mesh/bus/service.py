@@ -130,14 +130,14 @@ def with_tools(
         sources = [Input(context.source, task.source_format)]
         for number, source in enumerate(task.sources[1:], start=1):
             path = context.scratch / f"source-{number}"
-            await context.fetch(source.blob, path)
+            await _fetch_more(context, source.blob, path, source=number)
             sources.append(Input(path, source.format))
         extra: Input | None = None
         if task.extra is not None:
             extra = Input(context.scratch / "extra", task.extra.format)
-            await context.fetch(task.extra.blob, extra.path)
+            await _fetch_more(context, task.extra.blob, extra.path, source="extra")
         outcome: Outcome = await sandbox.run_isolated(
-            functools.partial(run_tool, extra=extra),
+            functools.partial(_traced_tool, run_tool, extra=extra),
             task.tool,
             sources,
             context.output,
@@ -149,6 +149,26 @@ def with_tools(
         return outcome
 
     return handle
+
+
+async def _fetch_more(context: TaskContext, blob: str, path: Path, source: int | str) -> None:
+    """A tool's further source (or its second file), as a stage of the task like the first."""
+    with tracing.stage("fetch source", source=source) as step:
+        await context.fetch(blob, path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        tracing.set_attributes(step, {"convertmesh.input_bytes": size})
+    telemetry.TASK_INPUT_BYTES.labels(telemetry.service_name()).inc(size)
+
+
+def _traced_tool(
+    run_tool: Callable[..., Outcome], tool: str, *args: object, **kwargs: object
+) -> Outcome:
+    """In the sandbox: the tool's run as a stage of the task's trace (what the tool does
+    inside it, the pipeline's own steps, nest under it)."""
+    with tracing.stage("tool", tool=tool) as step:
+        outcome = run_tool(tool, *args, **kwargs)
+        tracing.set_attributes(step, {"convertmesh.output_format": outcome.format})
+    return outcome
 
 
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:

@@ -28,7 +28,10 @@ def snapshot(record: state_pb2.JobRecord) -> Snapshot:
 
 
 def job_type(job: jobs_pb2.Job) -> str:
-    return "compress" if job.job_type == jobs_pb2.JOB_TYPE_COMPRESS else "convert"
+    """convert, compress, tool or transfer (an unspecified type is a conversion)."""
+    if job.job_type == jobs_pb2.JOB_TYPE_UNSPECIFIED:
+        return "convert"
+    return jobs_pb2.JobType.Name(job.job_type).removeprefix("JOB_TYPE_").lower()
 
 
 def created(record: state_pb2.JobRecord) -> None:

@@ -28,7 +28,7 @@ import pytest
 from launcher.mesh import METRICS_SERVICES, LocalMesh
 from tests.corpus import CORPUS
 from tests.e2e.conftest import KEYS, auth, running_mesh, wait_for_job
-from tests.mesh.http_receiver import Receiver
+from tests.mesh.http_receiver import Answer, Received, Receiver
 from tests.otlp import CLIENT, CONSUMER, PRODUCER, SERVER, HttpReceiver, ReceivedSpan
 
 SECRET = "whsec_observability_0123456789"
@@ -336,6 +336,73 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     assert trace.parent(trace.parent(pack)).name == "apply result"
     assert "image: task image" in trace.chain(pack)
     assert_rooted_at_the_request(trace, trace.one("pack"))
+
+
+async def test_a_media_tool_from_a_source_url_is_one_trace_with_the_fetch(
+    client: httpx.AsyncClient, otlp: HttpReceiver, hooks: Receiver, traced_mesh: LocalMesh
+) -> None:
+    mp4 = (CORPUS / "go-mediainfo/sample.mp4").read_bytes()
+
+    async def clip(_: Received) -> Answer:
+        return 200, {"Content-Type": "application/octet-stream"}, mp4
+
+    hooks.routes["/clip.mp4"] = clip
+    port = traced_mesh.config.metrics_ports["orchestrator"]
+    before = await asyncio.to_thread(lambda: parse(scrape_text(port)))
+    response = await client.post(
+        "/api/media/poster-frame",
+        headers=auth(),
+        data={"sourceUrl": hooks.url("/clip.mp4?X-Amz-Signature=c2VjcmV0"), "async": "true"},
+    )
+    assert response.status_code == 202, response.text
+    job_id = response.json()["jobId"]
+    job = await wait_for_job(client, job_id, within=120)
+    assert job["status"] == "completed", job
+    spans = await asyncio.to_thread(
+        otlp.wait_for,
+        complete(
+            job_id, ("tool", {"tool": "poster-frame"}), ("apply result", {"result": "SUCCEEDED"})
+        ),
+    )
+    trace = trace_of(spans, job_id)
+    assert {s.service for s in trace.spans} == {"gateway", "orchestrator", "media"}
+    # The orchestrator fetched the URL as a stage of CreateJob; its GET is a child span.
+    fetched = trace.one("fetch source", "orchestrator")
+    assert trace.chain(fetched)[1:] == [
+        "orchestrator: /mesh.jobs.v1.JobService/CreateJob",
+        "gateway: /mesh.jobs.v1.JobService/CreateJob",
+        "gateway: POST /api/media/poster-frame",
+    ]
+    assert fetched.attributes["convertmesh.input_bytes"] == len(mp4)
+    assert fetched.attributes["convertmesh.source_format"] == "mp4"
+    assert fetched.attributes["server.address"] == f"127.0.0.1:{hooks.port}"
+    (get,) = trace.children(fetched)
+    assert (get.name, get.kind) == ("GET", CLIENT)
+    assert all("c2VjcmV0" not in value for span in trace.spans for value in span.values())
+    # The worker ran the tool in its sandbox, under the task that continues the dispatch.
+    task = trace.one("task media")
+    assert task.attributes["convertmesh.tool"] == "poster-frame"
+    assert task.attributes["convertmesh.task_kind"] == "tool"
+    stages = {s.name for s in trace.children(task)}
+    assert {"fetch source", "convert", "store output"} <= stages
+    tool = trace.one("tool")
+    assert trace.chain(tool)[:4] == [
+        "media: tool",
+        "media: sandbox",
+        "media: convert",
+        "media: task media",
+    ]
+    assert tool.attributes["convertmesh.output_format"] == job["results"]["files"][0]["format"]
+    after = await asyncio.to_thread(lambda: parse(scrape_text(port)))
+
+    def moved(name: str, /, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("convertmesh_source_fetches_total", outcome="succeeded") == 1
+    assert moved("convertmesh_source_fetches_total") == 1
+    assert moved("convertmesh_source_fetch_bytes_total") == len(mp4)
+    assert moved("convertmesh_source_fetch_seconds_count") == 1
+    assert moved("convertmesh_jobs_created_total", type="tool") == 1
 
 
 # --- metrics ---------------------------------------------------------------------------------
