@@ -28,7 +28,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
 	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
-	image-smoke bench-tools
+	image-smoke bench-tools bench-tracing
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -99,6 +99,11 @@ bench-deps:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk \
 			>/dev/null; }
+
+# `make bench-tracing`: CPU per thumbnail request through the mesh with and without an OTLP
+# exporter, side by side in one run, written to bench/tracing.md (about 6 minutes).
+bench-tracing: $(STUBS_STAMP) system-deps bench-deps
+	$(PY) -m bench.tracing $(BENCH_ARGS)
 
 bench-media bench-archive bench-image bench-compress bench-tools: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
