@@ -208,6 +208,17 @@ def span(
         yield current
 
 
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Runs the block in an empty context: what starts there starts a trace of its own (or
+    continues only what it extracts), whatever context the task inherited."""
+    token = otel_context.attach(Context())
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def set_attributes(target: Span, attributes: Attributes) -> None:
     if target.is_recording():
         target.set_attributes(attributes)

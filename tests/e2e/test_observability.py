@@ -286,6 +286,59 @@ async def test_a_media_job_is_one_trace_with_the_transcode_steps(
     assert_rooted_at_the_request(trace, transcode)
 
 
+def test_sync_conversions_on_one_connection_are_one_trace_each(
+    otlp: HttpReceiver, traced_mesh: LocalMesh
+) -> None:
+    # Back to back on one keep-alive connection, a request may arrive while the previous one's
+    # response is still being finished: uvicorn then starts it from inside that request's
+    # context, whose span became the new request's parent (many jobs in one trace).
+    png = (CORPUS / "pillow/hopper.png").read_bytes()
+    headers = {**auth(), "Accept": "application/octet-stream"}
+    started = time.time_ns()
+    with httpx.Client(base_url=traced_mesh.http_url, timeout=60) as http:
+        sizes = []
+        for _ in range(6):
+            answer = http.post(
+                "/api/convert",
+                headers=headers,
+                files={"file": ("hopper.png", png)},
+                data={"format": "webp"},
+            )
+            assert answer.status_code == 200, answer.text
+            sizes.append(len(answer.content))
+
+    def dispatched(spans: list[ReceivedSpan]) -> list[str]:
+        return [
+            s.attributes["convertmesh.job_id"]
+            for s in spans
+            if s.name == "dispatch image" and s.start >= started
+        ]
+
+    def all_six(spans: list[ReceivedSpan]) -> bool:
+        later = [s.name for s in spans if s.start >= started]
+        return len(dispatched(spans)) >= 6 and all(
+            later.count(name) >= 6 for name in ("encode", "POST /api/convert")
+        )
+
+    spans = otlp.wait_for(all_six)
+    new = dispatched(spans)
+    assert len(new) == 6
+    for job_id in new:
+        trace = trace_of(spans, job_id)
+        assert {s.attributes.get("convertmesh.job_id") for s in trace.spans} - {None} == {job_id}
+        roots = [s for s in trace.spans if not s.parent_id]
+        assert [(r.name, r.kind) for r in roots] == [("POST /api/convert", SERVER)]
+        task = trace.one("task image")
+        assert_task_chain(trace, "image", task)
+        assert trace.chain(task)[-2:] == [
+            "gateway: /mesh.jobs.v1.JobService/CreateJob",
+            "gateway: POST /api/convert",
+        ]
+        output = trace.one("/mesh.jobs.v1.JobService/ReadOutput", "gateway")
+        assert trace.parent(output).name == "POST /api/convert"
+        assert task.attributes["convertmesh.output_bytes"] in sizes
+
+
 def _zip_of_images() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
