@@ -27,7 +27,7 @@ ACTIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_PROCESSING}
 
 # A cancelled job reads as failed (cancelled: true) in the REST contract, so a filter on failed
 # lists it too; a filter on cancelled lists only cancelled jobs.
-_FILTERS = {
+_FILTERS: dict[int, frozenset[int]] = {
     jobs_pb2.JOB_STATUS_FAILED: frozenset(
         {jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
     )
