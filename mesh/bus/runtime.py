@@ -6,6 +6,11 @@ directory, run the service's handler, stream the output into the object store, p
 SUCCEEDED, and only then ack.
 A `MeshError` that can never succeed publishes FAILED and terms the message; anything that may
 succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED.
+
+Each task is a span of the trace its dispatch started (mesh.bus.consume), with one span per
+stage (fetch source, convert with the sandbox's own steps inside, store output); its results
+carry the task span's context back to the orchestrator. The stages are timed in
+`convertmesh_task_stage_seconds` too.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +31,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
+from opentelemetry.trace import Span
 
-from mesh import blobs, telemetry
+from mesh import blobs, telemetry, tracing
 from mesh.bus import streams
 from mesh.bus import tasks as results
 from mesh.bus.consume import consume
@@ -115,6 +121,7 @@ class Worker:
             concurrency=s.concurrency,
             drain_seconds=s.drain_seconds,
             nak_delay=s.retry_delay_seconds,
+            operation=f"task {s.service}",
         )
 
     async def _process(self, message: Msg) -> None:
@@ -125,12 +132,17 @@ class Worker:
             log.error("undecodable task dropped", extra={"subject": message.subject})
             await message.term()
             return
+        tracing.annotate(tracing.task_attributes(task))
         if not await self._wanted(task):
             await message.ack()
             telemetry.TASKS.labels(s.service, "skipped").inc()
             return
         deliveries = message.metadata.num_delivered or 1
         last_try = deliveries >= s.max_deliver
+        if deliveries == 1:
+            _observe_queue_wait(s.service, message)
+        in_flight = telemetry.TASKS_IN_FLIGHT.labels(s.service)
+        in_flight.inc()
         heartbeat = asyncio.create_task(self._keep_alive(message))
         scratch = Path(tempfile.mkdtemp(prefix=f"{s.service}-", dir=s.scratch_dir))
         started = time.monotonic()
@@ -144,6 +156,7 @@ class Worker:
             seconds = time.monotonic() - started
             telemetry.TASKS.labels(s.service, "succeeded").inc()
             telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
+            tracing.annotate({"convertmesh.outcome": "succeeded", "convertmesh.output_bytes": size})
             log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
         except _SupersededError:
             # Writing now would replace the output clients may be downloading, for a job that
@@ -165,21 +178,28 @@ class Worker:
             else:
                 await self._retry(message, task, exc)
         finally:
+            in_flight.dec()
             heartbeat.cancel()
             shutil.rmtree(scratch, ignore_errors=True)
 
     async def _convert(self, task: TaskSpec, scratch: Path) -> tuple[Outcome, int]:
         source = scratch / "source"
         output = scratch / "output"
+        service = self._settings.service
         if task.source_blob:
-            await self._fetch(task.source_blob, source)
-        outputs = _Outputs(lambda: self._wanted(task), self._js)
+            with _stage(service, "fetch", "fetch source") as current:
+                await self._fetch(task.source_blob, source)
+                size = source.stat().st_size
+                tracing.set_attributes(current, {"convertmesh.input_bytes": size})
+            telemetry.TASK_INPUT_BYTES.labels(service).inc(size)
+        outputs = _Outputs(lambda: self._wanted(task), self._js, service)
         reporter = _ProgressReporter(self, task)
         context = TaskContext(
             task, source, output, scratch, reporter.report, self._fetch, outputs.store
         )
         try:
-            outcome = await self._handler(context)
+            with _stage(service, "convert", "convert"):
+                outcome = await self._handler(context)
         finally:
             reporter.close()
         await outputs.confirm()
@@ -187,7 +207,7 @@ class Worker:
             return outcome, 0
         if not output.exists():
             raise MeshError(Reason.INTERNAL, "The converter produced no output.")
-        return outcome, await outputs.store(task.output_blob, output)
+        return outcome, await outputs.store(task.output_blob, output, outcome.format)
 
     async def _fetch(self, blob: str, path: Path) -> None:
         await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, blob, path)
@@ -205,6 +225,7 @@ class Worker:
         deliveries = message.metadata.num_delivered or 1
         delay = self._settings.retry_delay_seconds * (2 ** (deliveries - 1))
         telemetry.TASKS.labels(self._settings.service, "retried").inc()
+        tracing.annotate({"convertmesh.outcome": "retried"})
         log.warning(
             "task will be retried",
             extra={"task": task.task_id, "error": str(error), "delay": delay},
@@ -215,6 +236,8 @@ class Worker:
     async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
         log.info("task failed", extra={"task": task.task_id, "reason": error.reason.value})
         telemetry.TASKS.labels(self._settings.service, "failed").inc()
+        tracing.annotate({"convertmesh.outcome": "failed"})
+        tracing.fail(error.reason.value, error.message)
         try:
             await self._publish(
                 results.failed(task, self._settings.worker_name, error), f"{task.task_id}.end"
@@ -235,21 +258,39 @@ class Worker:
                 await message.in_progress()
 
     async def _publish(self, result: tasks_pb2.Result, msg_id: str | None) -> None:
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        headers = tracing.inject({"Nats-Msg-Id": msg_id} if msg_id else {})
         await self._js.publish(
             streams.result_subject(self._settings.service),
             result.SerializeToString(),
-            headers=headers,
+            headers=headers or None,
         )
+
+
+@contextlib.contextmanager
+def _stage(service: str, stage: str, span_name: str) -> Iterator[Span]:
+    """One stage of a task: a span, and its time in `convertmesh_task_stage_seconds`."""
+    with tracing.span(span_name) as current, telemetry.STAGE_SECONDS.labels(service, stage).time():
+        yield current
+
+
+def _observe_queue_wait(service: str, message: Msg) -> None:
+    """From the task's publication (JetStream's timestamp) to a worker taking it."""
+    stamp = message.metadata.timestamp
+    if stamp is not None:
+        waited = max(0.0, time.time() - stamp.timestamp())
+        telemetry.STAGE_SECONDS.labels(service, "queue_wait").observe(waited)
 
 
 class _Outputs:
     """Stores a task's outputs once it is known that nobody settled the task meanwhile:
     writing then would replace outputs clients may be downloading, of a job already final."""
 
-    def __init__(self, wanted: Callable[[], Awaitable[bool]], js: JetStreamContext) -> None:
+    def __init__(
+        self, wanted: Callable[[], Awaitable[bool]], js: JetStreamContext, service: str
+    ) -> None:
         self._wanted = wanted
         self._js = js
+        self._service = service
         self._confirmed = False
 
     async def confirm(self) -> None:
@@ -258,9 +299,13 @@ class _Outputs:
                 raise _SupersededError
             self._confirmed = True
 
-    async def store(self, blob: str, path: Path) -> int:
+    async def store(self, blob: str, path: Path, output_format: str = "unpacked") -> int:
+        """Stores one output (an unpacked archive's members are stored by the handler)."""
         await self.confirm()
-        info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+        with _stage(self._service, "store", "store output") as current:
+            info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+            tracing.set_attributes(current, {"convertmesh.output_bytes": info.size})
+        telemetry.TASK_OUTPUT_BYTES.labels(self._service, output_format).inc(info.size)
         return info.size
 
 

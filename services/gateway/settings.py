@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from mesh import eventloop
 from mesh.links import LinkSigner
 from mesh.settings import env_int, load
+from mesh.telemetry import MetricsSettings
+from mesh.tracing import TracingSettings
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -67,6 +69,9 @@ class Settings:
     # Browser origins allowed to call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
     event_loop: str = "uvloop"
+    # Prometheus metrics on their own port (METRICS_PORT), never on the public one.
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    traces: TracingSettings = field(default_factory=TracingSettings)
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -93,4 +98,6 @@ class Settings:
             links=load(LinkSigner.read, os.environ),
             cors_origins=parse_origins(os.environ.get("CORS_ORIGINS", "")),
             event_loop=load(eventloop.read, os.environ),
+            metrics=load(MetricsSettings.read, os.environ),
+            traces=load(TracingSettings.read, os.environ),
         )
