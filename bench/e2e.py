@@ -487,7 +487,10 @@ def mesh_roles(mesh: LocalMesh) -> list[Role]:
 
 
 @contextlib.contextmanager
-def servers(work: Path, variants: dict[str, dict[str, str]]) -> Iterator[Bench]:
+def servers(
+    work: Path, variants: dict[str, dict[str, str]], baselines: bool = True
+) -> Iterator[Bench]:
+    """The meshes of `variants`, and (with `baselines`) thumbor and pyvips direct."""
     key = secrets.token_urlsafe(24)
     meshes = {}
     for label, env in variants.items():
@@ -496,19 +499,21 @@ def servers(work: Path, variants: dict[str, dict[str, str]]) -> Iterator[Bench]:
     thumbor_port, direct_port = free_port(), free_port()
     started: list[subprocess.Popen[bytes]] = []
     try:
-        started.append(start_thumbor(work, thumbor_port))
-        started.append(start_direct(work, direct_port))
+        if baselines:
+            started.append(start_thumbor(work, thumbor_port))
+            started.append(start_direct(work, direct_port))
         for mesh in meshes.values():
             mesh.start()
         bench = Bench(
             meshes, key, f"http://127.0.0.1:{thumbor_port}", f"http://127.0.0.1:{direct_port}", work
         )
-        wait_http(bench.thumbor_url + "/healthcheck")
-        wait_http(bench.direct_url + "/")
-        bench.roles = {
-            "thumbor": [Role("thumbor", started[0].pid)],
-            "direct": [Role("pyvips direct", started[1].pid)],
-        }
+        if baselines:
+            wait_http(bench.thumbor_url + "/healthcheck")
+            wait_http(bench.direct_url + "/")
+            bench.roles = {
+                "thumbor": [Role("thumbor", started[0].pid)],
+                "direct": [Role("pyvips direct", started[1].pid)],
+            }
         for label, mesh in meshes.items():
             bench.roles[f"{label}-sync"] = bench.roles[f"{label}-async"] = mesh_roles(mesh)
         for workload, spec in WORKLOADS.items():

@@ -23,10 +23,12 @@ from launcher.supervision import RestartPolicy, Restarts
 
 SERVICES = ("orchestrator", "image", "media", "archive", "gateway")
 WORKERS = ("image", "media", "archive")
-# Services without an HTTP server of their own serve metrics on METRICS_PORT (the gateway
-# answers /metrics on its HTTP port); workers serve gRPC health on HEALTH_PORT. Under `make
-# run` each gets its own port: METRICS_PORT and HEALTH_PORT are the first of consecutive ones.
-METRICS_SERVICES = ("orchestrator", *WORKERS)
+# Every service serves its metrics on METRICS_PORT (the gateway too, off its public port);
+# workers serve gRPC health on HEALTH_PORT. Under `make run` each gets its own port:
+# METRICS_PORT and HEALTH_PORT are the first of consecutive ones. Tracing follows the standard
+# OTEL_* variables, inherited by every service (`OTEL_TRACES_EXPORTER=console make run` prints
+# the spans).
+METRICS_SERVICES = ("orchestrator", *WORKERS, "gateway")
 DEFAULT_METRICS_PORT = 9101
 DEFAULT_HEALTH_PORT = 50061
 
@@ -174,7 +176,7 @@ class LocalMesh:
         metrics = [f"{name} :{port}" for name, port in self.config.metrics_ports.items()]
         health = [f"{name} :{port}" for name, port in self.config.health_ports.items()]
         return (
-            f"metrics: gateway {self.http_url}/metrics, {', '.join(metrics)} (/metrics); "
+            f"metrics: {', '.join(metrics)} (/metrics); "
             f"gRPC health: orchestrator :{self.config.grpc_port}, {', '.join(health)}"
         )
 

@@ -1,4 +1,6 @@
-"""Structured logs: one JSON object per line on stderr, tagged with the service name."""
+"""Structured logs: one JSON object per line on stderr, tagged with the service name, and with
+the `trace_id` and `span_id` of the span current when the line was logged (mesh.tracing), so a
+line can be found from its trace and the other way round."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from opentelemetry import trace
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -25,6 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = trace.format_trace_id(context.trace_id)
+            entry["span_id"] = trace.format_span_id(context.span_id)
         entry.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

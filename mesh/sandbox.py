@@ -37,6 +37,12 @@ How a failure is classified:
 - A write that failed for lack of disk space (ENOSPC anywhere in the exception's chain, or its
   text): RESOURCE_EXHAUSTED, to be tried again (`scratch.disk_full_error`).
 - Anything else: INTERNAL; the traceback is logged here and never shown to the user.
+
+Tracing: each call is a span in the worker ("sandbox"), and the call takes the trace context
+with its arguments; the spans the function records in the sandbox process (its pipeline's
+steps, `mesh.tracing.stage`) come back with its result and are exported by the worker, so a
+sandbox process opens no connection for them. The pool's size, starts, recycles (and why) and
+the sandboxes' resident memory are metrics (`convertmesh_sandbox_*`).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar, cast
 
-from mesh import scratch
+from mesh import scratch, telemetry, tracing
 from mesh.errors import MeshError, Reason, reason_named
 
 log = logging.getLogger(__name__)
@@ -113,8 +119,14 @@ def preload(modules: Sequence[str]) -> None:
 
 
 def configure(settings: PoolSettings) -> None:
-    """Sets how this process's pool recycles; processes already idle follow the new rules."""
+    """Sets how this process's pool recycles; processes already idle follow the new rules.
+    The pool's gauges are labelled with `telemetry.service_name()`."""
     _POOL.settings = settings
+    service = telemetry.service_name()
+    idle = telemetry.SANDBOX_PROCESSES.labels(service, "idle")
+    idle.set_function(lambda: sum(len(members) for members in _POOL.idle.values()))
+    telemetry.SANDBOX_PROCESSES.labels(service, "busy").set_function(lambda: _POOL.busy)
+    telemetry.SANDBOX_RSS.labels(service).set_function(_POOL.resident_bytes)
 
 
 async def shutdown() -> None:
@@ -136,21 +148,31 @@ async def run_isolated(
     """Runs `func(*args)` (module-level, picklable, small picklable result) in a sandbox
     process of the pool, one whose memory cap is `limits.memory_bytes`."""
     _become_subreaper()
-    member = _POOL.take(limits.memory_bytes)
-    if not member.send(func, args):
-        await member.dispose(graceful=False)
-        member = _Member.start(limits.memory_bytes)
-        member.send(func, args)  # if this one died at once, its exit status tells why
-    kind, payload, reusable = "unfinished", None, False
-    try:
-        kind, payload, stats = await member.outcome(limits.wall_seconds, on_progress)
-        reusable = kind in ("ok", "error") and _POOL.keeps(member, stats, limits.memory_bytes)
-    finally:
-        if reusable:
-            _POOL.give_back(member)
-        else:
-            await member.dispose(graceful=kind not in ("unfinished", "timeout"))
-    return cast(T, _result_or_raise(func, kind, payload, limits))
+    with tracing.span("sandbox") as current:
+        member = _POOL.take(limits.memory_bytes)
+        carrier = tracing.carrier()
+        if not member.send(func, args, carrier):
+            await member.dispose(graceful=False)
+            member = _Member.start(limits.memory_bytes)
+            member.send(func, args, carrier)  # if this one died at once, its exit status tells why
+        tracing.set_attributes(current, {"sandbox.pid": member.group, "sandbox.call": member.calls})
+        kind, payload = "unfinished", None
+        retired: str | None = "cancelled"
+        _POOL.busy += 1
+        try:
+            kind, payload, stats = await member.outcome(limits.wall_seconds, on_progress)
+            if stats is not None:
+                tracing.adopt(stats.spans)
+            retired = _POOL.retires(member, kind, stats, limits.memory_bytes)
+        finally:
+            _POOL.busy -= 1
+            if retired is None:
+                _POOL.give_back(member)
+            else:
+                telemetry.SANDBOX_RECYCLES.labels(telemetry.service_name(), retired).inc()
+                await member.dispose(graceful=kind not in ("unfinished", "timeout"))
+        tracing.set_attributes(current, {"sandbox.outcome": kind})
+        return cast(T, _result_or_raise(func, kind, payload, limits))
 
 
 def report_progress(fraction: float) -> None:
@@ -166,6 +188,8 @@ class _Stats:
     rss_bytes: int
     vm_bytes: int
     helpers_alive: bool
+    # What the call recorded for the worker's trace (mesh.tracing).
+    spans: list[tracing.SpanRecord]
 
 
 class _Member:
@@ -192,16 +216,22 @@ class _Member:
             raise
         finally:
             theirs.close()
-        return cls(process, mine, memory_bytes)
+        member = cls(process, mine, memory_bytes)
+        _POOL.live.add(member.group)
+        telemetry.SANDBOX_STARTS.labels(telemetry.service_name()).inc()
+        return member
 
     @property
     def alive(self) -> bool:
         return self.process.exitcode is None
 
-    def send(self, func: Callable[..., Any], args: tuple[Any, ...]) -> bool:
-        """Hands the call over; False when the process has gone (it died while idle)."""
+    def send(
+        self, func: Callable[..., Any], args: tuple[Any, ...], carrier: dict[str, str]
+    ) -> bool:
+        """Hands the call (and the trace context) over; False when the process has gone (it
+        died while idle)."""
         try:
-            self.conn.send((func, args, _POOL.settings.recycle_rss_bytes))
+            self.conn.send((func, args, _POOL.settings.recycle_rss_bytes, carrier))
         except (BrokenPipeError, ConnectionResetError):
             return False
         self.calls += 1
@@ -218,6 +248,7 @@ class _Member:
 
     async def dispose(self, *, graceful: bool) -> None:
         """Ends the process and everything it started, and reaps what was re-parented to us."""
+        _POOL.live.discard(self.group)
         self.conn.close()  # a graceful member reads EOF and exits
         await _dispose(self.process, self.group, graceful=graceful)
 
@@ -226,6 +257,19 @@ class _Pool:
     def __init__(self) -> None:
         self.settings = PoolSettings()
         self.idle: dict[int | None, list[_Member]] = {}
+        self.busy = 0
+        self.live: set[int] = set()  # pids of the processes started and not disposed of
+
+    def resident_bytes(self) -> float:
+        """Resident memory of every live sandbox process together (a metrics scrape)."""
+        total = 0
+        for pid in list(self.live):
+            with (
+                contextlib.suppress(OSError, ValueError, IndexError),
+                open(f"/proc/{pid}/statm") as statm,
+            ):
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return float(total)
 
     def take(self, memory_bytes: int | None) -> _Member:
         members = self.idle.get(memory_bytes, [])
@@ -239,21 +283,33 @@ class _Pool:
             member.process.close()
             _kill_group(member.group)
             _unreaped_groups.add(member.group)
+            self.live.discard(member.group)
         return _Member.start(memory_bytes)
 
-    def keeps(self, member: _Member, stats: _Stats | None, memory_bytes: int | None) -> bool:
+    def retires(
+        self, member: _Member, kind: str, stats: _Stats | None, memory_bytes: int | None
+    ) -> str | None:
+        """Why the process must not serve another call, or None when it may."""
         s = self.settings
-        if stats is None or stats.helpers_alive or member.calls >= s.tasks_per_process:
-            return False
+        if kind not in ("ok", "error") or stats is None:
+            return {"died": "crash", "crash": "crash", "memory": "memory"}.get(kind, kind)
+        if stats.helpers_alive:
+            return "helpers"
+        if member.calls >= s.tasks_per_process:
+            return "calls"
         if s.recycle_rss_bytes is not None and stats.rss_bytes > s.recycle_rss_bytes:
-            return False
-        return memory_bytes is None or stats.vm_bytes <= memory_bytes // 2
+            return "rss"
+        if memory_bytes is not None and stats.vm_bytes > memory_bytes // 2:
+            return "address_space"
+        return None
 
     def give_back(self, member: _Member) -> None:
         members = self.idle.setdefault(member.memory_bytes, [])
         if len(members) < self.settings.max_idle:
             members.append(member)
             return
+        telemetry.SANDBOX_RECYCLES.labels(telemetry.service_name(), "surplus").inc()
+        self.live.discard(member.group)
         member.conn.close()
         _retiring.add(asyncio.ensure_future(_dispose(member.process, member.group, graceful=True)))
         _retiring.difference_update({task for task in _retiring if task.done()})
@@ -315,13 +371,14 @@ def _member_main(conn: Connection, memory_bytes: int | None) -> None:
     threads = threading.active_count()
     while True:
         try:
-            func, args, recycle_rss_bytes = conn.recv()
+            func, args, recycle_rss_bytes, carrier = conn.recv()
         except EOFError:
             return
         _channel.begin()
-        message = _call(func, args)
+        with tracing.sandboxed(carrier) as spans:
+            message = _call(func, args)
         helpers = _reap_helpers() or threading.active_count() > threads
-        stats = _Stats(*_memory_now(recycle_rss_bytes), helpers_alive=helpers)
+        stats = _Stats(*_memory_now(recycle_rss_bytes), helpers_alive=helpers, spans=spans)
         _channel.finish(message, stats)
         del func, args, message
 

@@ -9,6 +9,11 @@ A `MeshError` that can never succeed publishes FAILED and terms the message; any
 succeed later is nak'ed with a delay, until the last delivery, which publishes FAILED. A full
 disk is one of those (RESOURCE_EXHAUSTED, tried again); a task whose files outgrow its scratch
 quota is stopped and fails.
+
+Each task is a span of the trace its dispatch started (mesh.bus.consume), with one span per
+stage (fetch source, convert with the sandbox's own steps inside, store output); its results
+carry the task span's context back to the orchestrator. The stages are timed in
+`convertmesh_task_stage_seconds` too.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +32,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import Span
 
-from mesh import blobs, scratch, telemetry
+from mesh import blobs, scratch, telemetry, tracing
 from mesh.bus import claims, streams
 from mesh.bus import tasks as results
 from mesh.bus.claims import Claims
@@ -150,6 +156,7 @@ class Worker:
             concurrency=s.concurrency,
             drain_seconds=s.drain_seconds,
             nak_delay=s.retry_delay_seconds,
+            operation=f"task {s.service}",
         )
 
     @property
@@ -165,6 +172,7 @@ class Worker:
             log.error("undecodable task dropped", extra={"subject": message.subject})
             await message.term()
             return
+        tracing.annotate(tracing.task_attributes(task))
         standing = await self._bus_claims.standing(task.task_id)
         if not standing.open:
             await self._settle(message, task, standing)
@@ -176,13 +184,17 @@ class Worker:
             number=metadata.num_delivered or 1,
             last=(metadata.num_delivered or 1) >= s.max_deliver,
         )
+        if delivery.number == 1:
+            _observe_queue_wait(s.service, message)
         own = dataclasses.replace(
             task,
             output_blob=claims.delivery_blob(task.output_blob, delivery.sequence, delivery.number),
         )
         assert self._space is not None, "run() claims the scratch space"
         folder = self._space.task_folder(s.service)
-        outputs = _Outputs(self._bus_claims, task.task_id, self._js)
+        outputs = _Outputs(self._bus_claims, task.task_id, self._js, s.service)
+        in_flight = telemetry.TASKS_IN_FLIGHT.labels(s.service)
+        in_flight.inc()
         heartbeat = asyncio.create_task(self._keep_alive(message))
         try:
             await self._publish(results.started(task, s.worker_name), f"{task.task_id}.start")
@@ -193,6 +205,9 @@ class Worker:
                 seconds = time.monotonic() - delivery.began
                 telemetry.TASKS.labels(s.service, "succeeded").inc()
                 telemetry.TASK_SECONDS.labels(s.service).observe(seconds)
+                tracing.annotate(
+                    {"convertmesh.outcome": "succeeded", "convertmesh.output_bytes": size}
+                )
                 log.info("task done", extra={"task": task.task_id, "seconds": round(seconds, 3)})
         except _SupersededError as superseded:
             # The other delivery's word stands; this one's outputs go.
@@ -211,6 +226,7 @@ class Worker:
             else:
                 await self._fail(message, own, error)
         finally:
+            in_flight.dec()
             heartbeat.cancel()
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -219,14 +235,20 @@ class Worker:
     ) -> tuple[Outcome, int]:
         source = folder / "source"
         output = folder / "output"
+        service = self._settings.service
         if task.source_blob:
-            await self._fetch_source(task.source_blob, source)
+            with _stage(service, "fetch", "fetch source") as current:
+                await self._fetch_source(task.source_blob, source)
+                size = source.stat().st_size
+                tracing.set_attributes(current, {"convertmesh.input_bytes": size})
+            telemetry.TASK_INPUT_BYTES.labels(service).inc(size)
         reporter = _ProgressReporter(self, task)
         context = TaskContext(
             task, source, output, folder, reporter.report, self._fetch, outputs.store
         )
         try:
-            outcome = await self._handler(context)
+            with _stage(service, "convert", "convert"):
+                outcome = await self._handler(context)
         finally:
             reporter.close()
         await outputs.confirm()
@@ -234,7 +256,7 @@ class Worker:
             return outcome, 0
         if not output.exists():
             raise MeshError(Reason.INTERNAL, "The converter produced no output.")
-        return outcome, await outputs.store(task.output_blob, output)
+        return outcome, await outputs.store(task.output_blob, output, outcome.format)
 
     async def _fetch_source(self, blob: str, path: Path) -> None:
         """Fetches the source once it is known to fit: in the task's quota (else the task
@@ -294,6 +316,7 @@ class Worker:
         deliveries = message.metadata.num_delivered or 1
         delay = self._settings.retry_delay_seconds * (2 ** (deliveries - 1))
         telemetry.TASKS.labels(self._settings.service, "retried").inc()
+        tracing.annotate({"convertmesh.outcome": "retried"})
         log.warning(
             "task will be retried",
             extra={"task": task.task_id, "error": str(error), "delay": delay},
@@ -304,6 +327,8 @@ class Worker:
     async def _fail(self, message: Msg, task: TaskSpec, error: MeshError) -> None:
         log.info("task failed", extra={"task": task.task_id, "reason": error.reason.value})
         telemetry.TASKS.labels(self._settings.service, "failed").inc()
+        tracing.annotate({"convertmesh.outcome": "failed"})
+        tracing.fail(error.reason.value, error.message)
         failure = results.failed(task, self._settings.worker_name, error)
         try:
             standing = await self._bus_claims.claim(failure)
@@ -327,11 +352,11 @@ class Worker:
                 await message.in_progress()
 
     async def _publish(self, result: tasks_pb2.Result, msg_id: str | None) -> None:
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
+        headers = tracing.inject({"Nats-Msg-Id": msg_id} if msg_id else {})
         await self._js.publish(
             streams.result_subject(self._settings.service),
             result.SerializeToString(),
-            headers=headers,
+            headers=headers or None,
         )
 
 
@@ -353,14 +378,32 @@ def _as_task_error(exc: Exception, folder: Path) -> MeshError:
     return MeshError(Reason.INTERNAL)
 
 
+@contextlib.contextmanager
+def _stage(service: str, stage: str, span_name: str) -> Iterator[Span]:
+    """One stage of a task: a span, and its time in `convertmesh_task_stage_seconds`."""
+    with tracing.span(span_name) as current, telemetry.STAGE_SECONDS.labels(service, stage).time():
+        yield current
+
+
+def _observe_queue_wait(service: str, message: Msg) -> None:
+    """From the task's publication (JetStream's timestamp) to a worker taking it."""
+    stamp = message.metadata.timestamp
+    if stamp is not None:
+        waited = max(0.0, time.time() - stamp.timestamp())
+        telemetry.STAGE_SECONDS.labels(service, "queue_wait").observe(waited)
+
+
 class _Outputs:
     """Stores a delivery's outputs once it is known that nobody settled or claimed the task
     meanwhile, and remembers them, so that a delivery that loses deletes what it wrote."""
 
-    def __init__(self, task_claims: Claims, task_id: str, js: JetStreamContext) -> None:
+    def __init__(
+        self, task_claims: Claims, task_id: str, js: JetStreamContext, service: str
+    ) -> None:
         self._claims = task_claims
         self._task_id = task_id
         self._js = js
+        self._service = service
         self._confirmed = False
         self._stored: list[str] = []
 
@@ -371,10 +414,14 @@ class _Outputs:
                 raise _SupersededError(standing)
             self._confirmed = True
 
-    async def store(self, blob: str, path: Path) -> int:
+    async def store(self, blob: str, path: Path, output_format: str = "unpacked") -> int:
+        """Stores one output (an unpacked archive's members are stored by the handler)."""
         await self.confirm()
         self._stored.append(blob)
-        info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+        with _stage(self._service, "store", "store output") as current:
+            info = await blobs.write_file(self._js, streams.BLOBS_BUCKET, blob, path)
+            tracing.set_attributes(current, {"convertmesh.output_bytes": info.size})
+        telemetry.TASK_OUTPUT_BYTES.labels(self._service, output_format).inc(info.size)
         return info.size
 
     async def discard(self) -> None:

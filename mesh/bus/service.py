@@ -10,10 +10,10 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh import eventloop, logs, sandbox, scratch, telemetry
+from mesh import eventloop, logs, sandbox, scratch, telemetry, tracing
 from mesh.bus import connection, streams
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.bus.tasks import TaskKind
@@ -43,6 +43,7 @@ class WorkerSettings:
     # gRPC health (readiness and liveness probes) on GRPC_HOST:HEALTH_PORT; 0: not served.
     health_host: str = "127.0.0.1"
     health_port: int = 0
+    traces: tracing.TracingSettings = field(default_factory=tracing.TracingSettings)
 
     @classmethod
     def read(
@@ -86,6 +87,7 @@ class WorkerSettings:
                 max_idle=concurrency,
             ),
             event_loop=eventloop.read(env),
+            traces=tracing.TracingSettings.read(env),
         )
 
 
@@ -136,14 +138,14 @@ def with_tools(
         sources = [Input(context.source, task.source_format)]
         for number, source in enumerate(task.sources[1:], start=1):
             path = context.scratch / f"source-{number}"
-            await context.fetch(source.blob, path)
+            await _fetch_more(context, source.blob, path, source=number)
             sources.append(Input(path, source.format))
         extra: Input | None = None
         if task.extra is not None:
             extra = Input(context.scratch / "extra", task.extra.format)
-            await context.fetch(task.extra.blob, extra.path)
+            await _fetch_more(context, task.extra.blob, extra.path, source="extra")
         outcome: Outcome = await sandbox.run_isolated(
-            functools.partial(run_tool, extra=extra),
+            functools.partial(_traced_tool, run_tool, extra=extra),
             task.tool,
             sources,
             context.output,
@@ -157,6 +159,26 @@ def with_tools(
     return handle
 
 
+async def _fetch_more(context: TaskContext, blob: str, path: Path, source: int | str) -> None:
+    """A tool's further source (or its second file), as a stage of the task like the first."""
+    with tracing.stage("fetch source", source=source) as step:
+        await context.fetch(blob, path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        tracing.set_attributes(step, {"convertmesh.input_bytes": size})
+    telemetry.TASK_INPUT_BYTES.labels(telemetry.service_name()).inc(size)
+
+
+def _traced_tool(
+    run_tool: Callable[..., Outcome], tool: str, *args: object, **kwargs: object
+) -> Outcome:
+    """In the sandbox: the tool's run as a stage of the task's trace (what the tool does
+    inside it, the pipeline's own steps, nest under it)."""
+    with tracing.stage("tool", tool=tool) as step:
+        outcome = run_tool(tool, *args, **kwargs)
+        tracing.set_attributes(step, {"convertmesh.output_format": outcome.format})
+    return outcome
+
+
 def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequence[str]) -> None:
     """A worker's `__main__`: logs, its own scratch folder (what a dead predecessor left is
     removed; the folder's `tmp/` becomes TMPDIR), the sandbox's fork server (before any NATS
@@ -167,8 +189,11 @@ def main(settings: WorkerSettings, handler: Callable[[], Handler], preload: Sequ
     space.use_as_tmpdir()
     # Removed at exit after multiprocessing removed its own temp dir (priority -100) from it.
     multiprocessing.util.Finalize(None, space.release, exitpriority=-200)
+    telemetry.identify(settings.runtime.service)
     sandbox.preload(preload)
     sandbox.configure(settings.pool)
+    # After the fork server: its sandbox processes never hold the exporter's threads.
+    tracing.configure(settings.runtime.service, settings.traces)
     telemetry.serve(settings.metrics)
     eventloop.run(serve(settings, handler(), space), settings.event_loop)
 

@@ -1,7 +1,8 @@
 """The archive pipelines: convert (wrap, repack, recompress), extract, pack_directory.
 
 Pure synchronous code; the worker runs it inside a sandboxed child process that also holds
-the wall-clock limit. Every failure is a MeshError; partial outputs are removed.
+the wall-clock limit. Every failure is a MeshError; partial outputs are removed. Each step is a
+span of the task's trace (`mesh.tracing.stage`): probe, then extract, pack or repack.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from mesh import tracing
 from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, OUTPUT_FORMATS, Family
 from mesh.options import ConversionOptions
@@ -160,7 +162,8 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
     (`Outcome.output_name`): `photo.jpg.gz` for a wrapped file, `member.gz` for an archive of
     one file; an archive of several becomes a tar inside (the job names it `name.tar.gz`).
     """
-    kind = detect(source, source_format)
+    with tracing.stage("probe", source_format=source_format):
+        kind = detect(source, source_format)
     if kind is None and INPUT_FAMILIES.get(source_format) is Family.ARCHIVE:
         raise MeshError(Reason.CORRUPT_INPUT, f"The {source_format} file is damaged.")
     target = options.format or (KEEP_FORMAT[kind] if kind else "")
@@ -171,26 +174,27 @@ def convert(  # noqa: PLR0917 - positional signature fixed by the worker contrac
     compression = options.compression if options.format else levels.MAX_COMPRESSION
     output_name = ""
     try:
-        if kind is None:
-            name = from_filename(filename)
-            sink = open_sink(
-                target, output, compression, scratch, single=True, rar_binary=rar_binary
-            )
-            _fill(sink, functools.partial(_add_file, sink, name, source))
-            if target in SINGLE_STREAM_OUTPUTS:
-                output_name = f"{name}.{target}"
-        else:
-            output_name = _repack(
-                source=source,
-                output=output,
-                kind=kind,
-                target=target,
-                filename=filename,
-                compression=compression,
-                limits=limits,
-                scratch=scratch,
-                rar_binary=rar_binary,
-            )
+        with tracing.stage("pack" if kind is None else "repack", output_format=target):
+            if kind is None:
+                name = from_filename(filename)
+                sink = open_sink(
+                    target, output, compression, scratch, single=True, rar_binary=rar_binary
+                )
+                _fill(sink, functools.partial(_add_file, sink, name, source))
+                if target in SINGLE_STREAM_OUTPUTS:
+                    output_name = f"{name}.{target}"
+            else:
+                output_name = _repack(
+                    source=source,
+                    output=output,
+                    kind=kind,
+                    target=target,
+                    filename=filename,
+                    compression=compression,
+                    limits=limits,
+                    scratch=scratch,
+                    rar_binary=rar_binary,
+                )
     except BaseException:
         output.unlink(missing_ok=True)
         raise
@@ -267,10 +271,18 @@ def _add_report(sink: Sink, skipped: list[Entry], written: list[str], scratch: P
 def extract(source: Path, source_format: str, dest: Path, limits: ArchiveLimits) -> list[Entry]:
     """Writes the archive's regular files under `dest`; links, devices and unsafe names are
     skipped and reported (skipped_reason), never created."""
-    kind = require_archive(source, source_format)
+    with tracing.stage("probe", source_format=source_format):
+        kind = require_archive(source, source_format)
     budget = Budget(limits, source.stat().st_size)
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
+    with tracing.stage("extract") as step:
+        entries = _extract(source, kind, budget, root)
+        tracing.set_attributes(step, {"convertmesh.entries": len(entries)})
+    return entries
+
+
+def _extract(source: Path, kind: str, budget: Budget, root: Path) -> list[Entry]:
     entries: list[Entry] = []
     seen: set[str] = set()
     for member in members(source, kind, budget, _single_name(source.name, kind)):
@@ -321,8 +333,11 @@ def pack_directory(
     scratch = Path(tempfile.mkdtemp(dir=output.parent, prefix=".pack-"))
     single = len(entries) == 1
     try:
-        sink = open_sink(format, output, compression, scratch, single=single, rar_binary=rar_binary)
-        _fill(sink, functools.partial(_pack, sink, entries))
+        with tracing.stage("pack", output_format=format, entries=len(entries)):
+            sink = open_sink(
+                format, output, compression, scratch, single=single, rar_binary=rar_binary
+            )
+            _fill(sink, functools.partial(_pack, sink, entries))
     except BaseException:
         output.unlink(missing_ok=True)
         raise

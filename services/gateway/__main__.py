@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from mesh import logs
+from mesh import logs, telemetry, tracing
 from services.gateway.app import create_app
 from services.gateway.guard import uvicorn_options
 from services.gateway.settings import Settings
@@ -13,6 +13,9 @@ from services.gateway.settings import Settings
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("gateway", settings.log_level)
+    telemetry.identify("gateway")
+    tracing.configure("gateway", settings.traces)
+    telemetry.serve(settings.metrics)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -288,7 +288,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/api/compress", sync.compress, methods=["POST"]),
         Route("/api/transfer", transfer.transfer, methods=["POST"]),
         *media.routes,
-        Route("/metrics", metrics.metrics, methods=["GET"]),
         *web.routes,
         *unoffered.routes,
     ]
@@ -315,6 +314,9 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=600,
             ),
         )
+    traced = metrics.tracing_middleware(routes)
+    if traced is not None:
+        middleware.insert(0, traced)  # outermost: the request's span covers everything
     return Starlette(
         routes=routes,
         middleware=middleware,

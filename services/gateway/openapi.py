@@ -319,13 +319,6 @@ def operations() -> dict[Operation, Schema]:
             parameters=(_param("name", "path", STRING, "app.js, app.css or icon.svg"),),
             public=True,
         ),
-        ("GET", "/metrics"): _operation(
-            "service",
-            "Prometheus metrics",
-            {"description": "Metrics.", "content": {"text/plain": {"schema": STRING}}},
-            (),
-            public=True,
-        ),
         ("POST", "/api/jobs"): _operation(
             "jobs",
             "Create an asynchronous job",

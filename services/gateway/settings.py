@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from mesh import eventloop
 from mesh.links import LinkSigner
 from mesh.settings import Env, env_int, load
+from mesh.telemetry import MetricsSettings
+from mesh.tracing import TracingSettings
 from services.gateway.guard import GuardLimits
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -72,6 +74,9 @@ class Settings:
     guard: GuardLimits = field(default_factory=GuardLimits)
     # Open connections uvicorn serves at once; over it, 503 (0: no cap).
     max_connections: int = 2048
+    # Prometheus metrics on their own port (METRICS_PORT), never on the public one.
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    traces: TracingSettings = field(default_factory=TracingSettings)
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -103,6 +108,8 @@ class Settings:
                 lambda env: env.integer("HTTP_MAX_CONNECTIONS", cls.max_connections, minimum=0),
                 os.environ,
             ),
+            metrics=load(MetricsSettings.read, os.environ),
+            traces=load(TracingSettings.read, os.environ),
         )
 
 

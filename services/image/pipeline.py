@@ -16,7 +16,9 @@ A compress job keeping the format (no `format`) writes with the encoders' compre
 result is not smaller, unless a resize or `stripMetadata` asked for something the source is
 not.
 
-Pure and synchronous: the worker runs `convert` in a sandboxed child process.
+Pure and synchronous: the worker runs `convert` in a sandboxed child process. Each step is a
+span of the task's trace (`mesh.tracing.stage`): probe, decode, process, encode. libvips is
+lazy: "decode" and "process" build the pipeline and the pixels flow during "encode".
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TypeGuard
 
 import pyvips
 
+from mesh import tracing
 from mesh.errors import MeshError, Reason
 from mesh.formats import Family, outputs_of
 from mesh.options import DEFAULT_COMPRESSION, ConversionOptions, Mode, box_for
@@ -56,23 +59,29 @@ def convert(
     """Converts one image file; raises MeshError with the reason for every failure."""
     guard_pillow(limits)
     target = _output_format(options.format or source_format, source_format)
-    opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
+    with tracing.stage("probe", source_format=source_format) as step:
+        opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
+        tracing.set_attributes(step, {"convertmesh.frames": opened.frames})
     try:
         if target == "pdf" and _multipage_tiff(opened):
-            return _tiff_pages_to_pdf(source, output, opened, options, limits)
+            with tracing.stage("encode", output_format="pdf", pages=opened.pages):
+                return _tiff_pages_to_pdf(source, output, opened, options, limits)
         resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
         check_output(resize.width, resize.height, opened.frames, limits)
-        image = opened.load(resize, options.auto_orient)
-        image = shape(image, resize, opened, target, options)
-        outcome = _write(
-            image,
-            source=source,
-            output=output,
-            target=target,
-            options=options,
-            opened=opened,
-            resize=resize,
-        )
+        with tracing.stage("decode", width=resize.width, height=resize.height):
+            image = opened.load(resize, options.auto_orient)
+        with tracing.stage("process"):
+            image = shape(image, resize, opened, target, options)
+        with tracing.stage("encode", output_format=target):
+            outcome = _write(
+                image,
+                source=source,
+                output=output,
+                target=target,
+                options=options,
+                opened=opened,
+                resize=resize,
+            )
     except pyvips.Error as error:
         raise corrupt() from error
     if _compressing(options) and options.resize == "original" and not options.strip_metadata:

@@ -5,7 +5,9 @@ A compress job keeping the format hands back the source itself when the re-encod
 smaller (unless a resize or `stripMetadata` asked for something the source is not).
 
 Pure synchronous library code; the worker runs `convert` inside a sandboxed child process and
-progress goes out through `mesh.sandbox.report_progress`.
+progress goes out through `mesh.sandbox.report_progress`. Each step is a span of the task's
+trace (`mesh.tracing.stage`): probe, transcode (decoding, filtering and encoding stream through
+each other), measure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import av.error
 
-from mesh import sandbox
+from mesh import sandbox, tracing
 from mesh.errors import MeshError, Reason
 from mesh.formats import INPUT_FAMILIES, Family
 from mesh.options import ConversionOptions, Mode
@@ -112,19 +114,22 @@ def _convert(
     limits: MediaLimits,
 ) -> Outcome:
     target = codecs.target_for(options.format, source_format)
-    with open_input(source, source_format, limits) as container:
-        found = probe(container, limits)
-    check_pair(found, target, source_format)
-    if options.auto_orient and make_plan(found, target, options, None).video is not None:
-        found = orient(source, source_format, found, limits)  # only new frames are turned
+    with tracing.stage("probe", source_format=source_format):
+        with open_input(source, source_format, limits) as container:
+            found = probe(container, limits)
+        check_pair(found, target, source_format)
+        if options.auto_orient and make_plan(found, target, options, None).video is not None:
+            found = orient(source, source_format, found, limits)  # only new frames are turned
     scale = 1.0
     for attempt in range(2):
         budget = _budget(options, target, found, scale)
         plan = make_plan(found, target, options, budget)
-        _run(source, source_format, found, plan, output=output, limits=limits)
+        with tracing.stage("transcode", output_format=target.name, attempt=attempt + 1):
+            _run(source, source_format, found, plan, output=output, limits=limits)
         size = output.stat().st_size
         if options.mode is not Mode.TARGET_SIZE or size <= options.target_bytes:
-            return _measure(output, target, options, plan)
+            with tracing.stage("measure"):
+                return _measure(output, target, options, plan)
         if budget is None or attempt == 1:
             break
         scale *= options.target_bytes / size * RETRY_MARGIN
@@ -143,7 +148,8 @@ def convert(
     original = source
     try:
         if source_format == "webp" and webp.is_animated(source):
-            source, source_format = webp.to_video(source, frames, limits), "mkv"
+            with tracing.stage("decode", source_format="webp"):
+                source, source_format = webp.to_video(source, frames, limits), "mkv"
         outcome = _convert(source, output, source_format, plan.effective(options), limits)
         if compressing(options) and options.resize == "original" and not options.strip_metadata:
             return smaller_or_original(original, output, outcome)

@@ -10,7 +10,7 @@ import sys
 from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 
-from mesh import eventloop, logs, telemetry
+from mesh import eventloop, logs, telemetry, tracing
 from mesh.bus import connection, streams
 from mesh.health import LIVENESS
 from services.orchestrator import callbacks
@@ -83,6 +83,8 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logs.configure("orchestrator", settings.log_level)
+    telemetry.identify("orchestrator")
+    tracing.configure("orchestrator", settings.traces)
     telemetry.serve(settings.metrics)
     try:
         eventloop.run(serve(settings), settings.event_loop)

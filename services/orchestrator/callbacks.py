@@ -22,7 +22,7 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from mesh import jobjson
+from mesh import jobjson, tracing
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
@@ -179,7 +179,9 @@ def events_for(record: state_pb2.JobRecord, result: tasks_pb2.Result) -> list[Ev
 async def enqueue(js: JetStreamContext, events: list[Event]) -> None:
     for event in events:
         await js.publish(
-            streams.CALLBACK_SUBJECT, event.job.SerializeToString(), headers=event.headers()
+            streams.CALLBACK_SUBJECT,
+            event.job.SerializeToString(),
+            headers=tracing.inject(event.headers()),
         )
 
 

@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from mesh import telemetry, tracing
 from mesh.bus import streams
 from mesh.bus.consume import consume
 from mesh.errors import MeshError, Reason
@@ -149,6 +150,7 @@ class Deliverer:
             concurrency=settings.concurrency,
             # Unfinished attempts are nak'ed: JetStream hands them to a live replica.
             drain_seconds=settings.timeout_seconds,
+            operation="deliver callback",
         )
 
     async def _handle(self, message: Msg) -> None:
@@ -173,6 +175,17 @@ class Deliverer:
         outcome = await attempt(event, record.callback_url, record.callback_secret, self._settings)
         delay = next_delay(outcome, number, self._settings, self._rng)
         status = "delivered" if outcome.ok else ("retrying" if delay is not None else "failed")
+        telemetry.CALLBACK_ATTEMPTS.labels(event.type, status).inc()
+        tracing.annotate(
+            {
+                "convertmesh.job_id": event.job_id,
+                "convertmesh.tenant": event.tenant,
+                "convertmesh.event": event.type,
+                "convertmesh.attempt": number,
+                "convertmesh.outcome": status,
+                "http.response.status_code": outcome.http_status,
+            }
+        )
         append = _recorder(event, number, status, outcome)
         try:
             await self._store.mutate(event.tenant, event.job_id, append)

@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 
 ACTIVE = frozenset({jobs_pb2.JOB_STATUS_PENDING, jobs_pb2.JOB_STATUS_PROCESSING})
 
+# A cancelled job reads as failed (cancelled: true) in the REST contract, so a filter on failed
+# lists it too; a filter on cancelled lists only cancelled jobs.
+_FILTERS: dict[int, frozenset[int]] = {
+    jobs_pb2.JOB_STATUS_FAILED: frozenset(
+        {jobs_pb2.JOB_STATUS_FAILED, jobs_pb2.JOB_STATUS_CANCELLED}
+    )
+}
+
 
 @dataclass
 class _Entry:
@@ -72,10 +80,11 @@ class JobIndex:
             end = max(total - offset, 0)
             start = max(end - limit, 0)
             return [job_id for _, job_id in reversed(bucket.order[start:end])], total
+        wanted = _FILTERS.get(status, frozenset({status}))
         matching = [
             job_id
             for _, job_id in reversed(bucket.order)
-            if bucket.entries[job_id].status == status
+            if bucket.entries[job_id].status in wanted
         ]
         return matching[offset : offset + limit], len(matching)
 

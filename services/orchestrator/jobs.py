@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind
 
-from mesh import blobs
+from mesh import blobs, tracing
 from mesh.bus import streams
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
@@ -301,8 +302,19 @@ def _copy(request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobRequest:
 
 
 async def publish_task(js: JetStreamContext, service: str, spec: TaskSpec) -> None:
-    await js.publish(
-        streams.task_subject(service),
-        spec.to_proto().SerializeToString(),
-        headers={"Nats-Msg-Id": spec.task_id},
-    )
+    """Publishes a task with the current trace context: the worker's span continues it."""
+    subject = streams.task_subject(service)
+    with tracing.span(
+        f"dispatch {service}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            **tracing.task_attributes(spec),
+            "messaging.system": "nats",
+            "messaging.destination.name": subject,
+        },
+    ):
+        await js.publish(
+            subject,
+            spec.to_proto().SerializeToString(),
+            headers=tracing.inject({"Nats-Msg-Id": spec.task_id}),
+        )

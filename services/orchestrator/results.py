@@ -10,6 +10,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from mesh import tracing
 from mesh.bus import streams
 from mesh.bus.consume import consume
 from mesh.errors import MeshError, Reason
@@ -44,6 +45,7 @@ async def consume_results(
             log.error("undecodable result dropped")
             await message.term()
             return
+        tracing.annotate(_attributes(result))
         try:
             await _apply(js, store, result, on_change)
         except MeshError as error:
@@ -67,13 +69,28 @@ async def consume_results(
         ),
         handle=handle,
         stop=stop,
+        operation="apply result",
     )
+
+
+def _attributes(result: tasks_pb2.Result) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {
+        "convertmesh.job_id": result.job_id,
+        "convertmesh.tenant": result.tenant,
+        "convertmesh.task_id": result.task_id,
+        "convertmesh.file_index": result.file_index,
+        "convertmesh.result": tasks_pb2.ResultKind.Name(result.kind).removeprefix("RESULT_KIND_"),
+    }
+    if result.error_code:
+        attributes["convertmesh.reason"] = result.error_code
+    return attributes
 
 
 async def _apply(
     js: JetStreamContext, store: JobStore, result: tasks_pb2.Result, on_change: OnChange | None
 ) -> None:
     record, changed = await store.mutate(result.tenant, result.job_id, _applier(result))
+    tracing.annotate({"convertmesh.changed": changed})
     # Follow-ups, the settled mark and events are published even when nothing changed: a
     # redelivered result may be one whose follow-ups were lost in a crash; fixed task and
     # event ids make the repeats no-ops.

@@ -1,4 +1,8 @@
-"""The gRPC JobService: every call the gateway (or an internal caller) makes."""
+"""The gRPC JobService: every call the gateway (or an internal caller) makes.
+
+Each call is a span (the grpc aio instrumentation continues the caller's trace) and is counted
+by method and status code; a call that fails says why on its span.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import functools
 import logging
 import posixpath
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -17,7 +22,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from nats.js import JetStreamContext
 
-from mesh import blobs
+from mesh import blobs, telemetry, tracing
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
@@ -52,11 +57,14 @@ def unary(
 ) -> Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[T]]:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        observed = _Observed(method.__name__)
         try:
             return await method(self, request, context)
         except Exception as exc:
-            await context.abort_with_status(_as_mesh_error(exc).to_grpc_status())
+            await context.abort_with_status(observed.failed(exc).to_grpc_status())
             raise  # unreachable: abort raises
+        finally:
+            observed.done()
 
     return wrapper
 
@@ -68,13 +76,35 @@ def streaming(
     async def wrapper(
         self: Any, request: Any, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[T]:
+        observed = _Observed(method.__name__)
         try:
             async for item in method(self, request, context):
                 yield item
         except Exception as exc:
-            await context.abort_with_status(_as_mesh_error(exc).to_grpc_status())
+            await context.abort_with_status(observed.failed(exc).to_grpc_status())
+        finally:
+            observed.done()
 
     return wrapper
+
+
+class _Observed:
+    """One call's count and time (`convertmesh_grpc_*`), and its failure on its span."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.code = grpc.StatusCode.OK
+        self.started = time.perf_counter()
+
+    def failed(self, exc: Exception) -> MeshError:
+        error = _as_mesh_error(exc)
+        self.code = error.reason.grpc_code
+        tracing.fail(error.reason.value, error.message)
+        return error
+
+    def done(self) -> None:
+        telemetry.GRPC_REQUESTS.labels(self.method, self.code.name).inc()
+        telemetry.GRPC_SECONDS.labels(self.method).observe(time.perf_counter() - self.started)
 
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
@@ -142,6 +172,14 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             max_bytes=self._settings.max_upload_bytes,
         )
         sniffed = sniff(bytes(head))
+        telemetry.UPLOAD_BYTES.inc(info.size)
+        tracing.annotate(
+            {
+                "convertmesh.tenant": header.tenant,
+                "convertmesh.input_bytes": info.size,
+                "convertmesh.source_format": sniffed.format,
+            }
+        )
         blob = jobs_pb2.BlobRef(
             blob_id=blob_id,
             size=info.size,
@@ -175,7 +213,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                     f"Unknown output format {spec.options.format!r}.",
                     fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
                 )
-        return await self._creator.create(request, context.time_remaining())
+        created = await self._creator.create(request, context.time_remaining())
+        tracing.annotate(
+            {
+                "convertmesh.tenant": request.tenant,
+                "convertmesh.job_id": created.job.job_id,
+                "convertmesh.files": len(request.files),
+                "convertmesh.replayed": created.replayed,
+            }
+        )
+        return created
 
     @unary
     async def GetJob(  # noqa: N802
@@ -240,6 +287,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         chunks = blobs.read_stream(self._js, streams.BLOBS_BUCKET, name)
         async with contextlib.aclosing(chunks):
             async for piece in ranged(chunks, start, count):
+                telemetry.DOWNLOAD_BYTES.inc(len(piece))
                 yield jobs_pb2.ReadOutputResponse(chunk=piece)
 
 

@@ -10,6 +10,7 @@ from mesh import blobs, eventloop
 from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
+from mesh.tracing import TracingSettings
 from services.orchestrator.callbacks import CallbackSettings
 from services.orchestrator.fetch import FetchLimits
 
@@ -39,6 +40,7 @@ class Settings:
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     event_loop: str = "uvloop"
+    traces: TracingSettings = field(default_factory=TracingSettings)
     # sourceUrl fetches: at most the upload limit, within these times.
     fetch: FetchLimits = field(default_factory=lambda: FetchLimits(max_bytes=2 * 1024**3))
 
@@ -73,6 +75,7 @@ class Settings:
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),
             event_loop=eventloop.read(env),
+            traces=TracingSettings.read(env),
             fetch=FetchLimits(
                 max_bytes=max_upload_bytes,
                 total_seconds=env.number(

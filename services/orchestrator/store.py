@@ -21,6 +21,7 @@ from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
+from services.orchestrator import tally
 
 MAX_CAS_ATTEMPTS = 50
 
@@ -49,6 +50,7 @@ class JobStore:
             await self._jobs.create(key, record.SerializeToString())
         except KeyWrongLastSequenceError as exc:
             raise JobExistsError(key) from exc
+        tally.created(record)
 
     async def get(self, tenant: str, job_id: str) -> tuple[state_pb2.JobRecord, int]:
         try:
@@ -63,6 +65,7 @@ class JobStore:
         """Applies `change` with compare-and-set; returns the record and whether it changed."""
         for _ in range(MAX_CAS_ATTEMPTS):
             record, revision = await self.get(tenant, job_id)
+            before = tally.snapshot(record)
             if not change(record):
                 return record, False
             try:
@@ -72,6 +75,7 @@ class JobStore:
             except KeyWrongLastSequenceError:
                 await asyncio.sleep(0)
                 continue
+            tally.changed(before, record)
             return record, True
         raise MeshError(Reason.UNAVAILABLE, "The job is too busy to update; retry.")
 

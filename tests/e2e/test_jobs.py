@@ -292,9 +292,14 @@ async def test_internal_callback_url_is_a_400_naming_the_field(http: httpx.Async
     assert "127.0.0.1" not in response.json()["error"]
 
 
-async def test_metrics_count_requests_by_route_template(http: httpx.AsyncClient) -> None:
+async def test_metrics_count_requests_by_route_template(
+    http: httpx.AsyncClient, mesh: LocalMesh
+) -> None:
     await http.get("/api/jobs/3c90c3cc-0d44-4b50-8888-8dd25736052a", headers=auth())
-    response = await http.get("/metrics")
+    assert (await http.get("/metrics")).status_code == 404  # never on the public port
+    port = mesh.config.metrics_ports["gateway"]
+    async with httpx.AsyncClient() as scraper:
+        response = await scraper.get(f"http://127.0.0.1:{port}/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     lines = response.text.splitlines()

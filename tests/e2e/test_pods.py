@@ -190,6 +190,6 @@ def test_workers_answer_grpc_health_and_each_service_has_its_metrics(pods: Local
         assert _health(port, "liveness") == serving
     assert _health(pods.config.grpc_port, "liveness") == serving
     ports = pods.config.metrics_ports
-    assert len(set(ports.values())) == len(ports) == 4
+    assert len(set(ports.values())) == len(ports) == 5
     for name, port in ports.items():
-        assert "convertmesh_tasks_total" in scrape(port), name
+        assert f'convertmesh_service_info{{service="{name}"}} 1.0' in scrape(port), name

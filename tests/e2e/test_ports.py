@@ -1,5 +1,6 @@
 """`make run` with METRICS_PORT set: every service gets a port of its own (it used to hand the
-same one to all of them, and all but one crashed binding it) and the launcher prints them."""
+same one to all of them, and all but one crashed binding it), the gateway's off its public
+port, and the launcher prints them."""
 
 from __future__ import annotations
 
@@ -78,10 +79,11 @@ def test_make_run_gives_every_service_its_own_metrics_and_health_port(tmp_path: 
         assert launcher.stdout is not None
         assert "convertmesh is up" in launcher.stdout.readline()
         printed = launcher.stdout.readline()
-        assert f"gateway http://127.0.0.1:{http}/metrics" in printed
+        assert "gateway" in METRICS_SERVICES
         for offset, service in enumerate(METRICS_SERVICES):
             assert f"{service} :{metrics + offset}" in printed, printed
-            assert "convertmesh_tasks_total" in scrape(metrics + offset)
+            exposition = scrape(metrics + offset)
+            assert f'convertmesh_service_info{{service="{service}"}} 1.0' in exposition
         assert re.search(rf"gRPC health: orchestrator :\d+, image :{health}\b", printed)
         for offset in range(len(WORKERS)):
             with grpc.insecure_channel(f"127.0.0.1:{health + offset}") as channel:

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from mesh import tracing
 from mesh.errors import MeshError, Reason
 from mesh.sandbox import report_progress
 
@@ -110,3 +111,11 @@ def leave_thread(seconds: float) -> int:
 
     threading.Thread(target=later, daemon=True).start()
     return os.getpid()
+
+
+def traced_steps(count: int) -> int:
+    """Steps recorded as spans (mesh.tracing.stage), as a pipeline's are."""
+    for number in range(1, count + 1):
+        with tracing.stage(f"step {number}", pid=os.getpid()):
+            pass
+    return count

@@ -1,5 +1,6 @@
 """The one pull-consume loop, against a real nats-server: bounded concurrency, a failing
-handler's message comes back, idle polls are quiet, and stopping releases what is in flight."""
+handler's message comes back, idle polls are quiet, stopping releases what is in flight, and
+redeliveries and JetStream's view of the consumer are metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from prometheus_client import REGISTRY, generate_latest
 
 from launcher.nats import NatsServer
 from mesh.bus.consume import Handle, consume
@@ -199,3 +201,49 @@ async def test_a_consumer_stopped_while_waiting_for_its_stream_ends(js: JetStrea
     running = start(js, lambda message: message.ack(), stop, durable="never")
     stop.set()
     await asyncio.wait_for(running, 60)
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_redeliveries_are_counted_and_pending_is_read_from_jetstream_at_a_scrape(
+    js: JetStreamContext,
+) -> None:
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def handle(message: Msg) -> None:
+        seen.append(message.metadata.num_delivered or 0)
+        if len(seen) == 1:
+            raise RuntimeError("comes back")
+        await gate.wait()
+        await message.ack()
+
+    labels = {"stream": STREAM, "consumer": "scraped"}
+    redelivered = _sample("convertmesh_redeliveries_total", **labels)
+    stop = asyncio.Event()
+    running = start(js, handle, stop, nak_delay=0.1, durable="scraped")
+    await publish(js, 1)
+    await eventually(lambda: len(seen) == 2)
+    assert seen == [1, 2]  # the one message, handed out again; its handler holds the slot
+    await publish(js, 3)  # none fetched while the only slot is busy
+    # A scrape runs on the metrics server's thread; the loop answers it meanwhile.
+    exposition = await asyncio.to_thread(generate_latest)
+    lines = exposition.decode().splitlines()
+    pending = next(
+        line for line in lines if line.startswith("convertmesh_consumer_pending_messages{")
+    )
+    assert 'consumer="scraped"' in pending and pending.endswith(" 3.0")
+    ack_pending = (
+        f'convertmesh_consumer_ack_pending_messages{{consumer="scraped",stream="{STREAM}"}}'
+    )
+    assert f"{ack_pending} 1.0" in lines
+    assert _sample("convertmesh_redeliveries_total", **labels) == redelivered + 1
+    gate.set()
+    await eventually(lambda: len(seen) == 5)
+    stop.set()
+    await running
+    # A stopped consumer is no longer asked about.
+    after = (await asyncio.to_thread(generate_latest)).decode().splitlines()
+    assert not [line for line in after if "_pending_messages{" in line and "scraped" in line]

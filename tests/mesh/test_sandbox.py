@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from mesh.errors import MeshError, Reason
 from mesh.sandbox import (
@@ -344,3 +345,26 @@ async def test_waiting_does_not_block_the_event_loop() -> None:
     # A loop blocked while waiting would not have ticked until both children were done: it
     # ticks many times however slow the machine is (each child sleeps 2 s).
     assert ticks >= 20, ticks
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"service": "", **labels}) or 0.0
+
+
+async def test_the_pool_reports_its_processes_starts_and_recycles() -> None:
+    configure(PoolSettings(tasks_per_process=2))
+    starts = _metric("convertmesh_sandbox_starts_total")
+    by_calls = _metric("convertmesh_sandbox_recycles_total", reason="calls")
+    crashes = _metric("convertmesh_sandbox_recycles_total", reason="crash")
+    for _ in range(3):
+        await run_isolated(targets.noop, limits=QUICK)
+    assert _metric("convertmesh_sandbox_processes", state="idle") == 1
+    assert _metric("convertmesh_sandbox_processes", state="busy") == 0
+    assert _metric("convertmesh_sandbox_resident_memory_bytes") > 1024 * 1024
+    with pytest.raises(MeshError):
+        await run_isolated(targets.segfault, limits=QUICK)
+    assert _metric("convertmesh_sandbox_starts_total") == starts + 2
+    assert _metric("convertmesh_sandbox_recycles_total", reason="calls") == by_calls + 1
+    assert _metric("convertmesh_sandbox_recycles_total", reason="crash") == crashes + 1
+    assert _metric("convertmesh_sandbox_processes", state="idle") == 0
+    assert _metric("convertmesh_sandbox_resident_memory_bytes") == 0

@@ -45,6 +45,28 @@ async def test_pages_are_newest_first_and_filtered(orchestrator: Orchestrator) -
     assert (list(other.jobs), other.total) == ([], 0)
 
 
+async def test_failed_lists_cancelled_jobs_too_and_cancelled_only_those(
+    orchestrator: Orchestrator,
+) -> None:
+    base = state.now().ToNanoseconds()
+    statuses = {
+        "done": jobs_pb2.JOB_STATUS_COMPLETED,
+        "broke": jobs_pb2.JOB_STATUS_FAILED,
+        "stopped": jobs_pb2.JOB_STATUS_CANCELLED,
+    }
+    for n, (job_id, status) in enumerate(statuses.items()):
+        await orchestrator.store.create(record("mixed", job_id, base + n, status))
+    await settle(lambda: orchestrator.index.page("mixed", 10, 0, 0)[1] == 3)
+
+    async def listed(status: jobs_pb2.JobStatus.ValueType) -> list[str]:
+        request = jobs_pb2.ListJobsRequest(tenant="mixed", limit=10, status=status)
+        return [j.job_id for j in (await orchestrator.stub.ListJobs(request)).jobs]
+
+    assert await listed(jobs_pb2.JOB_STATUS_FAILED) == ["stopped", "broke"]
+    assert await listed(jobs_pb2.JOB_STATUS_CANCELLED) == ["stopped"]
+    assert await listed(jobs_pb2.JOB_STATUS_COMPLETED) == ["done"]
+
+
 async def test_status_changes_reach_the_index(orchestrator: Orchestrator) -> None:
     base = state.now().ToNanoseconds()
     await orchestrator.store.create(record("moving", "a", base, jobs_pb2.JOB_STATUS_PENDING))

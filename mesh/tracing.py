@@ -1,0 +1,449 @@
+"""Tracing with OpenTelemetry: one trace per job, across every hop of the mesh.
+
+The gateway's request span (ASGI) is the root; gRPC calls carry the context in their metadata
+(the grpc aio instrumentations), NATS messages in their headers (W3C `traceparent`, injected and
+extracted here): a task carries its dispatch's context to the worker, a result the worker task's
+back to the orchestrator, a callback event the result's to its delivery (whose HTTP request the
+httpx instrumentation traces, as it does `sourceUrl` fetches). A sandboxed call gets the context
+with its arguments; the spans it records there come back with its result and are exported by the
+worker, so a sandbox process never opens a connection.
+
+The exporter comes from the standard variables: `OTEL_TRACES_EXPORTER` (`otlp`, `console`,
+`none`; several comma-separated), else OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, over `OTEL_EXPORTER_OTLP_PROTOCOL` (`http/protobuf`,
+the default, or `grpc`). The SDK reads the rest itself (headers, timeout, certificates,
+compression, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`). With none of them
+set nothing is installed: no provider, no instrumentation, and every helper here returns at once.
+
+Spans carry ids, formats, sizes and outcomes: never file content, keys, callback secrets or
+signed-link signatures (the URLs on HTTP spans lose their signatures; see `_redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.instrumentation.grpc import (
+    GrpcAioInstrumentorClient,
+    GrpcAioInstrumentorServer,
+    filters,
+)
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+
+from mesh.settings import Env
+
+if TYPE_CHECKING:
+    from mesh.bus.tasks import TaskSpec
+
+log = logging.getLogger(__name__)
+
+TRACER_NAME = "convertmesh"
+EXPORTERS = ("otlp", "console")
+PROTOCOLS = ("http/protobuf", "grpc")
+# The specification's defaults, passed explicitly: the exporters would read an empty
+# OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (a ConfigMap's) as the endpoint itself.
+DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318", "grpc": "http://localhost:4317"}
+# Query parameters whose values never reach a span (signed download links).
+# Presigned S3 and GCS URLs (a sourceUrl) carry theirs as X-Amz-* and X-Goog-* parameters.
+SECRET_PARAMETERS = frozenset(
+    {
+        "signature",
+        "sig",
+        "key",
+        "api_key",
+        "token",
+        "access_token",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+    }
+)
+REDACTED = "REDACTED"
+
+Attributes = Mapping[str, str | int | float | bool]
+
+_tracer = trace.get_tracer(TRACER_NAME)
+_enabled = False
+# The processors of this process's provider: spans recorded in a sandbox are handed to them.
+_processors: list[SpanProcessor] = []
+_resource: Resource | None = None
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    exporters: tuple[str, ...] = ()
+    protocol: str = "http/protobuf"
+    # The traces endpoint as the exporter takes it (a full URL with /v1/traces for HTTP).
+    endpoint: str = "http://localhost:4318/v1/traces"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.exporters)
+
+    @classmethod
+    def read(cls, env: Env) -> TracingSettings:
+        signal_endpoint = env.optional("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        base_endpoint = env.optional("OTEL_EXPORTER_OTLP_ENDPOINT")
+        protocol = env.optional("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.text(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", cls.protocol
+        )
+        if protocol not in PROTOCOLS:
+            env.problem(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", f"must be one of {PROTOCOLS}, got {protocol!r}"
+            )
+            protocol = cls.protocol
+        default = "otlp" if signal_endpoint or base_endpoint else "none"
+        chosen = env.text("OTEL_TRACES_EXPORTER", default)
+        names = tuple(dict.fromkeys(n.strip() for n in chosen.split(",") if n.strip()))
+        unknown = [n for n in names if n not in (*EXPORTERS, "none")]
+        if unknown:
+            env.problem("OTEL_TRACES_EXPORTER", f"must be otlp, console or none, got {chosen!r}")
+        exporters = tuple(n for n in names if n in EXPORTERS)
+        if env.flag("OTEL_SDK_DISABLED"):
+            exporters = ()
+        # The base URL of the spec: HTTP appends the signal's path, gRPC takes it as is.
+        base = base_endpoint or DEFAULT_ENDPOINTS[protocol]
+        endpoint = signal_endpoint or (
+            base.rstrip("/") + "/v1/traces" if protocol == "http/protobuf" else base
+        )
+        return cls(exporters, protocol, endpoint)
+
+
+def configure(service: str, settings: TracingSettings) -> None:
+    """Installs the SDK for `service` with the exporters and the instrumentations (gRPC aio
+    client and server, httpx); does nothing when no exporter is set. Call before any gRPC
+    channel, server or httpx client is made."""
+    global _enabled, _resource  # noqa: PLW0603 - once per process, at start
+    if not settings.enabled or _enabled:
+        return
+    _resource = Resource.create({"service.name": service, "service.namespace": "convertmesh"})
+    provider = TracerProvider(resource=_resource)
+    for name in settings.exporters:
+        processor = BatchSpanProcessor(_exporter(name, settings))
+        provider.add_span_processor(processor)
+        _processors.append(processor)
+    trace.set_tracer_provider(provider)
+    _instrument()
+    _enabled = True
+    log.info(
+        "tracing enabled",
+        extra={"exporters": ",".join(settings.exporters), "protocol": settings.protocol},
+    )
+
+
+def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter(
+            out=sys.stdout, formatter=lambda span: span.to_json(indent=None) + "\n"
+        )
+    if settings.protocol == "grpc":
+        return GrpcExporter(endpoint=settings.endpoint)
+    return HttpExporter(endpoint=settings.endpoint)
+
+
+def _instrument() -> None:
+    # Health checks (probes, the gateway's /healthz) would be most of the spans otherwise.
+    not_health = filters.negate(filters.health_check())
+    GrpcAioInstrumentorClient(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorServer(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
+    HTTPXClientInstrumentor().instrument(
+        request_hook=_redact_httpx, async_request_hook=_redact_httpx_async
+    )
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+def shutdown() -> None:
+    """Exports what is still queued (the provider also does this at exit)."""
+    provider = trace.get_tracer_provider()
+    stop = getattr(provider, "shutdown", None)
+    if _enabled and stop is not None:
+        stop()
+
+
+@contextlib.contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Attributes | None = None,
+    parent: Context | None = None,
+) -> Iterator[Span]:
+    """A span around the block, the current one inside it; an exception ends it with an error
+    status. With tracing off, a non-recording span and no work."""
+    if not _enabled:
+        yield INVALID_SPAN
+        return
+    with _tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes
+    ) as current:
+        yield current
+
+
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Runs the block in an empty context: what starts there starts a trace of its own (or
+    continues only what it extracts), whatever context the task inherited."""
+    token = otel_context.attach(Context())
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+def set_attributes(target: Span, attributes: Attributes) -> None:
+    if target.is_recording():
+        target.set_attributes(attributes)
+
+
+def annotate(attributes: Attributes) -> None:
+    """Adds attributes to the current span."""
+    if _enabled:
+        set_attributes(trace.get_current_span(), attributes)
+
+
+def fail(reason: str, message: str = "") -> None:
+    """Marks the current span failed with the mesh's reason (an expected failure: bad input, a
+    limit), where no exception reaches the span itself."""
+    current = trace.get_current_span()
+    if _enabled and current.is_recording():
+        current.set_attribute("convertmesh.reason", reason)
+        current.set_status(Status(StatusCode.ERROR, message or reason))
+
+
+def inject(headers: dict[str, str]) -> dict[str, str]:
+    """Adds the current context (`traceparent`, `tracestate`) to message headers."""
+    if _enabled:
+        propagate.inject(headers)
+    return headers
+
+
+def extract(headers: Mapping[str, str] | None) -> Context | None:
+    """The context a message's headers carry (None: start a new trace)."""
+    if not _enabled or not headers:
+        return None
+    return propagate.extract(dict(headers))
+
+
+def task_attributes(task: TaskSpec) -> dict[str, str | int | bool]:
+    """What a span about one task says about it: ids, formats, the job's tenant."""
+    attributes: dict[str, str | int | bool] = {
+        "convertmesh.job_id": task.job_id,
+        "convertmesh.tenant": task.tenant,
+        "convertmesh.task_id": task.task_id,
+        "convertmesh.task_kind": task.kind.name.lower(),
+        "convertmesh.source_format": task.source_format,
+        "convertmesh.output_format": task.options.format,
+    }
+    if task.tool:
+        attributes["convertmesh.tool"] = task.tool
+    if task.job_archive:
+        attributes["convertmesh.job_archive"] = True
+    else:
+        attributes["convertmesh.file_index"] = task.file_index
+    if task.entry_index is not None:
+        attributes["convertmesh.entry_index"] = task.entry_index
+    return attributes
+
+
+# --- sandbox processes ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpanRecord:
+    """A span finished in a sandbox process, in plain values (picklable whatever the SDK)."""
+
+    name: str
+    trace_id: int
+    span_id: int
+    parent_id: int | None
+    kind: int
+    start: int
+    end: int
+    attributes: dict[str, Any]
+    status: int
+    description: str
+    events: tuple[tuple[str, int, dict[str, Any]], ...] = field(default=())
+
+
+def carrier() -> dict[str, str]:
+    """The current context for a sandboxed call (empty when tracing is off: the sandbox then
+    records nothing)."""
+    return inject({}) if _enabled else {}
+
+
+class _Collector(SpanProcessor):
+    """The sandbox's span processor: keeps finished spans until the call returns them."""
+
+    def __init__(self) -> None:
+        self.finished: list[ReadableSpan] = []
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.finished.append(span)
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_collector: _Collector | None = None
+
+
+@contextlib.contextmanager
+def sandboxed(context_carrier: Mapping[str, str]) -> Iterator[list[SpanRecord]]:
+    """In a sandbox process: runs the block under the caller's context and fills the yielded
+    list with the spans it recorded, once it ends. Records nothing for an empty carrier."""
+    global _enabled, _collector  # noqa: PLW0603 - the sandbox process's own provider
+    records: list[SpanRecord] = []
+    if not context_carrier:
+        try:
+            yield records
+        finally:
+            if _collector is not None:  # an untraced call after traced ones: nobody wants them
+                _collector.finished.clear()
+        return
+    if _collector is None:
+        _collector = _Collector()
+        provider = TracerProvider()
+        provider.add_span_processor(_collector)
+        trace.set_tracer_provider(provider)
+        _enabled = True
+    token = otel_context.attach(propagate.extract(dict(context_carrier)))
+    try:
+        yield records
+    finally:
+        otel_context.detach(token)
+        records.extend(_record(span) for span in _collector.finished)
+        _collector.finished.clear()
+
+
+def _record(finished: ReadableSpan) -> SpanRecord:
+    context = finished.get_span_context()
+    assert context is not None, "a finished span has its context"
+    parent = finished.parent
+    return SpanRecord(
+        name=finished.name,
+        trace_id=context.trace_id,
+        span_id=context.span_id,
+        parent_id=parent.span_id if parent is not None else None,
+        kind=finished.kind.value,
+        start=finished.start_time or 0,
+        end=finished.end_time or 0,
+        attributes=dict(finished.attributes or {}),
+        status=finished.status.status_code.value,
+        description=finished.status.description or "",
+        events=tuple(
+            (event.name, event.timestamp, dict(event.attributes or {})) for event in finished.events
+        ),
+    )
+
+
+def adopt(records: Sequence[SpanRecord]) -> None:
+    """In the worker: exports spans a sandboxed call recorded, as this service's."""
+    if not _enabled or not records or not _processors:
+        return
+    scope = InstrumentationScope(TRACER_NAME)
+    flags = TraceFlags(TraceFlags.SAMPLED)
+    for record in records:
+        rebuilt = ReadableSpan(
+            name=record.name,
+            context=SpanContext(record.trace_id, record.span_id, False, flags),
+            parent=(
+                SpanContext(record.trace_id, record.parent_id, False, flags)
+                if record.parent_id is not None
+                else None
+            ),
+            resource=_resource,
+            attributes=record.attributes,
+            events=[Event(name, attrs, timestamp) for name, timestamp, attrs in record.events],
+            kind=SpanKind(record.kind),
+            status=Status(StatusCode(record.status), record.description or None),
+            start_time=record.start,
+            end_time=record.end,
+            instrumentation_scope=scope,
+        )
+        for processor in _processors:
+            processor.on_end(rebuilt)
+
+
+def stage(
+    name: str, **attributes: str | int | float | bool
+) -> contextlib.AbstractContextManager[Span]:
+    """A step of a pipeline (probe, decode, process, encode...), wherever it runs."""
+    return span(name, attributes={f"convertmesh.{k}": v for k, v in attributes.items()})
+
+
+# --- HTTP spans without secrets -------------------------------------------------------------
+
+
+def _redact(url: str) -> str:
+    """The URL with the values of secret query parameters replaced."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    query = [
+        (name, REDACTED if name.lower() in SECRET_PARAMETERS else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _redact_span_urls(target: Span) -> None:
+    attributes = getattr(target, "attributes", None) or {}
+    for key in ("http.url", "url.full", "url.query", "http.target"):
+        value = attributes.get(key)
+        if isinstance(value, str):
+            redacted = (
+                _redact("http://x/?" + value).split("?", 1)[1]
+                if key == "url.query"
+                else _redact(value)
+            )
+            if redacted != value:
+                target.set_attribute(key, redacted)
+
+
+def _redact_httpx(target: Span, request: Any) -> None:
+    _redact_span_urls(target)
+
+
+async def _redact_httpx_async(target: Span, request: Any) -> None:
+    _redact_span_urls(target)
+
+
+def redact_server_span(target: Span, scope: Mapping[str, Any]) -> None:
+    """The ASGI instrumentation's request hook: the request's URL without signatures."""
+    if target.is_recording():
+        _redact_span_urls(target)

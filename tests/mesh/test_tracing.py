@@ -1,0 +1,158 @@
+"""Tracing settings, redaction, and the SDK for real in child processes (a provider is global to
+a process: the test process itself never installs one): both OTLP protocols to loopback
+receivers, a sandboxed call's spans carried back to its caller, and nothing at all without an
+exporter."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from mesh import logs
+from mesh.settings import SettingsError, load
+from mesh.tracing import TracingSettings, _redact
+from tests.otlp import PRODUCER, GrpcReceiver, HttpReceiver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings(**env: str) -> TracingSettings:
+    return load(TracingSettings.read, env)
+
+
+def test_no_variable_means_no_exporter() -> None:
+    assert not settings().enabled
+    # A ConfigMap lists every variable, empty.
+    assert not settings(
+        OTEL_EXPORTER_OTLP_ENDPOINT="", OTEL_TRACES_EXPORTER="", OTEL_EXPORTER_OTLP_PROTOCOL=""
+    ).enabled
+
+
+def test_an_endpoint_means_otlp_with_the_signal_path_for_http_only() -> None:
+    http = settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318/")
+    assert (http.exporters, http.protocol) == (("otlp",), "http/protobuf")
+    assert http.endpoint == "http://127.0.0.1:4318/v1/traces"
+    grpc = settings(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317", OTEL_EXPORTER_OTLP_PROTOCOL="grpc"
+    )
+    assert (grpc.protocol, grpc.endpoint) == ("grpc", "http://127.0.0.1:4317")
+    signal = settings(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:1",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://127.0.0.1:2/custom",
+    )
+    assert signal.endpoint == "http://127.0.0.1:2/custom"
+
+
+def test_exporters_are_chosen_by_name_and_the_sdk_can_be_disabled() -> None:
+    assert settings(OTEL_TRACES_EXPORTER="console").exporters == ("console",)
+    both = settings(OTEL_TRACES_EXPORTER="console, otlp", OTEL_EXPORTER_OTLP_ENDPOINT="x")
+    assert both.exporters == ("console", "otlp")
+    assert not settings(OTEL_TRACES_EXPORTER="none", OTEL_EXPORTER_OTLP_ENDPOINT="x").enabled
+    assert not settings(OTEL_EXPORTER_OTLP_ENDPOINT="x", OTEL_SDK_DISABLED="true").enabled
+
+
+def test_unknown_exporters_and_protocols_are_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER"):
+        settings(OTEL_TRACES_EXPORTER="zipkin")
+    with pytest.raises(SettingsError, match="OTEL_EXPORTER_OTLP_PROTOCOL"):
+        settings(OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+
+
+def test_signatures_never_reach_a_span() -> None:
+    url = "http://gw/api/jobs/1/files/0?expires=17&signature=c2VjcmV0&limit=2"
+    redacted = _redact(url)
+    assert "c2VjcmV0" not in redacted
+    assert "signature=REDACTED" in redacted and "expires=17" in redacted and "limit=2" in redacted
+    assert _redact("http://gw/api/jobs") == "http://gw/api/jobs"
+
+
+def test_log_lines_carry_the_current_trace_and_span() -> None:
+    formatter = logs.JsonFormatter("image")
+    record = logging.LogRecord("x", logging.INFO, "", 0, "task done", (), None)
+    assert "trace_id" not in formatter.format(record)
+    context = SpanContext(0x1234, 0x5678, is_remote=False, trace_flags=TraceFlags(1))
+    with trace.use_span(NonRecordingSpan(context)):
+        line = formatter.format(record)
+    assert f'"trace_id": "{0x1234:032x}"' in line and f'"span_id": "{0x5678:016x}"' in line
+
+
+# What a service does at start and on a task, in a process of its own.
+CHILD = """
+import asyncio, sys
+from mesh import sandbox, tracing
+from mesh.settings import load
+from opentelemetry.trace import SpanKind
+from tests.mesh import sandbox_targets
+
+async def main():
+    with tracing.span("task", kind=SpanKind.PRODUCER, attributes={"convertmesh.job_id": "j1"}):
+        headers = tracing.inject({})
+        assert headers["traceparent"].startswith("00-"), headers
+        await sandbox.run_isolated(
+            sandbox_targets.traced_steps, 2, limits=sandbox.SandboxLimits(30, None)
+        )
+    await sandbox.shutdown()
+
+sandbox.preload(["tests.mesh.sandbox_targets"])
+tracing.configure("probe", load(tracing.TracingSettings.read, {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": sys.argv[1], "OTEL_EXPORTER_OTLP_PROTOCOL": sys.argv[2]
+}))
+asyncio.run(main())
+tracing.shutdown()
+"""
+
+
+def run_child(endpoint: str, protocol: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", CHILD, endpoint, protocol],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_spans_reach_a_collector_over_either_protocol_with_the_sandbox_steps(
+    protocol: str,
+) -> None:
+    receiver_type = HttpReceiver if protocol == "http/protobuf" else GrpcReceiver
+    with receiver_type() as receiver:
+        run_child(receiver.endpoint, protocol)
+        spans = receiver.wait_for(lambda found: len(found) >= 4, within=30)
+    by_name = {span.name: span for span in spans}
+    assert set(by_name) == {"task", "sandbox", "step 1", "step 2"}
+    assert {span.service for span in spans} == {"probe"}
+    assert len({span.trace_id for span in spans}) == 1
+    task, call = by_name["task"], by_name["sandbox"]
+    assert task.kind == PRODUCER and task.attributes["convertmesh.job_id"] == "j1"
+    assert call.parent_id == task.span_id
+    # Recorded in the sandbox process, under the caller's span, exported by the caller.
+    for step in ("step 1", "step 2"):
+        assert by_name[step].parent_id == call.span_id
+        assert by_name[step].attributes["convertmesh.pid"] == call.attributes["sandbox.pid"]
+        assert call.start <= by_name[step].start <= by_name[step].end <= call.end
+
+
+def test_without_an_exporter_nothing_is_installed() -> None:
+    script = """
+import grpc.aio, httpx
+from opentelemetry import trace
+from mesh import tracing
+channel, transport = grpc.aio.insecure_channel, httpx.AsyncHTTPTransport.handle_async_request
+tracing.configure("probe", tracing.TracingSettings())
+assert not tracing.enabled()
+assert type(trace.get_tracer_provider()).__name__ == "ProxyTracerProvider"
+assert grpc.aio.insecure_channel is channel
+assert httpx.AsyncHTTPTransport.handle_async_request is transport
+with tracing.span("x") as span:
+    assert not span.is_recording()
+assert tracing.inject({}) == {} and tracing.carrier() == {}
+"""
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60)
