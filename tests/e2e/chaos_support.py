@@ -8,6 +8,7 @@ import asyncio
 import base64
 import contextlib
 import io
+import json
 import random
 import re
 import subprocess
@@ -290,8 +291,17 @@ class Ledger:
         )
 
     def output_commits(self, job_id: str, index: int = 0) -> int:
-        name = base64.urlsafe_b64encode(f"out/{job_id}/{index}".encode()).decode()
-        return sum(1 for subject, _ in self.messages if subject == f"$O.blobs.M.{name}")
+        """Outputs stored for the file (meta records, not deletions), under any delivery's
+        name (`out/<job>/<index>/d<seq>.<n>`, mesh.bus.claims)."""
+        own = re.compile(rf"out/{re.escape(job_id)}/{index}/d\d+\.\d+")
+        count = 0
+        for subject, data in self.messages:
+            if not subject.startswith("$O.blobs.M."):
+                continue
+            name = base64.urlsafe_b64decode(subject.removeprefix("$O.blobs.M.")).decode()
+            if own.fullmatch(name) and not json.loads(data).get("deleted"):
+                count += 1
+        return count
 
     def results(self, task_id: str, kind: int) -> int:
         count = 0
