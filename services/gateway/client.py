@@ -6,17 +6,20 @@ cannot be reached), so routes never see gRPC types.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from mesh.errors import MeshError, Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK = 256 * 1024
 T = TypeVar("T")
@@ -61,30 +64,28 @@ class JobClient:
     async def upload(
         self, tenant: str, filename: str, content_type: str, chunks: AsyncIterator[bytes]
     ) -> jobs_pb2.BlobRef:
-        """Streams the file to UploadBlob by explicit writes. When the orchestrator ends the
-        call while a write is on its way (the broker lost mid-upload), gRPC fails the write as
-        "Internal error from Core" and puts that in place of the status the orchestrator
-        sent, which `_FirstStatus` keeps."""
-        call = self._stub.UploadBlob()
+        """Streams the file to UploadBlob. When the orchestrator ends the call while a
+        request is on its way (the broker lost mid-upload), gRPC fails the send as "Internal
+        error from Core" and puts that in place of the status the orchestrator sent, which
+        `_FirstStatus` keeps. (A request iterator, not `call.write`: the tracing interceptor
+        awaits the call's end before it hands the call over, so writes would never start.)"""
+
+        async def requests() -> AsyncIterator[jobs_pb2.UploadBlobRequest]:
+            header = jobs_pb2.BlobHeader(
+                tenant=tenant, filename=filename, content_type=content_type
+            )
+            yield jobs_pb2.UploadBlobRequest(header=header)
+            async for chunk in chunks:
+                # gRPC messages stay small whatever size the multipart parser hands us.
+                for start in range(0, len(chunk), UPLOAD_CHUNK):
+                    yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
+
+        call = self._stub.UploadBlob(requests())
         first = _FirstStatus(call)
-        header = jobs_pb2.BlobHeader(tenant=tenant, filename=filename, content_type=content_type)
         try:
-            try:
-                await call.write(jobs_pb2.UploadBlobRequest(header=header))
-                async for chunk in chunks:
-                    # gRPC messages stay small whatever size the multipart parser hands us.
-                    for start in range(0, len(chunk), UPLOAD_CHUNK):
-                        piece = chunk[start : start + UPLOAD_CHUNK]
-                        await call.write(jobs_pb2.UploadBlobRequest(chunk=piece))
-                await call.done_writing()
-            except (grpc.RpcError, asyncio.InvalidStateError):
-                await _ended(call, first)
             response: jobs_pb2.UploadBlobResponse = await call
         except grpc.RpcError as error:
-            raise from_grpc_error(error) from None
-        finally:
-            if not call.done():
-                call.cancel()
+            raise _upload_error(first.error or error) from None
         return response.blob
 
     async def delete_blob(self, tenant: str, blob_id: str) -> None:
@@ -223,11 +224,11 @@ def _now(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("the call's status is not set yet")
 
 
-async def _ended(call: Any, first: _FirstStatus) -> NoReturn:
-    """Raises the status of a call that ended before the upload did."""
-    try:
-        await call
-    except grpc.RpcError as error:
-        raise from_grpc_error(first.error or error) from None
-    # The orchestrator answered before it had the whole file: never a success.
-    raise MeshError(Reason.INTERNAL)
+def _upload_error(error: grpc.RpcError) -> MeshError:
+    """The orchestrator's error; when gRPC hid it behind a failed send, the upload was cut
+    off by the other side for a reason this side cannot see: retry later (503)."""
+    hidden = error.code() == grpc.StatusCode.INTERNAL and not rpc_status.from_call(error)
+    if hidden and error.details() == "Internal error from Core":
+        log.warning("an upload was ended by the orchestrator while sending")
+        return MeshError(Reason.UNAVAILABLE, "The upload was cut off; retry later.")
+    return from_grpc_error(error)
