@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from mesh import settings
 from mesh.errors import MeshError, Reason, RetryLaterError
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ScratchSpace:
         if len(str(self.tmp)) + _SOCKET_NAME_ROOM > _MAX_SOCKET_PATH:
             log.warning("scratch path too long for TMPDIR", extra={"folder": str(self.tmp)})
             return False
-        os.environ["TMPDIR"] = str(self.tmp)
+        settings.export("TMPDIR", str(self.tmp))
         tempfile.tempdir = None
         return True
 

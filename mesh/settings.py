@@ -114,6 +114,12 @@ def env_int(name: str, default: int) -> int:
     return load(lambda env: env.integer(name, default), os.environ)
 
 
+def export(name: str, value: str) -> None:
+    """Sets a variable of this process's environment, for the processes it starts (a
+    worker's TMPDIR in its scratch folder)."""
+    os.environ[name] = value
+
+
 def _whole(raw: str) -> int | None:
     try:
         return int(raw)
