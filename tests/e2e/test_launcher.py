@@ -8,6 +8,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +43,22 @@ def wait_for(predicate: object, within: float) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def free_block(size: int, rng: random.Random) -> int:
+    """The first of `size` consecutive free ports, below the kernel's ephemeral range (where
+    `free_port` and every outgoing connection take theirs, so none of them can land inside
+    the block before the launcher's services bind it)."""
+    while True:
+        base = rng.randrange(20000, 30000)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(base, base + size):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
 
 
 def start_launcher(env: dict[str, str], output: Path) -> subprocess.Popen[bytes]:
@@ -83,8 +100,9 @@ async def test_the_launcher_restarts_each_service_killed_while_jobs_run_and_stay
         HTTP_PORT=str(port),
         GRPC_PORT=str(free_port()),
         NATS_PORT=str(free_port()),
-        METRICS_PORT=str(free_port()),
-        HEALTH_PORT=str(free_port()),
+        # The first of 5 and of 3 consecutive ports (one per service).
+        METRICS_PORT=str(free_block(5, random.Random())),
+        HEALTH_PORT=str(free_block(3, random.Random())),
         API_KEYS=f"acme:{KEYS['acme']}",
         TASK_ACK_WAIT_SECONDS="3",
         REDISPATCH_SECONDS="2",
