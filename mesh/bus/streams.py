@@ -35,6 +35,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from mesh import blobs
+from mesh.errors import MeshError, Reason
 from mesh.settings import Env
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,10 @@ async def ensure_when_ready(
             return
         except ReplicasError:
             raise
-        except (nats.errors.Error, TimeoutError) as error:
-            if time.monotonic() + delay > deadline:
+        except (nats.errors.Error, TimeoutError, MeshError) as error:
+            # MeshError: the blob bucket's check reports the broker as UNAVAILABLE.
+            final = isinstance(error, MeshError) and error.reason is not Reason.UNAVAILABLE
+            if final or time.monotonic() + delay > deadline:
                 raise
             log.warning("streams not ready yet (%r); trying again in %g s", error, delay)
         await asyncio.sleep(delay)
