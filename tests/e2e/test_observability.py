@@ -121,15 +121,24 @@ def trace_of(spans: list[ReceivedSpan], job_id: str) -> Trace:
     return Trace([s for s in spans if s.trace_id == trace_id])
 
 
+def closed(trace: Trace) -> bool:
+    """Every span's parent has arrived too: the processes export in batches of their own, so a
+    stage span can be received before the task span around it has ended and been sent."""
+    return all(span.parent_id in trace.by_id for span in trace.spans if span.parent_id)
+
+
 def complete(job_id: str, *required: tuple[str, dict[str, Any]]) -> Any:
-    """A wait condition: the job's trace has every (span name, attributes) required."""
+    """A wait condition: the job's trace has every (span name, attributes) required, and the
+    parent of every span received."""
 
     def found(spans: list[ReceivedSpan]) -> bool:
         mine = [s for s in spans if s.attributes.get("convertmesh.job_id") == job_id]
         if not mine:
             return False
         trace = Trace([s for s in spans if s.trace_id == mine[0].trace_id])
-        return all(trace.named(name, **attributes) for name, attributes in required)
+        return closed(trace) and all(
+            trace.named(name, **attributes) for name, attributes in required
+        )
 
     return found
 
@@ -316,8 +325,11 @@ def test_sync_conversions_on_one_connection_are_one_trace_each(
 
     def all_six(spans: list[ReceivedSpan]) -> bool:
         later = [s.name for s in spans if s.start >= started]
-        return len(dispatched(spans)) >= 6 and all(
-            later.count(name) >= 6 for name in ("encode", "POST /api/convert")
+        jobs = dispatched(spans)
+        return (
+            len(jobs) >= 6
+            and all(later.count(name) >= 6 for name in ("encode", "POST /api/convert"))
+            and all(closed(trace_of(spans, job_id)) for job_id in jobs)
         )
 
     spans = otlp.wait_for(all_six)
