@@ -4,6 +4,7 @@ loopback (`start_cluster`, for replication and node-loss tests)."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -49,10 +50,27 @@ def nats_server_binary() -> str:
     return found
 
 
+# Ports handed out by `free_port` come from just below the kernel's ephemeral range (32768 up
+# on Linux), where no outgoing connection or bind to port 0 can take one between the moment it
+# is chosen and the moment its service binds it; and not the same one twice per process until
+# the range is used up. (tests/e2e/test_launcher.py takes its port blocks from 20000-30000.)
+_PORTS = range(30000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    while True:
+        if len(_handed_out) >= len(_PORTS):
+            _handed_out.clear()
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
 
 
