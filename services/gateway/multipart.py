@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from python_multipart.exceptions import FormParserError
@@ -328,6 +328,21 @@ def _field_text(value: object) -> str:
     return json.dumps(value)
 
 
+def json_object(raw: bytes | bytearray) -> dict[str, Any]:
+    """A request body that must be a JSON object; anything else is a 400 naming the body."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise MeshError(
+            Reason.INVALID_FIELD,
+            "The request body is not a JSON object.",
+            fields={"body": "must be a JSON object"},
+        )
+    return body
+
+
 async def _read_fields(request: Request, media_type: bytes, limits: FormLimits) -> ParsedForm:
     """A body of fields only (a sourceUrl instead of files): JSON or URL-encoded."""
     raw = bytearray()
@@ -340,17 +355,7 @@ async def _read_fields(request: Request, media_type: bytes, limits: FormLimits) 
             )
     fields: dict[str, list[str]] = {}
     if media_type == b"application/json":
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            body = None
-        if not isinstance(body, dict):
-            raise MeshError(
-                Reason.INVALID_FIELD,
-                "The request body is not a JSON object.",
-                fields={"body": "must be a JSON object"},
-            )
-        for name, value in body.items():
+        for name, value in json_object(raw).items():
             if value is not None:
                 fields.setdefault(str(name), []).append(_field_text(value))
     else:

@@ -11,7 +11,6 @@ is not offered: 501.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from services.gateway.forms import (
     not_offered_cloud_source,
     url_field,
 )
-from services.gateway.multipart import ParsedForm
+from services.gateway.multipart import ParsedForm, json_object
 from services.gateway.settings import Settings
 from services.gateway.toolforms import ASYNC, BACKGROUND
 from services.gateway.uploads import UploadedFile
@@ -79,17 +78,7 @@ async def _body(request: Request) -> dict[str, Any]:
                 limit="maxBodyBytes",
                 max=MAX_BODY_BYTES,
             )
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        body = None
-    if not isinstance(body, dict):
-        raise MeshError(
-            Reason.INVALID_FIELD,
-            "The request body is not a JSON object.",
-            fields={"body": "must be a JSON object"},
-        )
-    return body
+    return json_object(raw)
 
 
 def parse_transfer(body: dict[str, Any]) -> TransferForm:

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from mesh.errors import MeshError, Reason
+from services.gateway import multipart
 from services.gateway.forms import parse_job_form
 from services.gateway.multipart import FormLimits, ParsedForm
 from tests.clients import Form, FormPart, body_fields, curl_form
@@ -327,3 +329,18 @@ def test_empty_values_count_as_absent_and_the_last_value_wins() -> None:
     assert parsed.given("format") == "png"
     assert parsed.given("resize") is None
     assert parsed.given("missing") is None
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b'"text"', b"[" * 100_000])
+def test_a_body_that_is_not_a_json_object_is_a_400_naming_the_body(raw: bytes) -> None:
+    with pytest.raises(MeshError) as refused:
+        multipart.json_object(raw)
+    assert refused.value.reason is Reason.INVALID_FIELD
+    assert refused.value.detail["fields"] == {"body": "must be a JSON object"}
+
+
+def test_a_json_object_body_is_returned_as_it_is() -> None:
+    assert multipart.json_object(b'{"url": "http://127.0.0.1/x", "n": 1}') == {
+        "url": "http://127.0.0.1/x",
+        "n": 1,
+    }
