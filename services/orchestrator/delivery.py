@@ -3,7 +3,9 @@
 Each delivery of a CALLBACKS message is one attempt (JetStream counts them). A 2xx answer acks
 it; anything else naks it with the next retry delay (plus jitter), until the last attempt, after
 which it is acked and marked failed. A URL the guard refuses (itself, or where it redirects) is
-failed at once: it would be refused again. Every attempt is appended to the job's `callbacks`.
+failed at once: it would be refused again. A host name that does not resolve is not refused: it
+is a failed attempt, retried on the schedule (the name may exist by then). Every attempt is
+appended to the job's `callbacks`.
 The URL is checked by the guard again before every attempt: what it resolves to may have
 changed since the job was created. Attempts run concurrently, so one slow receiver holds only
 its own slot.
@@ -83,8 +85,11 @@ async def attempt(event: Event, url: str, secret: str, settings: CallbackSetting
         )
     except MeshError as error:
         # INVALID_FIELD: the guard refused the URL or a redirect; the rest (no answer in
-        # time, a broken connection) may go better later.
-        return Attempt(False, 0, error.message, final=error.reason is Reason.INVALID_FIELD)
+        # time, a broken connection, a name that does not resolve yet) may go better later.
+        final = error.reason is Reason.INVALID_FIELD and not isinstance(
+            error, urlguard.UnresolvedHostError
+        )
+        return Attempt(False, 0, error.message, final=final)
     if 200 <= response.status < 300:
         return Attempt(True, response.status, "")
     return Attempt(False, response.status, f"HTTP {response.status}")

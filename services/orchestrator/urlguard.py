@@ -192,6 +192,16 @@ def _invalid(field: str, reason: str) -> MeshError:
     return MeshError(Reason.INVALID_FIELD, f"{field}: {reason}.", fields={field: reason})
 
 
+class UnresolvedHostError(MeshError):
+    """The resolver answered that the name does not exist (or has no address). An invalid field
+    for a fetch made now, but not a verdict on the URL: the name may exist at a later attempt,
+    so callback delivery retries it on the schedule instead of failing for good."""
+
+    def __init__(self, field: str) -> None:
+        reason = "the host name does not resolve"
+        super().__init__(Reason.INVALID_FIELD, f"{field}: {reason}.", fields={field: reason})
+
+
 @dataclass(frozen=True)
 class _Parsed:
     url: str
@@ -269,12 +279,12 @@ def _resolve(host: str, port: int, field: str) -> list[IPAddress]:
             raise MeshError(
                 Reason.UNAVAILABLE, f"{field}: the host name could not be resolved now; retry."
             ) from None
-        raise _invalid(field, "the host name does not resolve") from None
+        raise UnresolvedHostError(field) from None
     except UnicodeError:
         raise _invalid(field, "has an invalid host name") from None
     addresses = _addresses(infos)
     if not addresses:
-        raise _invalid(field, "the host name does not resolve")
+        raise UnresolvedHostError(field)
     return addresses
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,31 @@ async def test_a_redirect_the_guard_refuses_is_final_a_failed_answer_is_retried(
     assert delivery.next_delay(refused, 1, conf, rng) is None
     assert delivery.next_delay(failed, 1, conf, rng) is not None
     assert delivery.next_delay(failed, conf.attempts, conf, rng) is None
+
+
+@pytest.mark.parametrize("answer", ["no such name", "no address"])
+async def test_a_name_that_does_not_resolve_is_retried_not_final(
+    monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    # Whatever the machine's resolver does with the name (CI's answers NXDOMAIN at once, a
+    # network namespace has none), the guard hears a definite "no" here: the attempt fails,
+    # is not final, and the schedule offers another one.
+    real = socket.getaddrinfo
+    asked: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
+        if kwargs.get("flags", 0) & socket.AI_NUMERICHOST:
+            return list(real(host, port, *args, **kwargs))
+        asked.append(host)
+        if answer == "no address":
+            return []
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    conf = settings()
+    outcome = await delivery.attempt(event(), "http://hooks.gone.example/cb", "s", conf)
+    assert asked == ["hooks.gone.example"]
+    assert not outcome.ok and not outcome.final and outcome.http_status == 0
+    assert "does not resolve" in outcome.error
+    assert delivery.next_delay(outcome, 1, conf, random.Random(1)) is not None
+    assert delivery.next_delay(outcome, conf.attempts, conf, random.Random(1)) is None
