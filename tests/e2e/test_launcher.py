@@ -79,6 +79,18 @@ def launcher_child(launcher: subprocess.Popen[bytes], marker: str) -> psutil.Pro
     return None
 
 
+def kill_tree(launcher: subprocess.Popen[bytes]) -> None:
+    """SIGKILLs the launcher and every process under it: a failed test leaves nothing running."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+        launcher.kill()
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(tree, timeout=30)
+    launcher.wait()
+
+
 VICTIMS = {
     "image": "services.image",
     "media": "services.media",
@@ -113,14 +125,21 @@ async def test_the_launcher_restarts_each_service_killed_while_jobs_run_and_stay
     submissions: list[asyncio.Task[tuple[MixedJob, httpx.Response | None]]] = []
     streaming = True
 
-    async def send(job: MixedJob, key: str) -> tuple[MixedJob, httpx.Response | None]:
-        return job, await submit_until_answered(http, job, key, within=180)
+    answered_numbers: list[int] = []
+    progress = asyncio.Condition()
+
+    async def send(job: MixedJob, key: str, number: int) -> tuple[MixedJob, httpx.Response | None]:
+        response = await submit_until_answered(http, job, key, within=180)
+        async with progress:
+            answered_numbers.append(number)
+            progress.notify_all()
+        return job, response
 
     async def stream() -> None:
         number = 0
         while streaming:
             job = mixed_job(rng, number)
-            submissions.append(asyncio.create_task(send(job, f"launcher-{number}")))
+            submissions.append(asyncio.create_task(send(job, f"launcher-{number}", number)))
             number += 1
             await asyncio.sleep(0.5)
 
@@ -140,7 +159,14 @@ async def test_the_launcher_restarts_each_service_killed_while_jobs_run_and_stay
                     return again is not None and again.pid != old and status_of(health) == 200
 
                 assert await asyncio.to_thread(wait_for, back, 120), f"{name} not back"
-                await asyncio.sleep(1)  # jobs flow through the restarted service
+                # Jobs flow through the restarted service: one sent after it is back is answered.
+                since = len(submissions)
+
+                def flowed(since: int = since) -> bool:
+                    return any(number >= since for number in answered_numbers)
+
+                async with asyncio.timeout(180), progress:
+                    await progress.wait_for(flowed)
             streaming = False
             await sender
             answered = await asyncio.gather(*submissions)
@@ -164,8 +190,7 @@ async def test_the_launcher_restarts_each_service_killed_while_jobs_run_and_stay
     finally:
         streaming = False
         if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+            kill_tree(launcher)
         print(output.read_text()[-4000:])
 
 
@@ -189,4 +214,4 @@ def test_launcher_stops_promptly_when_asked_during_start_up(tmp_path: Path) -> N
         assert launcher.wait(30) == 0
     finally:
         if launcher.poll() is None:
-            launcher.kill()
+            kill_tree(launcher)
