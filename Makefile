@@ -34,7 +34,7 @@ run: $(RUNTIME)
 	$(PY) -m launcher
 
 test: $(STUBS_STAMP) system-deps k8s-check
-	$(PY) -m pytest -m "not slow" --ignore=tests/deploy $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --ignore=tests/deploy --durations=30 $(PYTEST_ARGS)
 
 # Renders every overlay, validates every object offline, scans them (checkov), lints the
 # Dockerfile (hadolint), checks settings against the ConfigMap and the pods' sizing.
