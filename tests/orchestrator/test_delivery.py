@@ -14,6 +14,7 @@ import pytest
 from mesh.jobs.v1 import jobs_pb2
 from services.orchestrator import callbacks, delivery, signing, urlguard
 from tests.mesh.http_receiver import Answer, Received, Receiver
+from tests.orchestrator.resolver import replace_resolver
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +115,12 @@ async def test_a_name_that_does_not_resolve_is_retried_not_final(
     # Whatever the machine's resolver does with the name (CI's answers NXDOMAIN at once, a
     # network namespace has none), the guard hears a definite "no" here: the attempt fails,
     # is not final, and the schedule offers another one.
-    real = socket.getaddrinfo
-    asked: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
-        if kwargs.get("flags", 0) & socket.AI_NUMERICHOST:
-            return list(real(host, port, *args, **kwargs))
-        asked.append(host)
+    def lookup(host: str, port: int) -> list[Any]:
         if answer == "no address":
             return []
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    asked = replace_resolver(monkeypatch, lookup)
     conf = settings()
     outcome = await delivery.attempt(event(), "http://hooks.gone.example/cb", "s", conf)
     assert asked == ["hooks.gone.example"]

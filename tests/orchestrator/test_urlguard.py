@@ -10,13 +10,14 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from mesh.errors import MeshError, Reason
 from services.orchestrator import urlguard
+from tests.orchestrator.resolver import answering, failing, replace_resolver
 
 NOBODY = urlguard.Allowlist()
 
@@ -178,43 +179,10 @@ def test_allowlist_with_a_bad_port_is_a_configuration_error() -> None:
         urlguard.Allowlist.parse("host:notaport")
 
 
-GetAddrInfo = Callable[..., list[Any]]
-
-
-def _replace_resolver(monkeypatch: pytest.MonkeyPatch, lookup: GetAddrInfo) -> list[str]:
-    """Puts `lookup` where a name would go to the resolver; numeric parsing stays the C
-    library's own. Returns the names that reached `lookup`."""
-    real = socket.getaddrinfo
-    asked: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[Any]:
-        if kwargs.get("flags", 0) & socket.AI_NUMERICHOST:
-            return list(real(host, port, *args, **kwargs))
-        asked.append(host)
-        return lookup(host, port)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return asked
-
-
-def _failing(errno: int) -> GetAddrInfo:
-    def lookup(host: str, port: int) -> list[Any]:
-        raise socket.gaierror(errno, "resolver says no")
-
-    return lookup
-
-
-def _answering(address: str) -> GetAddrInfo:
-    def lookup(host: str, port: int) -> list[Any]:
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    return lookup
-
-
 @pytest.fixture
 def no_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Any name lookup is recorded and fails, as in a network namespace with no resolver."""
-    return _replace_resolver(monkeypatch, _failing(socket.EAI_AGAIN))
+    return replace_resolver(monkeypatch, failing(socket.EAI_AGAIN))
 
 
 @pytest.fixture
@@ -226,7 +194,7 @@ def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         released.wait(60)
         raise socket.gaierror(socket.EAI_AGAIN, "gave up")
 
-    yield _replace_resolver(monkeypatch, lookup)
+    yield replace_resolver(monkeypatch, lookup)
     released.set()
 
 
@@ -248,7 +216,7 @@ def test_localhost_names_are_loopback_without_a_lookup(no_resolver: list[str]) -
 
 
 def test_a_name_the_resolver_denies_is_an_invalid_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked = _replace_resolver(monkeypatch, _failing(socket.EAI_NONAME))
+    asked = replace_resolver(monkeypatch, failing(socket.EAI_NONAME))
     with pytest.raises(MeshError) as caught:
         urlguard.check("http://no-such-host.example/", NOBODY, "callbackUrl")
     assert caught.value.reason is Reason.INVALID_FIELD
@@ -263,11 +231,11 @@ def test_a_resolver_that_cannot_answer_now_is_unavailable(no_resolver: list[str]
 
 
 def test_a_name_is_judged_by_what_it_resolves_to(monkeypatch: pytest.MonkeyPatch) -> None:
-    _replace_resolver(monkeypatch, _answering("10.1.2.3"))
+    replace_resolver(monkeypatch, answering("10.1.2.3"))
     with pytest.raises(MeshError) as caught:
         urlguard.check("http://rebind.example/", NOBODY, "callbackUrl")
     assert caught.value.detail["fields"]["callbackUrl"].endswith("a private address")
-    _replace_resolver(monkeypatch, _answering("8.8.4.4"))
+    replace_resolver(monkeypatch, answering("8.8.4.4"))
     target = urlguard.check("http://public.example:8080/cb", NOBODY)
     assert (target.address, target.host_header) == ("8.8.4.4", "public.example:8080")
 
