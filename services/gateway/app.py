@@ -270,7 +270,9 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.client = JobClient(settings.orchestrator, settings.rpc_timeout_seconds)
+        app.state.client = JobClient(
+            settings.orchestrator, settings.rpc_timeout_seconds, settings.upload_deadline
+        )
         try:
             yield
         finally:

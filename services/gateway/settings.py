@@ -14,6 +14,7 @@ from mesh.tracing import TracingSettings
 from services.gateway.guard import GuardLimits
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+UNRATED_UPLOAD_DEADLINE_SECONDS = 86400.0
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -77,10 +78,26 @@ class Settings:
     # Prometheus metrics on their own port (METRICS_PORT), never on the public one.
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     traces: TracingSettings = field(default_factory=TracingSettings)
+    # The deadline of one file's UploadBlob call; 0: as long as the largest file takes at the
+    # minimum upload rate (`upload_deadline`).
+    upload_deadline_seconds: float = 0.0
 
     @property
     def tenants(self) -> frozenset[str]:
         return frozenset(self.api_keys.values())
+
+    @property
+    def upload_deadline(self) -> float:
+        """Seconds one file's UploadBlob call may last. By default, what a file of
+        MAX_FILE_BYTES takes at UPLOAD_MIN_BYTES_PER_SECOND (the guard cuts off anything
+        slower), plus a rate window and a pause of slack; a day when no rate is enforced."""
+        if self.upload_deadline_seconds:
+            return self.upload_deadline_seconds
+        guard = self.guard
+        if not guard.min_bytes_per_second:
+            return UNRATED_UPLOAD_DEADLINE_SECONDS
+        at_minimum = self.max_file_bytes / guard.min_bytes_per_second
+        return at_minimum + 2 * guard.rate_window_seconds + guard.body_idle_seconds
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -110,6 +127,9 @@ class Settings:
             ),
             metrics=load(MetricsSettings.read, os.environ),
             traces=load(TracingSettings.read, os.environ),
+            upload_deadline_seconds=load(
+                lambda env: env.number("UPLOAD_DEADLINE_SECONDS", 0.0, minimum=0), os.environ
+            ),
         )
 
 
