@@ -21,7 +21,7 @@ def main() -> None:
         host=settings.http_host,
         port=settings.http_port,
         loop=settings.event_loop,
-        **uvicorn_options(settings.guard, settings.max_connections),
+        **uvicorn_options(settings.guard, settings.max_connections, settings.forwarded_allow_ips),
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,

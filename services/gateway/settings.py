@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,23 @@ def parse_api_keys(raw: str) -> dict[str, str]:
             "Secret); with no key every request would be refused"
         )
     return keys
+
+
+def parse_forwarded_allow_ips(raw: str) -> str:
+    """`FORWARDED_ALLOW_IPS`: addresses and networks (`10.0.0.0/8,::1`) of the proxies whose
+    X-Forwarded-For the gateway believes, or `*` for any peer; empty: none."""
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ValueError(
+                "FORWARDED_ALLOW_IPS must be IP addresses or networks (10.0.0.0/8, host bits "
+                f"zero) separated by commas, or *; got {entry!r}"
+            ) from None
+    return ",".join(entries)
 
 
 def parse_origins(raw: str) -> tuple[str, ...]:
@@ -81,6 +99,8 @@ class Settings:
     # The deadline of one file's UploadBlob call; 0: as long as the largest file takes at the
     # minimum upload rate (`upload_deadline`).
     upload_deadline_seconds: float = 0.0
+    # Proxies (an ingress) whose X-Forwarded-For/-Proto name the client; empty: the peer is.
+    forwarded_allow_ips: str = ""
 
     @property
     def tenants(self) -> frozenset[str]:
@@ -127,6 +147,9 @@ class Settings:
             ),
             metrics=load(MetricsSettings.read, os.environ),
             traces=load(TracingSettings.read, os.environ),
+            forwarded_allow_ips=parse_forwarded_allow_ips(
+                os.environ.get("FORWARDED_ALLOW_IPS", "")
+            ),
             upload_deadline_seconds=load(
                 lambda env: env.number("UPLOAD_DEADLINE_SECONDS", 0.0, minimum=0), os.environ
             ),

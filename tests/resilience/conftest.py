@@ -99,7 +99,7 @@ async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[str, int]]:
         log_config=None,
         access_log=False,
         lifespan="on",
-        **uvicorn_options(settings.guard, settings.max_connections),
+        **uvicorn_options(settings.guard, settings.max_connections, settings.forwarded_allow_ips),
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
