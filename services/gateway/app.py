@@ -25,6 +25,7 @@ from mesh.links import DownloadLinks
 from services.gateway import (
     auth,
     docs,
+    early,
     events,
     guard,
     media,
@@ -111,7 +112,9 @@ async def create_job(request: Request) -> Response:
         max_file_bytes=settings.max_file_bytes,
         max_body_bytes=settings.max_body_bytes,
     )
-    submitted = await submission.submit(request, parse_job_form, limits)
+    submitted = await submission.submit(
+        request, parse_job_form, limits, vet=early.unknown_to_named_output
+    )
     # A job is always pending when created, so a replay answers exactly what the first did.
     body: dict[str, Any] = {"jobId": submitted.job.job_id, "status": "pending"}
     if submitted.form.warnings:
@@ -267,7 +270,9 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.client = JobClient(settings.orchestrator, settings.rpc_timeout_seconds)
+        app.state.client = JobClient(
+            settings.orchestrator, settings.rpc_timeout_seconds, settings.upload_deadline
+        )
         try:
             yield
         finally:

@@ -36,7 +36,7 @@ class ByteRange:
 
 
 class JobClient:
-    def __init__(self, target: str, timeout: float) -> None:
+    def __init__(self, target: str, timeout: float, upload_timeout: float | None = None) -> None:
         self._channel = grpc.aio.insecure_channel(
             target,
             options=[
@@ -47,6 +47,8 @@ class JobClient:
         self._stub = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
+        # One file's UploadBlob call: it lasts as long as the client sends (None: no deadline).
+        self._upload_timeout = upload_timeout
 
     async def close(self) -> None:
         await self._channel.close()
@@ -80,12 +82,12 @@ class JobClient:
                 for start in range(0, len(chunk), UPLOAD_CHUNK):
                     yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
 
-        call = self._stub.UploadBlob(requests())
+        call = self._stub.UploadBlob(requests(), timeout=self._upload_timeout)
         first = _FirstStatus(call)
         try:
             response: jobs_pb2.UploadBlobResponse = await call
         except grpc.RpcError as error:
-            raise _upload_error(first.error or error) from None
+            raise _upload_error(first.error or error, self._upload_timeout) from None
         return response.blob
 
     async def delete_blob(self, tenant: str, blob_id: str) -> None:
@@ -224,9 +226,17 @@ def _now(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("the call's status is not set yet")
 
 
-def _upload_error(error: grpc.RpcError) -> MeshError:
+def _upload_error(error: grpc.RpcError, deadline: float | None) -> MeshError:
     """The orchestrator's error; when gRPC hid it behind a failed send, the upload was cut
-    off by the other side for a reason this side cannot see: retry later (503)."""
+    off by the other side for a reason this side cannot see: retry later (503). Past the
+    call's own deadline, the file arrived more slowly than the guard's rate allows (408)."""
+    if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED and not rpc_status.from_call(error):
+        return MeshError(
+            Reason.REQUEST_TIMEOUT,
+            f"The file did not arrive within {deadline or 0:g} s; send it again.",
+            limit="upload_deadline_seconds",
+            max=deadline,
+        )
     hidden = error.code() == grpc.StatusCode.INTERNAL and not rpc_status.from_call(error)
     if hidden and error.details() == "Internal error from Core":
         log.warning("an upload was ended by the orchestrator while sending")

@@ -8,7 +8,8 @@ have open at once.
   `min_bytes_per_second` at least, measured over each `rate_window_seconds`; otherwise 408
   (`UploadGuard`). The upload in progress is then aborted like any failed one: what it stored
   is removed.
-- Wrong keys: a client (by address) whose requests with a key were answered 401 `max_auth_failures`
+- Wrong keys: a client (by address: behind a proxy trusted with FORWARDED_ALLOW_IPS, the one
+  its X-Forwarded-For names) whose requests with a key were answered 401 `max_auth_failures`
   times within `auth_window_seconds` gets 429 for every request until the oldest of those
   failures leaves the window (`KeyThrottle`): 1,000 wrong keys at 966 req/s were once all
   answered. Every request is refused meanwhile, a right key too, or the answers would tell a
@@ -276,11 +277,17 @@ class _Paced:
         self._window_start, self._window_bytes = now, 0
 
 
-def uvicorn_options(limits: GuardLimits, max_connections: int) -> dict[str, Any]:
-    """uvicorn's own limits, and the guarded protocol."""
+def uvicorn_options(
+    limits: GuardLimits, max_connections: int, forwarded_allow_ips: str = ""
+) -> dict[str, Any]:
+    """uvicorn's own limits, the guarded protocol, and the proxies whose X-Forwarded-For and
+    X-Forwarded-Proto are believed (none by default: the peer is the client). The wrong-key
+    throttle and download links see the client address and scheme these give."""
     options: dict[str, Any] = {
         "http": protocol_class(limits.header_seconds),
         "timeout_keep_alive": 5,
+        "proxy_headers": True,
+        "forwarded_allow_ips": forwarded_allow_ips,
     }
     if max_connections:
         options["limit_concurrency"] = max_connections

@@ -25,6 +25,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from mesh.errors import MeshError, Reason
+from mesh.formats import SNIFF_BYTES
+from services.gateway.early import Vet
 from services.gateway.filenames import display_filename
 from services.gateway.uploads import (
     Discard,
@@ -118,6 +120,8 @@ class _FilePart:
     named: bool
     pipe: UploadPipe | None = None
     size: int = 0
+    # The first bytes, held back until the route's `Vet` has seen them (None: passed on).
+    head: bytearray | None = None
 
 
 class _SkippedPart:
@@ -171,10 +175,17 @@ class _Events:
 
 
 class _Reader:
-    def __init__(self, upload: Upload, limits: FormLimits, extra_files: frozenset[str]) -> None:
+    def __init__(
+        self,
+        upload: Upload,
+        limits: FormLimits,
+        extra_files: frozenset[str],
+        vet: Vet | None = None,
+    ) -> None:
         self.upload = upload
         self.limits = limits
         self.extra_files = extra_files
+        self.vet = vet
         self.fields: dict[str, list[str]] = {}
         self.files: list[UploadedFile] = []
         self.part: _Part | None = None
@@ -232,7 +243,10 @@ class _Reader:
             raise _too_large(f"A request may carry at most {maximum} files.", "maxFiles", maximum)
         raw_filename = options[b"filename"].decode("utf-8", "replace")
         content_type = _content_type(headers.get(b"content-type", b""))
-        return _FilePart(name, display_filename(raw_filename), content_type, bool(raw_filename))
+        head = bytearray() if self.vet is not None and name not in self.extra_files else None
+        return _FilePart(
+            name, display_filename(raw_filename), content_type, bool(raw_filename), head=head
+        )
 
     def _pipe(self, part: _FilePart) -> UploadPipe:
         if part.pipe is None:
@@ -254,7 +268,19 @@ class _Reader:
                 limit = self.limits.max_file_bytes
                 message = f"The file '{part.filename}' is larger than {limit} bytes."
                 raise _too_large(message, "maxFileBytes", limit)
+            if part.head is not None:
+                part.head.extend(data)
+                if len(part.head) < SNIFF_BYTES:
+                    return
+                data = self._vetted(part)
             await self._pipe(part).send(data)
+
+    def _vetted(self, part: _FilePart) -> bytes:
+        """The held-back first bytes, once the route's `Vet` accepts them (it raises)."""
+        assert part.head is not None and self.vet is not None
+        head, part.head = bytes(part.head), None
+        self.vet(self.fields, len(self.files), head)
+        return head
 
     async def _end(self) -> None:
         part = self.part
@@ -267,7 +293,9 @@ class _Reader:
                     Reason.INVALID_FIELD, "A field is not UTF-8 text.", fields=fields
                 ) from error
             self.fields.setdefault(part.name, []).append(value)
-        elif isinstance(part, _FilePart) and (part.named or part.pipe is not None):
+        elif isinstance(part, _FilePart) and (part.named or part.pipe is not None or part.head):
+            if part.head:
+                await self._pipe(part).send(self._vetted(part))
             blob = await self._pipe(part).close()
             self.files.append(
                 UploadedFile(
@@ -377,10 +405,13 @@ async def read_multipart(
     discard: Discard,
     limits: FormLimits = DEFAULT_LIMITS,
     extra_files: frozenset[str] = frozenset(),
+    *,
+    vet: Vet | None = None,
 ) -> ParsedForm:
     """Reads the whole form, storing each file through `upload` as its bytes arrive: the parts
     named as files are (FILE_FIELD), and those named in `extra_files` (watermarkFile). A body
-    without files (its file given as a sourceUrl) may also come as JSON or URL-encoded."""
+    without files (its file given as a sourceUrl) may also come as JSON or URL-encoded. With
+    `vet`, each job file's first `SNIFF_BYTES` are held back until `vet` has accepted them."""
     media_type, _ = parse_options_header(request.headers.get("content-type"))
     if media_type in _FIELDS_ONLY:
         return await _read_fields(request, media_type, limits)
@@ -388,7 +419,7 @@ async def read_multipart(
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise _body_too_large(limits)
-    reader = _Reader(upload, limits, extra_files)
+    reader = _Reader(upload, limits, extra_files, vet)
     try:
         await reader.read(request, boundary)
     except BaseException:
@@ -408,9 +439,10 @@ async def read_form(
     limits: FormLimits = DEFAULT_LIMITS,
     *,
     extra_files: frozenset[str] = frozenset(),
+    vet: Vet | None = None,
 ) -> T:
     """Reads and validates the form; no stored blob survives a failure of either step."""
-    form = await read_multipart(request, upload, discard, limits, extra_files)
+    form = await read_multipart(request, upload, discard, limits, extra_files, vet=vet)
     try:
         return parse(form)
     except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from mesh.tracing import TracingSettings
 from services.gateway.guard import GuardLimits
 
 _TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+UNRATED_UPLOAD_DEADLINE_SECONDS = 86400.0
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -36,6 +38,23 @@ def parse_api_keys(raw: str) -> dict[str, str]:
             "Secret); with no key every request would be refused"
         )
     return keys
+
+
+def parse_forwarded_allow_ips(raw: str) -> str:
+    """`FORWARDED_ALLOW_IPS`: addresses and networks (`10.0.0.0/8,::1`) of the proxies whose
+    X-Forwarded-For the gateway believes, or `*` for any peer; empty: none."""
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry)
+        except ValueError:
+            raise ValueError(
+                "FORWARDED_ALLOW_IPS must be IP addresses or networks (10.0.0.0/8, host bits "
+                f"zero) separated by commas, or *; got {entry!r}"
+            ) from None
+    return ",".join(entries)
 
 
 def parse_origins(raw: str) -> tuple[str, ...]:
@@ -77,10 +96,28 @@ class Settings:
     # Prometheus metrics on their own port (METRICS_PORT), never on the public one.
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     traces: TracingSettings = field(default_factory=TracingSettings)
+    # The deadline of one file's UploadBlob call; 0: as long as the largest file takes at the
+    # minimum upload rate (`upload_deadline`).
+    upload_deadline_seconds: float = 0.0
+    # Proxies (an ingress) whose X-Forwarded-For/-Proto name the client; empty: the peer is.
+    forwarded_allow_ips: str = ""
 
     @property
     def tenants(self) -> frozenset[str]:
         return frozenset(self.api_keys.values())
+
+    @property
+    def upload_deadline(self) -> float:
+        """Seconds one file's UploadBlob call may last. By default, what a file of
+        MAX_FILE_BYTES takes at UPLOAD_MIN_BYTES_PER_SECOND (the guard cuts off anything
+        slower), plus a rate window and a pause of slack; a day when no rate is enforced."""
+        if self.upload_deadline_seconds:
+            return self.upload_deadline_seconds
+        guard = self.guard
+        if not guard.min_bytes_per_second:
+            return UNRATED_UPLOAD_DEADLINE_SECONDS
+        at_minimum = self.max_file_bytes / guard.min_bytes_per_second
+        return at_minimum + 2 * guard.rate_window_seconds + guard.body_idle_seconds
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -110,6 +147,12 @@ class Settings:
             ),
             metrics=load(MetricsSettings.read, os.environ),
             traces=load(TracingSettings.read, os.environ),
+            forwarded_allow_ips=parse_forwarded_allow_ips(
+                os.environ.get("FORWARDED_ALLOW_IPS", "")
+            ),
+            upload_deadline_seconds=load(
+                lambda env: env.number("UPLOAD_DEADLINE_SECONDS", 0.0, minimum=0), os.environ
+            ),
         )
 
 

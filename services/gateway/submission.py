@@ -21,6 +21,7 @@ from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from services.gateway import auth
 from services.gateway.client import JobClient
+from services.gateway.early import Vet
 from services.gateway.multipart import FormLimits, ParsedForm, read_form
 from services.gateway.settings import Settings
 from services.gateway.uploads import UploadedFile, discard_uploads
@@ -77,8 +78,10 @@ async def read(
     parse: Callable[[ParsedForm], F],
     limits: FormLimits,
     extra_files: frozenset[str] = frozenset(),
+    vet: Vet | None = None,
 ) -> Read[F]:
-    """Authenticates, then reads and validates the form (files streamed into the store)."""
+    """Authenticates, then reads and validates the form (files streamed into the store, each
+    once `vet` has accepted its first bytes)."""
     settings: Settings = request.app.state.settings
     client: JobClient = request.app.state.client
     tenant = auth.tenant_for(request, settings.api_keys)
@@ -89,7 +92,9 @@ async def read(
     async def discard(blob_id: str) -> None:
         await client.delete_blob(tenant, blob_id)
 
-    form = await read_form(request, parse, upload, discard, limits, extra_files=extra_files)
+    form = await read_form(
+        request, parse, upload, discard, limits, extra_files=extra_files, vet=vet
+    )
     return Read(tenant, form)
 
 
@@ -129,8 +134,8 @@ async def submit(
     limits: FormLimits,
     *,
     fetch_seconds: float | None = None,
+    vet: Vet | None = None,
 ) -> Submitted[F]:
     """`read`, then `create`: a sourceUrl brings at most what an upload may."""
-    return await create(
-        request, await read(request, parse, limits), limits.max_file_bytes, fetch_seconds
-    )
+    form = await read(request, parse, limits, vet=vet)
+    return await create(request, form, limits.max_file_bytes, fetch_seconds)

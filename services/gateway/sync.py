@@ -24,7 +24,7 @@ from mesh import jobjson
 from mesh.errors import MeshError, Reason, reason_named
 from mesh.jobs.v1 import jobs_pb2
 from mesh.links import DownloadLinks
-from services.gateway import submission
+from services.gateway import early, submission
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
 from services.gateway.forms import JobForm, parse_compress_form, parse_convert_form
@@ -49,11 +49,11 @@ JOBS_HINT = "use POST /api/jobs"
 
 
 async def convert(request: Request) -> Response:
-    return await _run(request, parse_convert_form)
+    return await _run(request, parse_convert_form, early.unknown_to_named_output)
 
 
 async def compress(request: Request) -> Response:
-    return await _run(request, parse_compress_form)
+    return await _run(request, parse_compress_form, early.unknown_in_own_format)
 
 
 def deadline(settings: Settings) -> float:
@@ -77,14 +77,16 @@ def over_budget(error: MeshError, budget: int, hint: str) -> MeshError:
     )
 
 
-async def _run(request: Request, parse: Callable[[ParsedForm], JobForm]) -> Response:
+async def _run(
+    request: Request, parse: Callable[[ParsedForm], JobForm], vet: early.Vet
+) -> Response:
     settings: Settings = request.app.state.settings
     budget = settings.sync_max_bytes
     limits = FormLimits(max_files=settings.max_files, max_file_bytes=budget, max_body_bytes=budget)
     until = deadline(settings)
     try:
         submitted = await submission.submit(
-            request, parse, limits, fetch_seconds=seconds_left(until)
+            request, parse, limits, fetch_seconds=seconds_left(until), vet=vet
         )
     except MeshError as error:
         raise over_budget(error, budget, JOBS_HINT) from None

@@ -28,7 +28,7 @@ from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from mesh.state.v1 import state_pb2
-from services.orchestrator import specs, state
+from services.orchestrator import specs, state, upload_stream
 from services.orchestrator.index import JobIndex
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
@@ -149,7 +149,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         request_iterator: AsyncIterator[jobs_pb2.UploadBlobRequest],
         context: grpc.aio.ServicerContext,
     ) -> jobs_pb2.UploadBlobResponse:
-        first = await anext(request_iterator, None)
+        messages = upload_stream.paced(request_iterator, self._settings.upload_idle_seconds)
+        first = await anext(messages, None)
         if first is None or first.WhichOneof("part") != "header":
             raise MeshError(Reason.INVALID_FIELD, "An upload must start with its header.")
         header = first.header
@@ -157,7 +158,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         head = bytearray()
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for message in request_iterator:
+            async for message in messages:
                 if message.WhichOneof("part") != "chunk":
                     raise MeshError(Reason.INVALID_FIELD, "Only one header per upload.")
                 if len(head) < SNIFF_BYTES:

@@ -32,10 +32,14 @@ class Settings:
     # How often every replica looks for jobs whose dispatch was interrupted, and how old such
     # a job must be: well inside the task stream's duplicate window (see `redispatch`).
     redispatch_seconds: float = 15.0
+    # How long an UploadBlob stream may send nothing before it is ended (408) and what it
+    # stored removed: more than the gateway's UPLOAD_IDLE_SECONDS, the longest pause it lets a
+    # client make.
+    upload_idle_seconds: float = 120.0
     # How old the newest chunk of a blob write with no meta record must be before the sweeper
     # removes it (a writer killed mid-upload). A live write stores a chunk at least every
-    # `blobs.FLUSH_SECONDS` plus the longest pause of its sender, which the gateway's idle
-    # timeout bounds: the grace must exceed both.
+    # `blobs.FLUSH_SECONDS` plus the longest pause of its sender, which `upload_idle_seconds`
+    # bounds: the grace must exceed both.
     orphan_grace_seconds: float = 600.0
     callbacks: CallbackSettings = field(default_factory=CallbackSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -52,6 +56,9 @@ class Settings:
     def read(cls, env: Env) -> Settings:
         retention = Retention.read(env)
         max_upload_bytes = env.integer("MAX_UPLOAD_BYTES", cls.max_upload_bytes, minimum=1)
+        upload_idle = env.number(
+            "UPLOAD_STREAM_IDLE_SECONDS", cls.upload_idle_seconds, positive=True
+        )
         defaults = FetchLimits(max_bytes=max_upload_bytes)
         return cls(
             nats_url=env.text("NATS_URL", cls.nats_url),
@@ -67,10 +74,11 @@ class Settings:
             nats_replicas=read_replicas(env),
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
             redispatch_seconds=_redispatch_seconds(env, retention),
+            upload_idle_seconds=upload_idle,
             orphan_grace_seconds=env.number(
                 "ORPHAN_CHUNK_GRACE_SECONDS",
                 cls.orphan_grace_seconds,
-                minimum=2 * blobs.FLUSH_SECONDS,
+                minimum=max(2 * blobs.FLUSH_SECONDS, upload_idle + blobs.FLUSH_SECONDS),
             ),
             callbacks=CallbackSettings.read(env),
             metrics=MetricsSettings.read(env),

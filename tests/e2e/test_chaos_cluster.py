@@ -110,6 +110,8 @@ def start(data_dir: Path, receiver: Receiver) -> LocalMesh:
             "NATS_REPLICAS": "3",
             "REDISPATCH_SECONDS": "2",
             "ORPHAN_CHUNK_GRACE_SECONDS": str(ORPHAN_GRACE),
+            # The grace must exceed an upload stream's idle timeout by 30 s.
+            "UPLOAD_STREAM_IDLE_SECONDS": str(ORPHAN_GRACE - 30),
             "OUTBOUND_ALLOW_HOSTS": f"127.0.0.1:{port}",
             "CALLBACK_RETRY_DELAYS": "1,2,4,8",
         },

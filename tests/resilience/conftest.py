@@ -47,6 +47,13 @@ class Stack:
 
 @pytest.fixture
 async def stack(nats_server: NatsServer) -> AsyncIterator[Stack]:
+    async with orchestrator(nats_server, Settings()) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def orchestrator(nats_server: NatsServer, settings: Settings) -> AsyncIterator[Stack]:
+    """An in-process orchestrator with these settings on the nats-server."""
     reconnected = asyncio.Event()
 
     async def on_reconnect() -> None:
@@ -64,7 +71,7 @@ async def stack(nats_server: NatsServer) -> AsyncIterator[Stack]:
     index = JobIndex(store.jobs_bucket, 3600)
     await index.start()
     server, port = create_server(
-        JobService(js, store, index, Settings()), HealthServicer(), "127.0.0.1", 0
+        JobService(js, store, index, settings), HealthServicer(), "127.0.0.1", 0
     )
     await server.start()
     try:
@@ -92,7 +99,7 @@ async def gateway(settings: GatewaySettings) -> AsyncIterator[tuple[str, int]]:
         log_config=None,
         access_log=False,
         lifespan="on",
-        **uvicorn_options(settings.guard, settings.max_connections),
+        **uvicorn_options(settings.guard, settings.max_connections, settings.forwarded_allow_ips),
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
