@@ -128,11 +128,20 @@ def jsz(node: NatsServer) -> dict[str, dict[str, Any]]:
 async def test_jobs_survive_losing_a_node_and_the_node_catches_up(
     cluster: NatsCluster, js: JetStreamContext, replicated: LocalMesh
 ) -> None:
-    # Every stream and bucket now lives on all three servers, every worker consumer too.
+    # Every stream and bucket now lives on all three servers, every worker consumer too. The
+    # config says so at once; the peers show in the stream's cluster info once they report in.
     for name in STREAMS:
         info = await js.stream_info(name)
         assert info.config.num_replicas == 3, name
-        assert info.cluster is not None and len(info.cluster.replicas or []) == 2, name
+
+    async def streams_replicated() -> bool:
+        for name in STREAMS:
+            info = await js.stream_info(name)
+            if info.cluster is None or len(info.cluster.replicas or []) != 2:
+                return False
+        return True
+
+    await eventually(streams_replicated, what="every stream on 3 servers")
 
     async def consumers_replicated() -> bool:
         for service in ("image", "media", "archive"):

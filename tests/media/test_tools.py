@@ -354,7 +354,9 @@ async def test_tools_run_in_the_sandbox_with_progress(tmp_path: Path) -> None:
         on_progress=seen.append,
     )
     assert outcome.format == "mp4" and abs(_duration(output) - 2.0) < 0.1
-    assert seen and seen[-1] > 0.5
+    # Progress crossed the sandbox's pipe; how many values depends on the machine's speed (the
+    # child sends at most one per interval), so only their range and order are asserted here.
+    assert seen and all(0.0 <= value <= 1.0 for value in seen) and seen == sorted(seen)
     with pytest.raises(MeshError) as caught:
         await sandbox.run_isolated(
             tools.run,
