@@ -24,6 +24,11 @@ from mesh.state.v1 import state_pb2
 from services.orchestrator import tally
 
 MAX_CAS_ATTEMPTS = 50
+# A job watch is an ephemeral ordered consumer on the jobs bucket's stream; stopping it only
+# unsubscribes, and the server removes the consumer once it has had no subscriber this long.
+# nats-py's default is 5 min: at a few WatchJob calls a second that reached JetStream's limit of
+# 1,000 consumers per stream, after which every new watch, and so every sync request, failed.
+WATCH_LINGER_SECONDS = 5.0
 
 
 class JobExistsError(Exception):
@@ -104,7 +109,9 @@ class JobStore:
 
     async def watch(self, tenant: str, job_id: str) -> AsyncIterator[state_pb2.JobRecord]:
         """Yields the record now and after every change, from the KV's own update stream."""
-        watcher = await self._jobs.watch(streams.job_key(tenant, job_id))
+        watcher = await self._jobs.watch(
+            streams.job_key(tenant, job_id), inactive_threshold=WATCH_LINGER_SECONDS
+        )
         try:
             async for entry in watcher:
                 if entry is None or not entry.value:
