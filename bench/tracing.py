@@ -421,9 +421,9 @@ def write(
         "image sandboxes, nats-server), per completed request; the receivers' own CPU is not "
         "counted",
         "",
-        "| flow | req/s (median) | p50 ms | CPU ms/req | against untraced (all rounds) | "
-        "per round (median; min-max) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| flow | req/s (median; min) | p50 ms | errors | CPU ms/req | against untraced (all "
+        "rounds) | per round (median; min-max) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for target in targets:
         st = stats[target]
@@ -437,8 +437,8 @@ def write(
             else "-"
         )
         out.append(
-            f"| {target} | {st['rate']:.1f} | {st['p50']:.0f} | {st['cpu_total']:.1f} | "
-            f"{ratio:.3f}x | {rounds_cell} |"
+            f"| {target} | {st['rate']:.1f}; {st['rate_min']:.1f} | {st['p50']:.0f} | "
+            f"{st['errors']:.0f} | {st['cpu_total']:.1f} | {ratio:.3f}x | {rounds_cell} |"
         )
     names = [k[4:] for k in stats[targets[0]] if k.startswith("cpu:")]
     out += ["", "## CPU per request, by process (ms)", ""]
