@@ -4,7 +4,7 @@ request, and with one sampling a tenth (the standard `parentbased_traceidratio` 
 by side in one run, with a second untraced mesh as the control (two identical meshes differ by
 the run's noise); writes `bench/tracing.md`. Goal: under 5 % more CPU per request.
 
-    .venv/bin/python -m bench.tracing [--rounds 6] [--seconds 6] [--connections 4]
+    .venv/bin/python -m bench.tracing [--rounds 5] [--seconds 3] [--connections 4]
 
 It drives `bench.e2e`'s meshes (four `launcher` meshes, `untraced`, `control`, `traced`,
 `sampled`, each with its own nats-server), its wrk scripts and its CPU accounting (every process
@@ -15,6 +15,10 @@ all rounds and as the median of each round's own ratio (robust to the load of a 
 drifting between rounds). Then the parts, in this process: what the mesh's instrumentation adds
 to one HTTP request, one gRPC call of each kind and one span, sampled and not. With tracing
 off, the helpers the services call cost what the last table says per call.
+
+Short runs: a mesh stops taking jobs after about 1000 of them (each WatchJob leaves a consumer
+on KV_jobs behind, and JetStream's default limit is 1000 per stream), so a run must stay under
+that at the 20-30 requests per second a quiet machine gives.
 """
 
 from __future__ import annotations
@@ -325,8 +329,8 @@ HTTP_AND_GRPC_SPANS = 7
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "tracing.md")
     args = parser.parse_args()
