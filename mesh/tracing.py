@@ -34,11 +34,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.instrumentation.grpc import (
-    GrpcAioInstrumentorClient,
-    GrpcAioInstrumentorServer,
-    filters,
-)
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
@@ -88,7 +84,9 @@ REDACTED = "REDACTED"
 
 Attributes = Mapping[str, str | int | float | bool]
 
-_tracer = trace.get_tracer(TRACER_NAME)
+# The provider's own tracer once one is installed (the API's proxy tracer adds a delegation
+# per span); the proxy until then.
+_tracer: trace.Tracer = trace.get_tracer(TRACER_NAME)
 _enabled = False
 # The processors of this process's provider: spans recorded in a sandbox are handed to them.
 _processors: list[SpanProcessor] = []
@@ -139,7 +137,7 @@ def configure(service: str, settings: TracingSettings) -> None:
     """Installs the SDK for `service` with the exporters and the instrumentations (gRPC aio
     client and server, httpx); does nothing when no exporter is set. Call before any gRPC
     channel, server or httpx client is made."""
-    global _enabled, _resource  # noqa: PLW0603 - once per process, at start
+    global _enabled, _resource, _tracer  # noqa: PLW0603 - once per process, at start
     if not settings.enabled or _enabled:
         return
     _resource = Resource.create({"service.name": service, "service.namespace": "convertmesh"})
@@ -149,6 +147,7 @@ def configure(service: str, settings: TracingSettings) -> None:
         provider.add_span_processor(processor)
         _processors.append(processor)
     trace.set_tracer_provider(provider)
+    _tracer = provider.get_tracer(TRACER_NAME)
     _instrument()
     _enabled = True
     log.info(
@@ -167,11 +166,27 @@ def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
     return HttpExporter(endpoint=settings.endpoint)
 
 
+# RPCs that get no span (and so no interceptor work beyond this check): health checks (probes,
+# the gateway's /healthz) would be most of the spans otherwise; reflection is for tools; a
+# WatchJob is a wait for the job's end, not work (its time is the request span's, the work is
+# under CreateJob's dispatch), and each is two spans and the interceptors' per-call work.
+UNTRACED_RPC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+UNTRACED_RPCS = frozenset({"/mesh.jobs.v1.JobService/WatchJob"})
+
+
+def traced_rpc(details: Any) -> bool:
+    """The gRPC instrumentations' filter: True for a call that gets a span. One string test
+    per call (the instrumentation's own filters re-derive the method name through isinstance
+    checks and os.path for each condition, on every call)."""
+    method = details.method
+    if isinstance(method, bytes):  # grpc aio hands the client its method as bytes
+        method = method.decode()
+    return method not in UNTRACED_RPCS and not method.startswith(UNTRACED_RPC_PREFIXES)
+
+
 def _instrument() -> None:
-    # Health checks (probes, the gateway's /healthz) would be most of the spans otherwise.
-    not_health = filters.negate(filters.health_check())
-    GrpcAioInstrumentorClient(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorServer(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient(filter_=traced_rpc).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorServer(filter_=traced_rpc).instrument()  # type: ignore[no-untyped-call]
     HTTPXClientInstrumentor().instrument(
         request_hook=_redact_httpx, async_request_hook=_redact_httpx_async
     )
@@ -189,23 +204,22 @@ def shutdown() -> None:
         stop()
 
 
-@contextlib.contextmanager
+# What span() and stage() return with tracing off: one shared, stateless context manager.
+_NO_SPAN: contextlib.AbstractContextManager[Span] = contextlib.nullcontext(INVALID_SPAN)
+
+
 def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Attributes | None = None,
     parent: Context | None = None,
-) -> Iterator[Span]:
+) -> contextlib.AbstractContextManager[Span]:
     """A span around the block, the current one inside it; an exception ends it with an error
-    status. With tracing off, a non-recording span and no work."""
+    status (recorded as an event). With tracing off, a non-recording span and no work."""
     if not _enabled:
-        yield INVALID_SPAN
-        return
-    with _tracer.start_as_current_span(
-        name, context=parent, kind=kind, attributes=attributes
-    ) as current:
-        yield current
+        return _NO_SPAN
+    return _tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes)
 
 
 @contextlib.contextmanager
@@ -295,9 +309,11 @@ class SpanRecord:
 
 
 def carrier() -> dict[str, str]:
-    """The current context for a sandboxed call (empty when tracing is off: the sandbox then
-    records nothing)."""
-    return inject({}) if _enabled else {}
+    """The current context for a sandboxed call; empty when tracing is off or the current span
+    is not sampled (the sandbox then records nothing: its spans would not be sampled either)."""
+    if not _enabled or not trace.get_current_span().is_recording():
+        return {}
+    return inject({})
 
 
 class _Collector(SpanProcessor):
@@ -326,7 +342,7 @@ _collector: _Collector | None = None
 def sandboxed(context_carrier: Mapping[str, str]) -> Iterator[list[SpanRecord]]:
     """In a sandbox process: runs the block under the caller's context and fills the yielded
     list with the spans it recorded, once it ends. Records nothing for an empty carrier."""
-    global _enabled, _collector  # noqa: PLW0603 - the sandbox process's own provider
+    global _enabled, _collector, _tracer  # noqa: PLW0603 - the sandbox process's own provider
     records: list[SpanRecord] = []
     if not context_carrier:
         try:
@@ -340,6 +356,7 @@ def sandboxed(context_carrier: Mapping[str, str]) -> Iterator[list[SpanRecord]]:
         provider = TracerProvider()
         provider.add_span_processor(_collector)
         trace.set_tracer_provider(provider)
+        _tracer = provider.get_tracer(TRACER_NAME)
         _enabled = True
     token = otel_context.attach(propagate.extract(dict(context_carrier)))
     try:
@@ -403,6 +420,8 @@ def stage(
     name: str, **attributes: str | int | float | bool
 ) -> contextlib.AbstractContextManager[Span]:
     """A step of a pipeline (probe, decode, process, encode...), wherever it runs."""
+    if not _enabled:
+        return _NO_SPAN
     return span(name, attributes={f"convertmesh.{k}": v for k, v in attributes.items()})
 
 

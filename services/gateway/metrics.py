@@ -86,10 +86,14 @@ class _RequestSpans(OpenTelemetryMiddleware):
             await super().__call__(scope, receive, send)
 
 
-def tracing_middleware(routes: Sequence[BaseRoute]) -> Middleware | None:
+def tracing_middleware(
+    routes: Sequence[BaseRoute], tracer_provider: Any = None
+) -> Middleware | None:
     """The OpenTelemetry ASGI middleware when tracing is on (mesh.tracing.configure), else
-    None: no span, no cost."""
-    if not tracing.enabled():
+    None: no span, no cost. (`tracer_provider`: another than the global one, for bench.tracing;
+    the middleware is then made whether tracing is on or not.) No span per `http.receive` or
+    `http.send` event: a multipart upload and a streamed download are many of them."""
+    if tracer_provider is None and not tracing.enabled():
         return None
     return Middleware(
         _RequestSpans,
@@ -97,4 +101,5 @@ def tracing_middleware(routes: Sequence[BaseRoute]) -> Middleware | None:
         default_span_details=span_details(routes),
         server_request_hook=tracing.redact_server_span,
         exclude_spans=["receive", "send"],
+        tracer_provider=tracer_provider,
     )

@@ -6,6 +6,7 @@ exporter."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from mesh import logs
 from mesh.settings import SettingsError, load
-from mesh.tracing import TracingSettings, _redact
+from mesh.tracing import TracingSettings, _redact, traced_rpc
 from tests.otlp import PRODUCER, GrpcReceiver, HttpReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +139,48 @@ def test_spans_reach_a_collector_over_either_protocol_with_the_sandbox_steps(
         assert by_name[step].parent_id == call.span_id
         assert by_name[step].attributes["convertmesh.pid"] == call.attributes["sandbox.pid"]
         assert call.start <= by_name[step].start <= by_name[step].end <= call.end
+
+
+class _Call:
+    def __init__(self, method: str | bytes) -> None:
+        self.method = method
+
+
+def test_health_reflection_and_watches_get_no_grpc_span() -> None:
+    # The grpc aio client hands its filter the method as bytes, the server as a string.
+    for method in ("/mesh.jobs.v1.JobService/CreateJob", b"/mesh.jobs.v1.JobService/UploadBlob"):
+        assert traced_rpc(_Call(method))
+    for method in (
+        "/grpc.health.v1.Health/Check",
+        b"/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/mesh.jobs.v1.JobService/WatchJob",
+        b"/mesh.jobs.v1.JobService/WatchJob",
+    ):
+        assert not traced_rpc(_Call(method))
+
+
+def test_a_sandboxed_call_of_an_unsampled_span_gets_no_context() -> None:
+    script = """
+import sys
+from mesh import tracing
+from mesh.settings import load
+tracing.configure("probe", load(tracing.TracingSettings.read, {"OTEL_TRACES_EXPORTER": "console"}))
+with tracing.span("call") as span:
+    carrier = tracing.carrier()
+    assert span.is_recording() == (sys.argv[1] == "always_on"), span
+    assert bool(carrier) == span.is_recording(), carrier
+    assert not carrier or int(carrier["traceparent"][-2:], 16) & 1, carrier  # the sampled flag
+"""
+    for sampler in ("always_on", "always_off"):
+        subprocess.run(
+            [sys.executable, "-c", script, sampler],
+            cwd=ROOT,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            env={**os.environ, "OTEL_TRACES_SAMPLER": sampler},
+        )
 
 
 def test_without_an_exporter_nothing_is_installed() -> None:
