@@ -104,6 +104,15 @@ class JobClient:
         )
         return response
 
+    async def convert(
+        self, request: jobs_pb2.ConvertRequest, deadline_seconds: float
+    ) -> jobs_pb2.ConvertResponse:
+        """A small conversion answered inline (or `durable`: create the job instead)."""
+        response: jobs_pb2.ConvertResponse = await self._call(
+            self._stub.Convert, request, deadline_seconds
+        )
+        return response
+
     async def get_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
         job: jobs_pb2.Job = await self._call(
             self._stub.GetJob, jobs_pb2.GetJobRequest(tenant=tenant, job_id=job_id)
