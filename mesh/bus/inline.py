@@ -11,8 +11,9 @@ The replies, told apart by the `Inline` header:
 - `beat`: the worker has the request and is still at it (every `BEAT_SECONDS`), so that a
   requester that hears nothing for a while knows the worker died;
 - `chunk`: a piece of the output (pieces fit in the server's max_payload);
-- `done`: the task's `Result` (succeeded or failed, as the durable path would publish it);
-  the output is the chunks before it;
+- `done`: the task's `Result` (succeeded or failed, as the durable path would publish it),
+  then the output's last piece when it fits (`Inline-Result-Bytes` says where the result
+  ends); the output is the chunks before it and that piece;
 - `durable`: not done here (the output is too large to carry, the handler needs the object
   store, or the failure may go away on a retry): the requester takes the durable path.
 
@@ -45,6 +46,8 @@ from mesh.tasks.v1 import tasks_pb2
 log = logging.getLogger(__name__)
 
 KIND_HEADER = "Inline"
+# In `done`: the length of the result, which the output's last piece follows.
+RESULT_HEADER = "Inline-Result-Bytes"
 BEAT_SECONDS = 1.0
 # The most output one inline answer carries; a larger one goes the durable way (the gateway
 # receives at most 8 MiB per gRPC message).
@@ -179,11 +182,7 @@ class InlineServer:
                     return
                 answer, data = outcome
                 beats.cancel()
-                step = max(self._nc.max_payload - _HEADROOM, 64 * 1024)
-                for start in range(0, len(data), step):
-                    await self._reply(reply, Kind.CHUNK, data[start : start + step])
-                await self._reply(reply, Kind.DONE, answer.SerializeToString())
-                await self._nc.flush()
+                await self._answer(reply, answer, data)
                 if answer.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
                     seconds = time.monotonic() - began
                     telemetry.TASKS.labels(s.service, "succeeded").inc()
@@ -195,6 +194,22 @@ class InlineServer:
             finally:
                 in_flight.dec()
                 shutil.rmtree(folder, ignore_errors=True)
+
+    async def _answer(self, reply: str, answer: tasks_pb2.Result, data: bytes) -> None:
+        """The output in pieces that fit a message, the last one in `done` behind the
+        result (RESULT_HEADER says where it ends) when both fit."""
+        step = max(self._nc.max_payload - _HEADROOM, 64 * 1024)
+        pieces = [data[start : start + step] for start in range(0, len(data), step)] or [b""]
+        encoded = answer.SerializeToString()
+        if len(encoded) + len(pieces[-1]) > step:
+            pieces.append(b"")
+        for piece in pieces[:-1]:
+            await self._reply(reply, Kind.CHUNK, piece)
+        await self._nc.publish(
+            reply,
+            encoded + pieces[-1],
+            headers={KIND_HEADER: Kind.DONE.value, RESULT_HEADER: str(len(encoded))},
+        )
 
     async def _convert(
         self, task: TaskSpec, source_bytes: bytes, folder: Path
@@ -310,7 +325,10 @@ class InlineRequester:
                 if kind == Kind.CHUNK.value:
                     chunks.append(message.data)
                 elif kind == Kind.DONE.value:
-                    return Reply(tasks_pb2.Result.FromString(message.data), b"".join(chunks))
+                    data = message.data
+                    end = int(heard.get(RESULT_HEADER) or len(data))
+                    chunks.append(data[end:])
+                    return Reply(tasks_pb2.Result.FromString(data[:end]), b"".join(chunks))
                 elif kind == Kind.DURABLE.value:
                     return Reply(why="durable")
         finally:

@@ -157,6 +157,8 @@ async def test_a_small_sync_conversion_is_answered_inline_and_stores_nothing(
     [
         ("/api/convert", {"format": "webp", "resize": "email"}, ""),
         ("/api/convert", THUMBNAIL, "application/octet-stream"),
+        # An output larger than a NATS message: answered in several.
+        ("/api/convert", {"format": "png"}, "application/octet-stream"),
         ("/api/compress", {"quality": "40"}, ""),
         ("/api/compress", {"quality": "95"}, ""),  # not smaller: the original, kept
     ],
@@ -174,6 +176,8 @@ async def test_inline_answers_are_the_job_paths(
     assert (await stored(local))["TASKS"] > before["TASKS"]  # that one was a job
     assert (inline.status_code, job.status_code) == (200, 200), (inline.text, job.text)
     assert inline.content == job.content
+    if data.get("format") == "png":
+        assert len(inline.content) > 1024 * 1024
     for header in ("content-type", "content-length", "content-disposition", "etag"):
         assert inline.headers.get(header) == job.headers.get(header), header
     if not accept:
