@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
+import grpc
+
 from mesh.jobs.v1 import jobs_pb2
 from services.gateway.client import JobClient
 from services.gateway.inline import HELD_PREFIX, Holder, StoredForm
@@ -98,3 +100,17 @@ def test_a_stored_form_names_the_stored_blobs() -> None:
     assert [f.blob_id for f in stored.job_request().files] == ["stored-0", "other"]
     assert not stored.job_request().HasField("extra_file")
     assert stored.warnings == ("w",)
+
+
+async def test_an_orchestrator_without_convert_asks_for_the_job_path() -> None:
+    # A real gRPC server that serves no method (an orchestrator before Convert existed).
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = JobClient(f"127.0.0.1:{port}", timeout=5)
+    try:
+        answer = await client.convert(jobs_pb2.ConvertRequest(source=PNG), deadline_seconds=5)
+    finally:
+        await client.close()
+        await server.stop(None)
+    assert answer.durable
