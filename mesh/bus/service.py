@@ -214,9 +214,17 @@ async def serve(
     )
     js = nc.jetstream()
     await streams.ensure_when_ready(js, settings.retention, settings.nats_replicas)
-    worker = Worker(nc, js, settings.runtime, handler, space)
-    # Small synchronous conversions straight from the orchestrator (mesh.bus.inline).
-    inline = InlineServer(nc, settings.runtime, handler, space) if space is not None else None
+    # Tasks from the stream and small synchronous conversions straight from the orchestrator
+    # (mesh.bus.inline) share the worker's slots: at most <SERVICE>_CONCURRENCY conversions
+    # (sandbox processes, their memory) at once, whichever way they came.
+    slots = asyncio.Semaphore(settings.runtime.concurrency)
+
+    async def gated(context: TaskContext) -> Outcome:
+        async with slots:
+            return await handler(context)
+
+    worker = Worker(nc, js, settings.runtime, gated, space)
+    inline = InlineServer(nc, settings.runtime, gated, space) if space is not None else None
     if inline is not None:
         await inline.start()
     stopped: list[asyncio.Task[None]] = []
