@@ -10,7 +10,6 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 
 import httpx
 import nats
@@ -241,7 +240,7 @@ async def test_a_bomb_inline_is_refused_typed_and_the_worker_survives(
 
 @pytest.mark.usefixtures("warm")
 async def test_a_worker_killed_mid_request_answers_200_or_503_with_retry_after(
-    local: LocalMesh, api: httpx.AsyncClient, tmp_path: Path
+    local: LocalMesh, api: httpx.AsyncClient
 ) -> None:
     # A few seconds of AV1 encoding, small enough to go inline.
     slow = noisy_jpeg(1200, 800, seed=11)
@@ -250,6 +249,17 @@ async def test_a_worker_killed_mid_request_answers_200_or_503_with_retry_after(
     silent = await inline_count(local, "silent")
     no_responders = await inline_count(local, "no_responders")
     request = asyncio.create_task(convert(api, slow, {"format": "avif"}))
+    # Meanwhile two clients send thumbnails back to back, through the kill and the restart.
+    photo = PHOTO.read_bytes()
+    loaded: list[httpx.Response] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            bytes_wanted = {"Accept": "application/octet-stream"}
+            loaded.append(await convert(api, photo, THUMBNAIL, headers=bytes_wanted))
+
+    loaders = [asyncio.create_task(load()) for _ in range(2)]
 
     async def converting() -> bool:
         in_flight = await metric(image_port, "convertmesh_tasks_in_flight", service="image")
@@ -276,6 +286,14 @@ async def test_a_worker_killed_mid_request_answers_200_or_503_with_retry_after(
     local.start_service(
         "image", env={**local.environment("image"), "METRICS_PORT": str(free_port())}
     )
+    converted = await inline_count(local, "converted")
+
+    async def serving_again() -> bool:
+        return await inline_count(local, "converted") > converted
+
+    await eventually(serving_again, 90, "the restarted worker answering inline")
+    stop.set()
+    await asyncio.gather(*loaders)
     for answer in await asyncio.gather(request, second):
         if answer.status_code == 503:
             assert answer.headers["retry-after"].isdigit(), answer.headers
@@ -284,4 +302,11 @@ async def test_a_worker_killed_mid_request_answers_200_or_503_with_retry_after(
         (item,) = answer.json()["files"]
         _, output = decode_data_url(item["downloadUrl"])
         Image.open(io.BytesIO(output)).load()
-    assert await inline_count(local, "silent") == silent + 1
+    assert await inline_count(local, "silent") >= silent + 1
+    assert loaded
+    for answer in loaded:
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"].isdigit(), answer.headers
+            continue
+        assert answer.status_code == 200, answer.text
+        assert Image.open(io.BytesIO(answer.content)).size == (500, 333)
