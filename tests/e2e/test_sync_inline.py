@@ -9,6 +9,7 @@ import io
 import os
 import signal
 import time
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
@@ -310,3 +311,48 @@ async def test_a_worker_killed_mid_request_answers_200_or_503_with_retry_after(
             continue
         assert answer.status_code == 200, answer.text
         assert Image.open(io.BytesIO(answer.content)).size == (500, 333)
+
+
+def _zip_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(zipfile.ZipInfo(name, (2020, 1, 2, 3, 4, 6)), data)
+    return buffer.getvalue()
+
+
+MEDIA_AND_ARCHIVE = {
+    "media": ("sample.wav", (CORPUS / "go-mediainfo/sample.wav").read_bytes(), {"format": "mp3"}),
+    "archive": ("notes.zip", _zip_of({"a.txt": b"a" * 5000, "b/c.txt": b"c"}), {"format": "7z"}),
+}
+
+
+@pytest.mark.usefixtures("warm")
+@pytest.mark.parametrize("service", list(MEDIA_AND_ARCHIVE))
+async def test_media_and_archive_workers_answer_inline_too(
+    local: LocalMesh, api: httpx.AsyncClient, service: str
+) -> None:
+    name, content, data = MEDIA_AND_ARCHIVE[service]
+    port = orchestrator(local)
+
+    async def answered() -> float:
+        return await metric(
+            port, "convertmesh_sync_inline_total", service=service, outcome="converted"
+        )
+
+    converted = await answered()
+    before = await stored(local)
+    bytes_wanted = {"Accept": "application/octet-stream"}
+    inline = await convert(api, content, data, name=name, headers=bytes_wanted)
+    assert inline.status_code == 200, inline.text
+    if await answered() == converted:
+        # The worker may not have been listening yet (no responder): then it was a job.
+        assert (await stored(local))["TASKS"] > before["TASKS"]
+        inline = await convert(api, content, data, name=name, headers=bytes_wanted)
+        assert inline.status_code == 200, inline.text
+    assert await answered() == converted + 1
+    job = await convert(api, content, data, name=name, headers={**bytes_wanted, **durable()})
+    assert job.status_code == 200, job.text
+    assert inline.content == job.content
+    for header in ("content-type", "content-length", "content-disposition", "etag"):
+        assert inline.headers.get(header) == job.headers.get(header), header
