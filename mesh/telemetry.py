@@ -115,6 +115,10 @@ SYNC_INLINE = Counter(
     "(converted, failed; no_responders, silent, timeout, durable: handed to the job path).",
     ["service", "outcome"],
 )
+SYNC_INLINE_RUNNING = Gauge(
+    "convertmesh_sync_inline_running",
+    "Synchronous conversions sent straight to a worker and not answered yet.",
+)
 CALLBACK_ATTEMPTS = Counter(
     "convertmesh_callback_attempts_total",
     "Callback deliveries attempted, by event type and what became of it.",

@@ -16,6 +16,7 @@ one plain conversion (several files, a sourceUrl, callbacks, an Idempotency-Key,
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import posixpath
@@ -25,6 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from mesh import telemetry, tracing
 from mesh.bus import inline
+from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
 from mesh.formats import SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2
@@ -69,6 +71,11 @@ class InlineConversions:
         self._creator = creator
         self._check_admission = check_admission
         self._max_upload_bytes = max_upload_bytes
+        self._running: collections.Counter[str] = collections.Counter()
+
+    def running(self, tenant: str) -> int:
+        """The tenant's conversions under way on this path (unfinished jobs, for its limit)."""
+        return self._running[tenant]
 
     async def convert(
         self, request: jobs_pb2.ConvertRequest, seconds_left: float | None
@@ -96,13 +103,32 @@ class InlineConversions:
         task = record.tasks[0]
         if task.stage != state_pb2.FILE_STAGE_CONVERT or not task.service:
             return DURABLE
-        self._check_admission(job_request.tenant)
+        tenant = job_request.tenant
+        self._check_admission(tenant)
         spec = specs.file_spec(record, task)
         seconds = (seconds_left or _DEFAULT_SECONDS) - _MARGIN_SECONDS
         message = tasks_pb2.InlineTask(task=spec.to_proto(), source=source, seconds=seconds)
         if message.ByteSize() > requester.max_payload:
             return DURABLE
-        service = task.service
+        self._running[tenant] += 1
+        telemetry.SYNC_INLINE_RUNNING.inc()
+        try:
+            return await self._request(requester, record, message, spec)
+        finally:
+            telemetry.SYNC_INLINE_RUNNING.dec()
+            self._running[tenant] -= 1
+            if not self._running[tenant]:
+                del self._running[tenant]
+
+    async def _request(
+        self,
+        requester: inline.InlineRequester,
+        record: state_pb2.JobRecord,
+        message: tasks_pb2.InlineTask,
+        spec: TaskSpec,
+    ) -> jobs_pb2.ConvertResponse:
+        service = record.tasks[0].service
+        source = message.source
         with tracing.span(
             f"dispatch {service}",
             kind=SpanKind.PRODUCER,
@@ -113,7 +139,7 @@ class InlineConversions:
                 "convertmesh.inline": True,
             },
         ):
-            reply = await requester.request(service, message, seconds, tracing.inject({}))
+            reply = await requester.request(service, message, message.seconds, tracing.inject({}))
             if reply.result is None:
                 tracing.annotate({"convertmesh.durable": reply.why})
         if reply.result is None:

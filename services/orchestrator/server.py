@@ -145,7 +145,8 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._index.apply(record)
 
     def _check_admission(self, tenant: str) -> None:
-        active = self._index.active_jobs(tenant)
+        # Conversions answered inline count as unfinished jobs while they run.
+        active = self._index.active_jobs(tenant) + self._inline.running(tenant)
         if active >= self._settings.max_active_jobs_per_tenant:
             raise MeshError(
                 Reason.RATE_LIMITED,

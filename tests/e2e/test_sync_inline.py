@@ -25,6 +25,7 @@ from tests.e2e.conftest import auth, running_mesh
 from tests.e2e.test_sync import decode_data_url
 
 INLINE_MAX = 768 * 1024
+MAX_ACTIVE = 6
 PHOTO = CORPUS / "exif-orientation-examples/Landscape_1.jpg"
 THUMBNAIL = {"format": "jpg", "resize": "width", "resizeWidth": "500", "compression": "82"}
 STORES = ("OBJ_blobs", "KV_jobs", "KV_uploads", "KV_settled", "TASKS", "RESULTS")
@@ -37,6 +38,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMesh]:
         IMAGE_CONCURRENCY="2",
         SYNC_INLINE_MAX_BYTES=str(INLINE_MAX),
         SYNC_INLINE_SILENCE_SECONDS="3",
+        MAX_ACTIVE_JOBS_PER_TENANT=str(MAX_ACTIVE),
     ) as mesh:
         yield mesh
 
@@ -53,7 +55,7 @@ async def metric(port: int, name: str, **labels: str) -> float:
         text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
     total = 0.0
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
+        if not line.startswith((name + "{", name + " ")):
             continue
         if all(f'{key}="{value}"' in line for key, value in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
@@ -96,10 +98,11 @@ async def convert(
     route: str = "/api/convert",
     name: str = "photo.jpg",
     headers: dict[str, str] | None = None,
+    tenant: str = "acme",
 ) -> httpx.Response:
     return await api.post(
         route,
-        headers={**auth(), **(headers or {})},
+        headers={**auth(tenant), **(headers or {})},
         data=data,
         files=[("files", (name, content, "application/octet-stream"))],
     )
@@ -356,3 +359,43 @@ async def test_media_and_archive_workers_answer_inline_too(
     assert inline.content == job.content
     for header in ("content-type", "content-length", "content-disposition", "etag"):
         assert inline.headers.get(header) == job.headers.get(header), header
+
+
+@pytest.mark.usefixtures("warm")
+async def test_inline_conversions_count_against_the_tenants_unfinished_jobs(
+    local: LocalMesh, api: httpx.AsyncClient
+) -> None:
+    slow = noisy_jpeg(1600, 1000, seed=5)
+    assert len(slow) <= INLINE_MAX
+    running = [
+        asyncio.create_task(convert(api, slow, {"format": "avif"}, tenant="globex"))
+        for _ in range(MAX_ACTIVE)
+    ]
+
+    async def all_sent() -> bool:
+        sent = await metric(orchestrator(local), "convertmesh_sync_inline_running")
+        assert not any(task.done() for task in running), [
+            t.result().text for t in running if t.done()
+        ]
+        return sent >= MAX_ACTIVE
+
+    await eventually(all_sent, 60, "every slow conversion sent to the worker")
+    small = (CORPUS / "pillow/hopper.png").read_bytes()
+    refused = await convert(api, small, {"format": "jpg"}, name="h.png", tenant="globex")
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["code"] == "RATE_LIMITED"
+    assert refused.headers["retry-after"].isdigit()
+    # A job of the same tenant is refused as well while they run.
+    job = await api.post(
+        "/api/jobs",
+        headers=auth("globex"),
+        data={"format": "jpg"},
+        files=[("files", ("h.png", small, "image/png"))],
+    )
+    if not all(task.done() for task in running):
+        assert job.status_code == 429, job.text
+    for answer in await asyncio.gather(*running):
+        assert answer.status_code == 200, answer.text
+    # Once they are done, the tenant converts again.
+    again = await convert(api, small, {"format": "jpg"}, name="h.png", tenant="globex")
+    assert again.status_code == 200, again.text
