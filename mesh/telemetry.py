@@ -109,6 +109,16 @@ RESULTS_APPLIED = Counter(
     "Worker results the orchestrator applied to jobs (changed: whether the job changed).",
     ["kind", "changed"],
 )
+SYNC_INLINE = Counter(
+    "convertmesh_sync_inline_total",
+    "Synchronous conversions sent straight to a worker (no job stored), by service and outcome "
+    "(converted, failed; no_responders, silent, timeout, durable: handed to the job path).",
+    ["service", "outcome"],
+)
+SYNC_INLINE_RUNNING = Gauge(
+    "convertmesh_sync_inline_running",
+    "Synchronous conversions sent straight to a worker and not answered yet.",
+)
 CALLBACK_ATTEMPTS = Counter(
     "convertmesh_callback_attempts_total",
     "Callback deliveries attempted, by event type and what became of it.",

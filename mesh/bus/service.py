@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mesh import eventloop, logs, sandbox, scratch, telemetry, tracing
 from mesh.bus import connection, streams
+from mesh.bus.inline import InlineServer
 from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, Worker
 from mesh.bus.tasks import TaskKind
 from mesh.health import HealthServer
@@ -213,19 +214,36 @@ async def serve(
     )
     js = nc.jetstream()
     await streams.ensure_when_ready(js, settings.retention, settings.nats_replicas)
-    worker = Worker(nc, js, settings.runtime, handler, space)
+    # Tasks from the stream and small synchronous conversions straight from the orchestrator
+    # (mesh.bus.inline) share the worker's slots: at most <SERVICE>_CONCURRENCY conversions
+    # (sandbox processes, their memory) at once, whichever way they came.
+    slots = asyncio.Semaphore(settings.runtime.concurrency)
+
+    async def gated(context: TaskContext) -> Outcome:
+        async with slots:
+            return await handler(context)
+
+    worker = Worker(nc, js, settings.runtime, gated, space)
+    inline = InlineServer(nc, settings.runtime, gated, space) if space is not None else None
+    if inline is not None:
+        await inline.start()
+    stopped: list[asyncio.Task[None]] = []
 
     def stop() -> None:
         log.info("worker draining")
         if health:
             health.drain()
         worker.stop()
+        if inline is not None and not stopped:
+            stopped.append(asyncio.create_task(inline.stop()))
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     log.info("worker consuming", extra={"subject": streams.task_subject(service)})
     await worker.run()
+    if inline is not None:
+        await (stopped[0] if stopped else inline.stop())
     await sandbox.shutdown()
     await connection.close(nc)
     if health:

@@ -106,6 +106,21 @@ class JobClient:
         )
         return response
 
+    async def convert(
+        self, request: jobs_pb2.ConvertRequest, deadline_seconds: float
+    ) -> jobs_pb2.ConvertResponse:
+        """A small conversion answered inline (or `durable`: create the job instead, also
+        what an orchestrator without Convert, during a rolling upgrade, asks for)."""
+        try:
+            response: jobs_pb2.ConvertResponse = await self._stub.Convert(
+                request, timeout=deadline_seconds
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED and not rpc_status.from_call(error):
+                return jobs_pb2.ConvertResponse(durable=True)
+            raise from_grpc_error(error) from None
+        return response
+
     async def get_job(self, tenant: str, job_id: str) -> jobs_pb2.Job:
         job: jobs_pb2.Job = await self._call(
             self._stub.GetJob, jobs_pb2.GetJobRequest(tenant=tenant, job_id=job_id)

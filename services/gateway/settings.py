@@ -81,6 +81,9 @@ class Settings:
     rpc_timeout_seconds: float = 10.0
     sync_max_bytes: int = 50 * 1024 * 1024
     sync_timeout_seconds: float = 60.0
+    # A sync conversion of one file at most this large goes straight to a worker, inline,
+    # without a stored job (the orchestrator's Convert); 0: every one is a job.
+    sync_inline_max_bytes: int = 768 * 1024
     # How long a job's creation may wait for the orchestrator to fetch its sourceUrl.
     source_url_timeout_seconds: float = 300.0
     log_level: str = "INFO"
@@ -133,6 +136,7 @@ class Settings:
             max_body_bytes=env_int("MAX_BODY_BYTES", cls.max_body_bytes),
             sync_max_bytes=env_int("SYNC_MAX_BYTES", cls.sync_max_bytes),
             sync_timeout_seconds=env_int("SYNC_TIMEOUT_SECONDS", int(cls.sync_timeout_seconds)),
+            sync_inline_max_bytes=env_int("SYNC_INLINE_MAX_BYTES", cls.sync_inline_max_bytes),
             source_url_timeout_seconds=env_int(
                 "SOURCE_URL_TIMEOUT_SECONDS", int(cls.source_url_timeout_seconds)
             ),

@@ -24,7 +24,7 @@ from services.gateway.client import JobClient
 from services.gateway.early import Vet
 from services.gateway.multipart import FormLimits, ParsedForm, read_form
 from services.gateway.settings import Settings
-from services.gateway.uploads import UploadedFile, discard_uploads
+from services.gateway.uploads import Discard, Upload, UploadedFile, discard_uploads
 
 # Whether the job exists is unknown after these: its sources must stay.
 _OUTCOME_UNKNOWN = frozenset({Reason.UNAVAILABLE, Reason.INTERNAL})
@@ -79,9 +79,11 @@ async def read(
     limits: FormLimits,
     extra_files: frozenset[str] = frozenset(),
     vet: Vet | None = None,
+    *,
+    store: Callable[[str], tuple[Upload, Discard]] | None = None,
 ) -> Read[F]:
-    """Authenticates, then reads and validates the form (files streamed into the store, each
-    once `vet` has accepted its first bytes)."""
+    """Authenticates, then reads and validates the form (files streamed into the store, or
+    into what `store(tenant)` gives, each once `vet` has accepted its first bytes)."""
     settings: Settings = request.app.state.settings
     client: JobClient = request.app.state.client
     tenant = auth.tenant_for(request, settings.api_keys)
@@ -92,6 +94,8 @@ async def read(
     async def discard(blob_id: str) -> None:
         await client.delete_blob(tenant, blob_id)
 
+    if store is not None:
+        upload, discard = store(tenant)  # type: ignore[assignment]
     form = await read_form(
         request, parse, upload, discard, limits, extra_files=extra_files, vet=vet
     )

@@ -14,7 +14,7 @@ import base64
 import enum
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -28,8 +28,10 @@ from services.gateway import early, submission
 from services.gateway.client import JobClient
 from services.gateway.downloads import download_response
 from services.gateway.forms import JobForm, parse_compress_form, parse_convert_form
+from services.gateway.inline import Holder, StoredForm
 from services.gateway.multipart import FormLimits, ParsedForm
 from services.gateway.settings import Settings
+from services.gateway.uploads import Discard, Upload, discard_uploads
 
 BASE64_BLOCK = 3 * 64 * 1024
 # What each answered file shows (API.md "Synchronous endpoints"), from the job's file item.
@@ -80,17 +82,85 @@ def over_budget(error: MeshError, budget: int, hint: str) -> MeshError:
 async def _run(
     request: Request, parse: Callable[[ParsedForm], JobForm], vet: early.Vet
 ) -> Response:
+    """One small file goes to the orchestrator's Convert inline (no job stored); anything
+    else, or what Convert hands back as `durable`, is a job as before."""
     settings: Settings = request.app.state.settings
+    client: JobClient = request.app.state.client
     budget = settings.sync_max_bytes
     limits = FormLimits(max_files=settings.max_files, max_file_bytes=budget, max_body_bytes=budget)
     until = deadline(settings)
+    holders: list[Holder] = []
+
+    def store(tenant: str) -> tuple[Upload, Discard]:
+        holder = Holder(client, tenant, min(settings.sync_inline_max_bytes, budget))
+        holders.append(holder)
+        return holder.upload, holder.discard
+
     try:
-        submitted = await submission.submit(
-            request, parse, limits, fetch_seconds=seconds_left(until), vet=vet
-        )
+        read = await submission.read(request, parse, limits, vet=vet, store=store)
+        (holder,) = holders
+        inline = await _inline(request, read, holder, until)
+        if inline is not None:
+            return inline
+        try:
+            ids = await holder.store()
+        except MeshError:
+            await discard_uploads(read.form.uploads, holder.discard)
+            raise
+        stored = submission.Read(read.tenant, StoredForm(read.form, ids))
+        submitted = await submission.create(request, stored, budget, seconds_left(until))
     except MeshError as error:
         raise over_budget(error, budget, JOBS_HINT) from None
     return await answer(request, submitted, until, JOBS_HINT)
+
+
+async def _inline(
+    request: Request, read: submission.Read[JobForm], holder: Holder, until: float
+) -> Response | None:
+    """The answer of Convert for a form of one held file, or None: take the job path."""
+    settings: Settings = request.app.state.settings
+    client: JobClient = request.app.state.client
+    uploads = read.form.uploads
+    if len(uploads) != 1 or request.headers.get("idempotency-key"):
+        return None
+    held = holder.held.get(uploads[0].blob_id)
+    if held is None:
+        return None
+    job = read.form.job_request()
+    if len(job.files) != 1:
+        return None
+    job.tenant = read.tenant
+    job.files[0].blob_id = ""
+    converting = jobs_pb2.ConvertRequest(
+        job=job, source=held.data, filename=held.filename, content_type=held.content_type
+    )
+    # The orchestrator gives up (answering `durable`) a little before this deadline.
+    answered = await client.convert(converting, seconds_left(until) + 1.0)
+    if answered.durable:
+        if until - time.monotonic() < 1.0:
+            raise _timed_out(settings, JOBS_HINT, "")
+        return None
+
+    async def output(
+        tenant: str, job_id: str, index: int
+    ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:
+        return answered.header, _once(answered.output)
+
+    return await respond(request, answered.job, {}, read.form.warnings, output)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _timed_out(settings: Settings, hint: str, job_id: str) -> MeshError:
+    detail = {"jobId": job_id} if job_id else {}
+    return MeshError(
+        Reason.TIMEOUT,
+        f"The work did not finish within {settings.sync_timeout_seconds:g} s; {hint} for "
+        "long work.",
+        **detail,
+    )
 
 
 class Shape(enum.Enum):
@@ -118,35 +188,52 @@ async def answer(
     try:
         final = await asyncio.wait_for(_terminal(client, tenant, job.job_id), seconds_left(until))
     except TimeoutError:
-        raise MeshError(
-            Reason.TIMEOUT,
-            f"The work did not finish within {settings.sync_timeout_seconds:g} s; {hint} for "
-            "long work.",
-            jobId=job.job_id,
-        ) from None
+        raise _timed_out(settings, hint, job.job_id) from None
+    return await respond(
+        request, final, submitted.headers, submitted.form.warnings, client.read_output, shape=shape
+    )
+
+
+ReadOutput = Callable[
+    [str, str, int], Awaitable[tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]]
+]
+
+
+async def respond(
+    request: Request,
+    final: jobs_pb2.Job,
+    headers: dict[str, str],
+    warnings: tuple[str, ...],
+    read_output: ReadOutput,
+    *,
+    shape: Shape | None = None,
+) -> Response:
+    """The answer for a finished job in `shape` (see `answer`), its outputs from
+    `read_output`."""
+    settings: Settings = request.app.state.settings
     completed = [f for f in final.files if f.status == jobs_pb2.FILE_STATUS_COMPLETED]
     if not completed:
         first = final.files[0]
-        raise MeshError(reason_named(first.error_code), first.error_message, jobId=job.job_id)
+        raise MeshError(reason_named(first.error_code), first.error_message, jobId=final.job_id)
     links = DownloadLinks(str(request.base_url), settings.links)
     if shape is None:
         accept = request.headers.get("accept", "")
         wants_bytes = "application/octet-stream" in accept and len(final.files) == 1
         shape = Shape.BYTES if wants_bytes else Shape.FILES
     if shape is Shape.JOB:
-        return JSONResponse(jobjson.render_job(final, links), headers=submitted.headers)
+        return JSONResponse(jobjson.render_job(final, links), headers=headers)
     if shape is Shape.DOCUMENT:
-        _, body = await client.read_output(tenant, job.job_id, completed[0].index)
-        return StreamingResponse(body, media_type="application/json", headers=submitted.headers)
+        _, body = await read_output(final.tenant, final.job_id, completed[0].index)
+        return StreamingResponse(body, media_type="application/json", headers=headers)
     if shape is Shape.BYTES and len(final.files) == 1:
-        header, body = await client.read_output(tenant, job.job_id, 0)
+        header, body = await read_output(final.tenant, final.job_id, 0)
         response = await download_response(request, header, body, ranged=False)
-        response.headers.update(submitted.headers)
+        response.headers.update(headers)
         return response
     return StreamingResponse(
-        _json_body(client, final, links, submitted.form.warnings),
+        _json_body(read_output, final, links, warnings),
         media_type="application/json",
-        headers=submitted.headers,
+        headers=headers,
     )
 
 
@@ -160,7 +247,7 @@ async def _terminal(client: JobClient, tenant: str, job_id: str) -> jobs_pb2.Job
 
 
 async def _json_body(
-    client: JobClient, job: jobs_pb2.Job, links: DownloadLinks, warnings: tuple[str, ...]
+    read_output: ReadOutput, job: jobs_pb2.Job, links: DownloadLinks, warnings: tuple[str, ...]
 ) -> AsyncIterator[bytes]:
     yield b'{"files": ['
     for number, item in enumerate(job.files):
@@ -177,7 +264,7 @@ async def _json_body(
         head = {key: described[key] for key in _ITEM_KEYS}
         opening = json.dumps(head)[:-1] + ', "downloadUrl": "data:'
         yield (opening + f"{item.mime_type};base64,").encode()
-        _, body = await client.read_output(job.tenant, job.job_id, item.index)
+        _, body = await read_output(job.tenant, job.job_id, item.index)
         async for encoded in _base64(body):
             yield encoded
         yield b'"}'

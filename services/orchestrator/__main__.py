@@ -12,6 +12,7 @@ from grpc_health.v1._async import HealthServicer
 
 from mesh import eventloop, logs, telemetry, tracing
 from mesh.bus import connection, streams
+from mesh.bus.inline import InlineRequester
 from mesh.health import LIVENESS
 from services.orchestrator import callbacks
 from services.orchestrator.advisories import watch_abandoned_tasks
@@ -51,7 +52,9 @@ async def serve(settings: Settings) -> None:
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
-    servicer = JobService(js, store, index, settings)
+    requester = InlineRequester(nc, settings.sync_inline_silence_seconds)
+    await requester.start()
+    servicer = JobService(js, store, index, settings, requester)
     server, port = create_server(servicer, health, settings.grpc_host, settings.grpc_port)
     await server.start()
     log.info("orchestrator listening", extra={"port": port})
@@ -72,6 +75,7 @@ async def serve(settings: Settings) -> None:
     await advisories.unsubscribe()
     await health.enter_graceful_shutdown()
     await server.stop(grace=5)
+    await requester.stop()
     await consumer
     await deliverer
     await redispatcher

@@ -158,6 +158,16 @@ class JobCreator:
             await self.dispatch(record)
         return record.job
 
+    def build(
+        self,
+        request: jobs_pb2.CreateJobRequest,
+        uploads: list[state_pb2.UploadRecord],
+        job_id: str,
+    ) -> state_pb2.JobRecord:
+        """The record CreateJob would write for `request` and its files' uploads (routing,
+        output names, the same typed refusals), for a conversion that is never stored."""
+        return self._build(request, uploads, None, job_id, "")
+
     def _build(
         self,
         request: jobs_pb2.CreateJobRequest,

@@ -24,12 +24,14 @@ from nats.js import JetStreamContext
 
 from mesh import blobs, telemetry, tracing
 from mesh.bus import streams
+from mesh.bus.inline import InlineRequester
 from mesh.errors import MeshError, Reason
 from mesh.formats import OUTPUT_FORMATS, SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from mesh.state.v1 import state_pb2
 from services.orchestrator import specs, state, upload_stream
 from services.orchestrator.index import JobIndex
+from services.orchestrator.inline import InlineConversions
 from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
 from services.orchestrator.sources import Sources
@@ -109,7 +111,12 @@ class _Observed:
 
 class JobService(jobs_pb2_grpc.JobServiceServicer):
     def __init__(
-        self, js: JetStreamContext, store: JobStore, index: JobIndex, settings: Settings
+        self,
+        js: JetStreamContext,
+        store: JobStore,
+        index: JobIndex,
+        settings: Settings,
+        requester: InlineRequester | None = None,
     ) -> None:
         self._js = js
         self._store = store
@@ -124,6 +131,9 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             rar_available=settings.rar_available,
             callback_allow=settings.callbacks.allow,
         )
+        self._inline = InlineConversions(
+            requester, self._creator, self._check_admission, settings.max_upload_bytes
+        )
 
     @property
     def creator(self) -> JobCreator:
@@ -131,8 +141,12 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
 
     def _admit(self, record: state_pb2.JobRecord) -> None:
         """Refuses a new job while its tenant has too many unfinished ones (429)."""
-        tenant = record.job.tenant
-        active = self._index.active_jobs(tenant)
+        self._check_admission(record.job.tenant)
+        self._index.apply(record)
+
+    def _check_admission(self, tenant: str) -> None:
+        # Conversions answered inline count as unfinished jobs while they run.
+        active = self._index.active_jobs(tenant) + self._inline.running(tenant)
         if active >= self._settings.max_active_jobs_per_tenant:
             raise MeshError(
                 Reason.RATE_LIMITED,
@@ -141,7 +155,6 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 limit="active_jobs_per_tenant",
                 max=self._settings.max_active_jobs_per_tenant,
             )
-        self._index.apply(record)
 
     @unary
     async def UploadBlob(  # noqa: N802 - gRPC method names are the proto's
@@ -207,13 +220,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def CreateJob(  # noqa: N802
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext
     ) -> jobs_pb2.CreateJobResponse:
-        for spec in request.files:
-            if spec.options.format and spec.options.format not in OUTPUT_FORMATS:
-                raise MeshError(
-                    Reason.INVALID_FIELD,
-                    f"Unknown output format {spec.options.format!r}.",
-                    fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
-                )
+        _check_formats(request)
         created = await self._creator.create(request, context.time_remaining())
         tracing.annotate(
             {
@@ -224,6 +231,23 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             }
         )
         return created
+
+    @unary
+    async def Convert(  # noqa: N802
+        self, request: jobs_pb2.ConvertRequest, context: grpc.aio.ServicerContext
+    ) -> jobs_pb2.ConvertResponse:
+        _check_formats(request.job)
+        answer = await self._inline.convert(request, context.time_remaining())
+        tracing.annotate(
+            {
+                "convertmesh.tenant": request.job.tenant,
+                "convertmesh.input_bytes": len(request.source),
+                "convertmesh.durable": answer.durable,
+            }
+        )
+        if not answer.durable:
+            tracing.annotate({"convertmesh.job_id": answer.job.job_id})
+        return answer
 
     @unary
     async def GetJob(  # noqa: N802
@@ -290,6 +314,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             async for piece in ranged(chunks, start, count):
                 telemetry.DOWNLOAD_BYTES.inc(len(piece))
                 yield jobs_pb2.ReadOutputResponse(chunk=piece)
+
+
+def _check_formats(request: jobs_pb2.CreateJobRequest) -> None:
+    for spec in request.files:
+        if spec.options.format and spec.options.format not in OUTPUT_FORMATS:
+            raise MeshError(
+                Reason.INVALID_FIELD,
+                f"Unknown output format {spec.options.format!r}.",
+                fields={"format": "must be one of " + ", ".join(OUTPUT_FORMATS)},
+            )
 
 
 def byte_range(request: jobs_pb2.ReadOutputRequest, size: int) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mesh import blobs, eventloop
+from mesh.bus import inline
 from mesh.bus.streams import Retention, read_replicas
 from mesh.settings import Env, load
 from mesh.telemetry import MetricsSettings
@@ -45,6 +46,9 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     event_loop: str = "uvloop"
     traces: TracingSettings = field(default_factory=TracingSettings)
+    # A synchronous conversion sent straight to a worker (POST /api/convert of a small file)
+    # whose worker says nothing for this long is taken to have died: it goes the durable way.
+    sync_inline_silence_seconds: float = 5.0
     # sourceUrl fetches: at most the upload limit, within these times.
     fetch: FetchLimits = field(default_factory=lambda: FetchLimits(max_bytes=2 * 1024**3))
 
@@ -84,6 +88,11 @@ class Settings:
             metrics=MetricsSettings.read(env),
             event_loop=eventloop.read(env),
             traces=TracingSettings.read(env),
+            sync_inline_silence_seconds=env.number(
+                "SYNC_INLINE_SILENCE_SECONDS",
+                cls.sync_inline_silence_seconds,
+                minimum=3 * inline.BEAT_SECONDS,
+            ),
             fetch=FetchLimits(
                 max_bytes=max_upload_bytes,
                 total_seconds=env.number(

@@ -303,6 +303,8 @@ def test_sync_conversions_on_one_connection_are_one_trace_each(
     # context, whose span became the new request's parent (many jobs in one trace).
     png = (CORPUS / "pillow/hopper.png").read_bytes()
     headers = {**auth(), "Accept": "application/octet-stream"}
+    with httpx.Client(base_url=traced_mesh.http_url, timeout=60) as http:
+        _until_answered_inline(traced_mesh, http, png, headers)
     started = time.time_ns()
     with httpx.Client(base_url=traced_mesh.http_url, timeout=60) as http:
         sizes = []
@@ -340,15 +342,40 @@ def test_sync_conversions_on_one_connection_are_one_trace_each(
         assert {s.attributes.get("convertmesh.job_id") for s in trace.spans} - {None} == {job_id}
         roots = [s for s in trace.spans if not s.parent_id]
         assert [(r.name, r.kind) for r in roots] == [("POST /api/convert", SERVER)]
+        # One small file: answered inline (Convert, NATS request/reply), no job stored.
         task = trace.one("task image")
-        assert_task_chain(trace, "image", task)
-        assert trace.chain(task)[-2:] == [
-            "gateway: /mesh.jobs.v1.JobService/CreateJob",
+        assert trace.chain(task)[1:] == [
+            "orchestrator: dispatch image",
+            "orchestrator: /mesh.jobs.v1.JobService/Convert",
+            "gateway: /mesh.jobs.v1.JobService/Convert",
             "gateway: POST /api/convert",
         ]
-        output = trace.one("/mesh.jobs.v1.JobService/ReadOutput", "gateway")
-        assert trace.parent(output).name == "POST /api/convert"
+        assert (task.kind, trace.parent(task).kind) == (CONSUMER, PRODUCER)
+        (convert,) = [s for s in trace.children(task) if s.name == "convert"]
+        (sandbox,) = [s for s in trace.children(convert) if s.name == "sandbox"]
+        assert SANDBOX_STAGES["image"] <= {s.name for s in trace.children(sandbox)}
+        assert not trace.named("/mesh.jobs.v1.JobService/ReadOutput")
         assert task.attributes["convertmesh.output_bytes"] in sizes
+
+
+def _until_answered_inline(
+    local: LocalMesh, http: httpx.Client, png: bytes, headers: dict[str, str]
+) -> None:
+    """Converts until the image worker answers inline (the gateway is ready before it)."""
+    port = local.config.metrics_ports["orchestrator"]
+    deadline = time.monotonic() + 90
+    while True:
+        answer = http.post(
+            "/api/convert", headers=headers, files={"file": ("h.png", png)}, data={"format": "jpg"}
+        )
+        assert answer.status_code == 200, answer.text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        if any(
+            line.startswith("convertmesh_sync_inline_total{") and 'outcome="converted"' in line
+            for line in text.splitlines()
+        ):
+            return
+        assert time.monotonic() < deadline, "no conversion answered inline"
 
 
 def _zip_of_images() -> bytes:
