@@ -396,6 +396,7 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
         complete(
             job_id,
             ("pack", {}),
+            ("pack member", {}),
             ("apply result", {"result": "SUCCEEDED", "task_id": f"{job_id}.0.pack"}),
         ),
     )
@@ -428,6 +429,33 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     assert trace.parent(trace.parent(pack)).name == "apply result"
     assert "image: task image" in trace.chain(pack)
     assert_rooted_at_the_request(trace, trace.one("pack"))
+    # Each member written into the zip is a span under the pack stage: position and size,
+    # never its name.
+    stage = trace.one("pack")
+    written = trace.named("pack member")
+    assert trace.chain(stage)[:4] == [
+        "archive: pack",
+        "archive: sandbox",
+        "archive: convert",
+        "archive: task archive",
+    ]
+    assert {trace.parent(m).span_id for m in written} == {stage.span_id}
+    assert all(stage.start <= m.start <= m.end <= stage.end for m in written)
+    download = await client.get(job["results"]["files"][0]["downloadUrl"])
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as packed:
+        infos = packed.infolist()
+    assert stage.attributes["convertmesh.entries"] == len(infos) >= 2
+    assert stage.attributes["convertmesh.member_spans"] == len(infos)
+    assert sorted(m.attributes["convertmesh.member_index"] for m in written) == list(
+        range(len(infos))
+    )
+    by_index = {m.attributes["convertmesh.member_index"]: m for m in written}
+    assert [by_index[i].attributes["convertmesh.input_bytes"] for i in range(len(infos))] == [
+        info.file_size for info in infos
+    ]
+    names = [info.filename.rsplit("/", 1)[-1] for info in infos]
+    assert all(name not in value for m in written for value in m.values() for name in names)
 
 
 async def test_a_media_tool_from_a_source_url_is_one_trace_with_the_fetch(
