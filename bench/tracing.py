@@ -4,7 +4,7 @@ request, and with one sampling a tenth (the standard `parentbased_traceidratio` 
 by side in one run, with a second untraced mesh as the control (two identical meshes differ by
 the run's noise); writes `bench/tracing.md`. Goal: under 5 % more CPU per request.
 
-    .venv/bin/python -m bench.tracing [--rounds 5] [--seconds 3] [--connections 4]
+    .venv/bin/python -m bench.tracing [--rounds 8] [--seconds 8] [--connections 4]
 
 It drives `bench.e2e`'s meshes (four `launcher` meshes, `untraced`, `control`, `traced`,
 `sampled`, each with its own nats-server), its wrk scripts and its CPU accounting (every process
@@ -16,9 +16,15 @@ drifting between rounds). Then the parts, in this process: what the mesh's instr
 to one HTTP request, one gRPC call of each kind and one span, sampled and not. With tracing
 off, the helpers the services call cost what the last table says per call.
 
-Short runs: a mesh stops taking jobs after about 1000 of them (each WatchJob leaves a consumer
-on KV_jobs behind, and JetStream's default limit is 1000 per stream), so a run must stay under
-that at the 20-30 requests per second a quiet machine gives.
+Length: the defaults, 8 rounds of 8 s per target (8 targets: 8.5 minutes of load, plus the
+meshes' start, the warm-ups and the parts), are what a result to trust needs on a shared machine:
+in 5 rounds of 3 s, `control`'s per-round ratio against `untraced` (two identical meshes: the
+noise floor) ranged over 0.90-1.49 (the `bench/tracing.md` of that run), far more than the 5 %
+being measured. Runs are no longer bounded by the jobs a mesh can take: the consumer behind
+each WatchJob is removed 5 s after the watch ends (`WATCH_LINGER_SECONDS` in the orchestrator;
+with nats-py's 5 minute default, JetStream's 1000 consumers per stream stopped a mesh after
+about 1000 jobs), so at 20-30 requests a second a mesh holds about 30 x 5 = 150 at most, however
+long the run.
 """
 
 from __future__ import annotations
@@ -329,8 +335,8 @@ HTTP_AND_GRPC_SPANS = 7
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "tracing.md")
     args = parser.parse_args()
