@@ -155,7 +155,7 @@ async def _grpc_calls(
         server_side: list[Any] = []
         client_side: list[Any] | None = None
         if provider is not None:
-            server_side = [aio_server_interceptor(provider, tracing.traced_rpc)]  # type: ignore[no-untyped-call]
+            server_side = [aio_server_interceptor(provider, tracing.traced_server_rpc)]  # type: ignore[no-untyped-call]
             client_side = aio_client_interceptors(provider, tracing.traced_rpc)  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=server_side)
         server.add_generic_rpc_handlers((handlers,))
@@ -347,12 +347,14 @@ def _never(details: Any) -> bool:
 
 # Interceptors (client, server) per setup: none; grpc.aio's machinery alone (interceptors that
 # only pass the call on); the official ones with a filter that refuses every call (what
-# WatchJob and health checks cost); the official ones, unsampled, on one side or on both.
+# WatchJob and health checks cost); the official ones, unsampled, on one side or on both, with
+# `traced_rpc` on both; and the mesh's (`traced_server_rpc` on the server: a leaf RPC whose
+# caller is not sampled gets no server span).
 def _attribution_setups(provider: TracerProvider) -> dict[str, tuple[list[Any], list[Any]]]:
     def client(keep: Any = tracing.traced_rpc) -> list[Any]:
         return list(aio_client_interceptors(provider, keep))  # type: ignore[no-untyped-call]
 
-    def server(keep: Any = tracing.traced_rpc) -> list[Any]:
+    def server(keep: Any = tracing.traced_server_rpc) -> list[Any]:
         return [aio_server_interceptor(provider, keep)]  # type: ignore[no-untyped-call]
 
     return {
@@ -363,8 +365,9 @@ def _attribution_setups(provider: TracerProvider) -> dict[str, tuple[list[Any], 
         ),
         "official, filtered out": (client(_never), server(_never)),
         "official client only": (client(), []),
-        "official server only": ([], server()),
-        "official, both sides": (client(), server()),
+        "official server only": ([], server(tracing.traced_rpc)),
+        "official, both sides": (client(), server(tracing.traced_rpc)),
+        "the mesh's: leaf calls skip the server": (client(), server()),
     }
 
 
@@ -455,7 +458,10 @@ def write_attribution(costs: dict[str, dict[str, float]]) -> list[str]:
         "filtered out` the instrumentation with a filter refusing every call: what is left "
         "between them and `official, both sides` is the instrumentation's own work for a call "
         "that gets a (non-recording) span: starting the spans, the context put into the "
-        "metadata and read back, the status the client interceptor awaits.",
+        "metadata and read back, the status the client interceptor awaits. `official, both "
+        "sides` filters with `traced_rpc` on both (the mesh before `LEAF_RPCS`); the last "
+        "column is the mesh's, whose server skips a leaf RPC (UploadBlob, ReadOutput) of an "
+        "unsampled caller: CreateJob is its control.",
         "",
         "| call | " + " | ".join(setups) + " |",
         "| --- |" + " --- |" * len(setups),
