@@ -4,7 +4,7 @@ request, and with one sampling a tenth (the standard `parentbased_traceidratio` 
 by side in one run, with a second untraced mesh as the control (two identical meshes differ by
 the run's noise); writes `bench/tracing.md`. Goal: under 5 % more CPU per request.
 
-    .venv/bin/python -m bench.tracing [--rounds 5] [--seconds 3] [--connections 4]
+    .venv/bin/python -m bench.tracing [--rounds 8] [--seconds 8] [--connections 4]
 
 It drives `bench.e2e`'s meshes (four `launcher` meshes, `untraced`, `control`, `traced`,
 `sampled`, each with its own nats-server), its wrk scripts and its CPU accounting (every process
@@ -13,12 +13,20 @@ and async job -> events -> download) run in interleaved rounds whose order rotat
 (thumbor and pyvips direct, `make bench`'s baselines, are not started). Ratios are given over
 all rounds and as the median of each round's own ratio (robust to the load of a shared machine
 drifting between rounds). Then the parts, in this process: what the mesh's instrumentation adds
-to one HTTP request, one gRPC call of each kind and one span, sampled and not. With tracing
-off, the helpers the services call cost what the last table says per call.
+to one HTTP request, one gRPC call of each kind and one span, sampled and not; and where an
+unsampled gRPC call's added time goes (grpc.aio's interception alone, the instrumentation's
+filtered-out path, its client side, its server side). With tracing off, the helpers the
+services call cost what the last table says per call.
 
-Short runs: a mesh stops taking jobs after about 1000 of them (each WatchJob leaves a consumer
-on KV_jobs behind, and JetStream's default limit is 1000 per stream), so a run must stay under
-that at the 20-30 requests per second a quiet machine gives.
+Length: the defaults, 8 rounds of 8 s per target (8 targets: 8.5 minutes of load, plus the
+meshes' start, the warm-ups and the parts), are what a result to trust needs on a shared machine:
+in 5 rounds of 3 s, `control`'s per-round ratio against `untraced` (two identical meshes: the
+noise floor) ranged over 0.90-1.49 (the `bench/tracing.md` of that run), far more than the 5 %
+being measured. Runs are no longer bounded by the jobs a mesh can take: the consumer behind
+each WatchJob is removed 5 s after the watch ends (`WATCH_LINGER_SECONDS` in the orchestrator;
+with nats-py's 5 minute default, JetStream's 1000 consumers per stream stopped a mesh after
+about 1000 jobs), so at 20-30 requests a second a mesh holds about 30 x 5 = 150 at most, however
+long the run.
 """
 
 from __future__ import annotations
@@ -147,7 +155,7 @@ async def _grpc_calls(
         server_side: list[Any] = []
         client_side: list[Any] | None = None
         if provider is not None:
-            server_side = [aio_server_interceptor(provider, tracing.traced_rpc)]  # type: ignore[no-untyped-call]
+            server_side = [aio_server_interceptor(provider, tracing.traced_server_rpc)]  # type: ignore[no-untyped-call]
             client_side = aio_client_interceptors(provider, tracing.traced_rpc)  # type: ignore[no-untyped-call]
         server = grpc.aio.server(interceptors=server_side)
         server.add_generic_rpc_handlers((handlers,))
@@ -308,6 +316,165 @@ def part_costs(rounds: int = 9, block: int = 60) -> dict[str, dict[str, float]]:
     return asyncio.run(_parts(rounds, block))
 
 
+# --- where an unsampled gRPC call's time goes ------------------------------------------------
+
+
+class _PassUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+
+class _PassUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+
+class _PassStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(details, request_iterator)
+
+
+class _PassServer(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        return await continuation(details)
+
+
+def _never(details: Any) -> bool:
+    return False
+
+
+# Interceptors (client, server) per setup: none; grpc.aio's machinery alone (interceptors that
+# only pass the call on); the official ones with a filter that refuses every call (what
+# WatchJob and health checks cost); the official ones, unsampled, on one side or on both, with
+# `traced_rpc` on both; and the mesh's (`traced_server_rpc` on the server: a leaf RPC whose
+# caller is not sampled gets no server span).
+def _attribution_setups(provider: TracerProvider) -> dict[str, tuple[list[Any], list[Any]]]:
+    def client(keep: Any = tracing.traced_rpc) -> list[Any]:
+        return list(aio_client_interceptors(provider, keep))  # type: ignore[no-untyped-call]
+
+    def server(keep: Any = tracing.traced_server_rpc) -> list[Any]:
+        return [aio_server_interceptor(provider, keep)]  # type: ignore[no-untyped-call]
+
+    return {
+        "none": ([], []),
+        "pass-through interceptors": (
+            [_PassUnaryUnary(), _PassUnaryStream(), _PassStreamUnary()],
+            [_PassServer()],
+        ),
+        "official, filtered out": (client(_never), server(_never)),
+        "official client only": (client(), []),
+        "official server only": ([], server(tracing.traced_rpc)),
+        "official, both sides": (client(), server(tracing.traced_rpc)),
+        "the mesh's: leaf calls skip the server": (client(), server()),
+    }
+
+
+async def _attribution(rounds: int, block: int) -> dict[str, dict[str, float]]:
+    provider = _provider(False)
+    setups = _attribution_setups(provider)
+    handlers = grpc.method_handlers_generic_handler(
+        JOBS,
+        {
+            "UploadBlob": grpc.stream_unary_rpc_method_handler(_upload),
+            "CreateJob": grpc.unary_unary_rpc_method_handler(_create),
+            "ReadOutput": grpc.unary_stream_rpc_method_handler(_read),
+        },
+    )
+    photo = b"p" * PHOTO_BYTES
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"header"
+        for start in range(0, len(photo), UPLOAD_CHUNK):
+            yield photo[start : start + UPLOAD_CHUNK]
+
+    calls: dict[str, dict[str, Callable[[], Awaitable[None]]]] = {}
+    opened: list[Any] = []
+    for name, (client_side, server_side) in setups.items():
+        server = grpc.aio.server(interceptors=server_side)
+        server.add_generic_rpc_handlers((handlers,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=client_side or None)
+        opened.append((channel, server))
+        create = channel.unary_unary(f"/{JOBS}/CreateJob")
+        read = channel.unary_stream(f"/{JOBS}/ReadOutput")
+        upload = channel.stream_unary(f"/{JOBS}/UploadBlob")
+
+        async def call_create(create: Any = create) -> None:
+            await create(b"request")
+
+        async def call_read(read: Any = read) -> None:
+            async for _ in read(b"request"):
+                pass
+
+        async def call_upload(upload: Any = upload) -> None:
+            await upload(chunks())
+
+        calls[name] = {"CreateJob": call_create, "ReadOutput": call_read, "UploadBlob": call_upload}
+    names = list(setups)
+    samples: dict[str, dict[str, list[float]]] = {
+        op: {name: [] for name in names} for op in ("CreateJob", "ReadOutput", "UploadBlob")
+    }
+    try:
+        for number in range(rounds):
+            shift = number % len(names)
+            order = names[shift:] + names[:shift]
+            if number % 2:
+                order.reverse()
+            for op, by_setup in samples.items():
+                for name in order:
+                    call = calls[name][op]
+                    for _ in range(5):
+                        await call()
+                    started = time.process_time()
+                    for _ in range(block):
+                        await call()
+                    by_setup[name].append((time.process_time() - started) / block * 1e6)
+    finally:
+        for channel, server in opened:
+            await channel.close()
+            await server.stop(None)
+        provider.shutdown()
+    return {op: {n: statistics.median(v) for n, v in by.items()} for op, by in samples.items()}
+
+
+def grpc_attribution(rounds: int = 21, block: int = 60) -> dict[str, dict[str, float]]:
+    """Microseconds of CPU per unsampled call (client and server in this process) for each
+    interceptor setup, the median of `rounds` interleaved blocks (the order rotates)."""
+    return asyncio.run(_attribution(rounds, block))
+
+
+def write_attribution(costs: dict[str, dict[str, float]]) -> list[str]:
+    setups = list(next(iter(costs.values())))
+    out = [
+        "",
+        "## Where an unsampled gRPC call's time goes",
+        "",
+        "CPU per call in this process (client and server), nothing sampled, the median of "
+        "interleaved blocks; in brackets, against no interceptors. `pass-through interceptors` "
+        "is grpc.aio's interception alone (interceptors that only hand the call on), `official, "
+        "filtered out` the instrumentation with a filter refusing every call: what is left "
+        "between them and `official, both sides` is the instrumentation's own work for a call "
+        "that gets a (non-recording) span: starting the spans, the context put into the "
+        "metadata and read back, the status the client interceptor awaits. `official, both "
+        "sides` filters with `traced_rpc` on both (the mesh before `LEAF_RPCS`); the last "
+        "column is the mesh's, whose server skips a leaf RPC (UploadBlob, ReadOutput) of an "
+        "unsampled caller: CreateJob is its control.",
+        "",
+        "| call | " + " | ".join(setups) + " |",
+        "| --- |" + " --- |" * len(setups),
+    ]
+    for op, by_setup in costs.items():
+        base = by_setup["none"]
+        cells = [f"{base:.0f}"] + [
+            f"{by_setup[n]:.0f} ({by_setup[n] - base:+.0f})" for n in setups[1:]
+        ]
+        out.append(f"| {op} | " + " | ".join(cells) + " |")
+    return out
+
+
 # The meshes: labels and the settings each adds (the OTLP endpoints are filled in at start).
 # `control` is a second untraced mesh: how far two identical meshes differ in one run is the
 # noise floor the others' ratios must be read against.
@@ -329,8 +496,8 @@ HTTP_AND_GRPC_SPANS = 7
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--output", type=Path, default=ROOT / "tracing.md")
     args = parser.parse_args()
@@ -370,7 +537,17 @@ def main() -> None:
         spans = {label: sink.received / max(requests[label], 1) for label, sink in sinks.items()}
     print("the parts, in one process...", flush=True)
     parts = part_costs()
-    write(args, runs, targets, spans_per_request=spans, parts=parts, load_before=load_before)
+    print("where an unsampled gRPC call's time goes...", flush=True)
+    attribution = grpc_attribution()
+    write(
+        args,
+        runs,
+        targets,
+        spans_per_request=spans,
+        parts=parts,
+        attribution=attribution,
+        load_before=load_before,
+    )
     print(f"wrote {args.output}")
 
 
@@ -402,6 +579,7 @@ def write(
     *,
     spans_per_request: dict[str, float],
     parts: dict[str, dict[str, float]],
+    attribution: dict[str, dict[str, float]],
     load_before: tuple[float, ...],
 ) -> None:
     all_runs = [run for _, run in runs]
@@ -477,6 +655,7 @@ def write(
             f"sync {rounds[0] * 100:+.1f} %, async {rounds[1] * 100:+.1f} %): {verdict}."
         )
     out += write_parts(parts, spans_per_request, stats["untraced-sync"]["cpu_total"])
+    out += write_attribution(attribution)
     out += [
         "",
         "## With tracing off: the helpers per call",

@@ -184,9 +184,42 @@ def traced_rpc(details: Any) -> bool:
     return method not in UNTRACED_RPCS and not method.startswith(UNTRACED_RPC_PREFIXES)
 
 
+# RPCs whose handlers start no span of their own and send nothing on (no task, no event): when
+# the caller's span is not sampled, the server span of one could only be a non-recording span
+# nobody reads, so the server's instrumentation is skipped for it (in an unsampled thumbnail
+# request, UploadBlob and ReadOutput are most of the server side's per-call cost, measured by
+# `bench/tracing.py`'s last table). A call with no `traceparent` still gets its span: it is the
+# root, and the sampler decides.
+LEAF_RPCS = frozenset(
+    {"/mesh.jobs.v1.JobService/UploadBlob", "/mesh.jobs.v1.JobService/ReadOutput"}
+)
+
+
+def traced_server_rpc(details: Any) -> bool:
+    """The server instrumentation's filter: `traced_rpc`, and a leaf RPC (LEAF_RPCS) only when
+    its caller's `traceparent` does not say "not sampled"."""
+    if not traced_rpc(details):
+        return False
+    return details.method not in LEAF_RPCS or not _unsampled_caller(details.invocation_metadata)
+
+
+def _unsampled_caller(metadata: Any) -> bool:
+    """True when the call's W3C `traceparent` is well formed and its sampled flag is off."""
+    for key, value in metadata or ():
+        if key == "traceparent":
+            parts = str(value).split("-")
+            if len(parts) < 4 or len(parts[3]) < 2:
+                return False
+            try:
+                return not int(parts[3][:2], 16) & 1
+            except ValueError:
+                return False
+    return False
+
+
 def _instrument() -> None:
     GrpcAioInstrumentorClient(filter_=traced_rpc).instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorServer(filter_=traced_rpc).instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorServer(filter_=traced_server_rpc).instrument()  # type: ignore[no-untyped-call]
     HTTPXClientInstrumentor().instrument(
         request_hook=_redact_httpx, async_request_hook=_redact_httpx_async
     )

@@ -109,6 +109,10 @@ def test_worker_limits_are_checked_like_the_rest() -> None:
     assert "IMAGE_MAX_PIXELS must be at least 1" in str(caught.value)
     assert "TASK_MAX_DELIVER must be a whole number" in str(caught.value)
     assert ArchiveSettings.from_env({"ARCHIVE_MAX_RATIO": "50"}).limits.max_ratio == 50
+    assert ArchiveSettings.from_env({}).trace_members == 100
+    assert ArchiveSettings.from_env({"ARCHIVE_TRACE_MEMBERS": "0"}).trace_members == 0
+    with pytest.raises(SettingsError, match="ARCHIVE_TRACE_MEMBERS must be at least 0"):
+        ArchiveSettings.from_env({"ARCHIVE_TRACE_MEMBERS": "-1"})
     assert MediaSettings.from_env({"MEDIA_MAX_WIDTH": "640"}).limits.max_width == 640
 
 

@@ -2,7 +2,8 @@
 
 Pure synchronous code; the worker runs it inside a sandboxed child process that also holds
 the wall-clock limit. Every failure is a MeshError; partial outputs are removed. Each step is a
-span of the task's trace (`mesh.tracing.stage`): probe, then extract, pack or repack.
+span of the task's trace (`mesh.tracing.stage`): probe, then extract, pack or repack; a pack of
+several files has a span per member written, for the first ARCHIVE_TRACE_MEMBERS of them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from services.archive.writers import Sink
 
 # The report of what a repack or fan-out left out, as `pack` writes it.
 REPORT_NAME = "conversion-report.json"
+# How many members of a pack get a span of their own, by default (ARCHIVE_TRACE_MEMBERS): an
+# archive of 10,000 files is not 10,000 spans.
+TRACED_MEMBERS = 100
 
 log = logging.getLogger(__name__)
 
@@ -325,19 +329,25 @@ def pack_directory(
     compression: int,
     *,
     rar_binary: str | None = None,
+    traced_members: int = TRACED_MEMBERS,
 ) -> Outcome:
     """Packs regular files (name in archive, path on disk) into one archive of `format`.
 
     Names are normalised (unsafe ones fall back to `file-N`) and deduplicated with ` (N)`.
+    The first `traced_members` members written are spans under the pack stage (`pack member`:
+    position and size, never the name); the stage says how many got one (`member_spans`).
     """
     scratch = Path(tempfile.mkdtemp(dir=output.parent, prefix=".pack-"))
     single = len(entries) == 1
     try:
-        with tracing.stage("pack", output_format=format, entries=len(entries)):
+        with tracing.stage("pack", output_format=format, entries=len(entries)) as step:
+            # Decided once: with tracing off (or this call unsampled) no member costs a span.
+            spans = min(traced_members, len(entries)) if step.is_recording() else 0
+            tracing.set_attributes(step, {"convertmesh.member_spans": spans})
             sink = open_sink(
                 format, output, compression, scratch, single=single, rar_binary=rar_binary
             )
-            _fill(sink, functools.partial(_pack, sink, entries))
+            _fill(sink, functools.partial(_pack, sink, entries, spans))
     except BaseException:
         output.unlink(missing_ok=True)
         raise
@@ -348,7 +358,8 @@ def pack_directory(
     )
 
 
-def _pack(sink: Sink, entries: Sequence[tuple[str, Path]]) -> None:
+def _pack(sink: Sink, entries: Sequence[tuple[str, Path]], spans: int) -> None:
+    """Writes the entries; the first `spans` each in a `pack member` span."""
     taken: set[str] = set()
     for index, (raw_name, path) in enumerate(entries, start=1):
         info = path.lstat()
@@ -360,4 +371,9 @@ def _pack(sink: Sink, entries: Sequence[tuple[str, Path]]) -> None:
             name = f"file-{index}"
         name = _unique(name, taken)
         taken.add(name)
-        sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)
+        if index > spans:
+            sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)
+            continue
+        # Like every stage span: position and size, not the (user-chosen) name.
+        with tracing.stage("pack member", member_index=index - 1, input_bytes=info.st_size):
+            sink.add_file(name, _file_chunks(path), info.st_size, info.st_mtime, None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from mesh.bus.service import WorkerSettings
 from mesh.settings import Env, load
 from services.archive.limits import ArchiveLimits
+from services.archive.pipeline import TRACED_MEMBERS
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class Settings:
     limits: ArchiveLimits
     # RAR creation needs the proprietary `rar` binary; without it `rar` output is refused.
     rar_binary: str | None = None
+    # How many members of a PACK get a span each (the pack stage says how many did).
+    trace_members: int = TRACED_MEMBERS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -40,4 +43,5 @@ class Settings:
                 max_ratio=env.number("ARCHIVE_MAX_RATIO", defaults.max_ratio, positive=True),
             ),
             rar_binary=env.optional("ARCHIVE_RAR_BINARY"),
+            trace_members=env.integer("ARCHIVE_TRACE_MEMBERS", cls.trace_members, minimum=0),
         )

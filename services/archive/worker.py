@@ -55,7 +55,11 @@ def handler(settings: Settings) -> Handler:
             await asyncio.to_thread(report.write_text, context.task.report)
             inputs.append((REPORT_NAME, report))
         return await sandbox.run_isolated(
-            functools.partial(pipeline.pack_directory, rar_binary=settings.rar_binary),
+            functools.partial(
+                pipeline.pack_directory,
+                rar_binary=settings.rar_binary,
+                traced_members=settings.trace_members,
+            ),
             inputs,
             context.output,
             "zip",

@@ -8,9 +8,11 @@ import io
 import json
 import os
 import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ TREE = {
     "empty.txt": b"",
 }
 MTIME = 1_600_000_000
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _source_zip(path: Path) -> Path:
@@ -292,3 +295,67 @@ def test_compress_keeps_an_archive_it_cannot_shrink(tmp_path: Path) -> None:
     )
     assert outcome.kept_original
     assert output.read_bytes() == source.read_bytes()
+
+
+# In a process of its own (a tracer provider is global to a process), as the sandbox runs it:
+# under a caller's context, the spans recorded come back as records.
+PACK_TRACED = """
+import json, sys
+from pathlib import Path
+from mesh import tracing
+from services.archive import pack_directory
+
+folder, count, cap, carrier = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+entries = []
+for index in range(count):
+    path = folder / f"{index}.bin"
+    path.write_bytes(b"x" * (index + 1))
+    entries.append((f"secret-name-{index}.bin", path))
+with tracing.sandboxed({"traceparent": carrier} if carrier else {}) as records:
+    pack_directory(entries, folder / "out.zip", "zip", 50, traced_members=cap)
+print(json.dumps([
+    {"name": r.name, "id": r.span_id, "parent": r.parent_id, "trace": r.trace_id,
+     "attributes": r.attributes}
+    for r in records
+]))
+"""
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _pack_traced(folder: Path, count: int, cap: int, carrier: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-c", PACK_TRACED, str(folder), str(count), str(cap), carrier],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    spans: list[dict[str, Any]] = json.loads(done.stdout)
+    return spans
+
+
+def test_a_traced_pack_has_a_span_per_member_up_to_the_cap(tmp_path: Path) -> None:
+    spans = _pack_traced(tmp_path, 10, 4, CALLER)
+    (pack,) = [s for s in spans if s.get("name") == "pack"]
+    assert pack["parent"] == 0xB7AD6B7169203331  # the caller's span
+    assert pack["attributes"]["convertmesh.entries"] == 10
+    assert pack["attributes"]["convertmesh.member_spans"] == 4
+    members = [s for s in spans if s["name"] == "pack member"]
+    assert [m["attributes"]["convertmesh.member_index"] for m in members] == [0, 1, 2, 3]
+    assert [m["attributes"]["convertmesh.input_bytes"] for m in members] == [1, 2, 3, 4]
+    assert {m["parent"] for m in members} == {pack["id"]}
+    assert {s["trace"] for s in spans} == {0x0AF7651916CD43DD8448EB211C80319C}
+    # Ids and sizes only: no member's name.
+    assert "secret-name" not in json.dumps(spans)
+    assert zipfile.ZipFile(tmp_path / "out.zip").namelist() == [
+        f"secret-name-{index}.bin" for index in range(10)
+    ]
+
+
+def test_an_untraced_pack_records_no_span(tmp_path: Path) -> None:
+    assert _pack_traced(tmp_path, 3, 100, "") == []
+    # A cap of 0 keeps the stage and drops every member's span.
+    spans = _pack_traced(tmp_path, 3, 0, CALLER)
+    assert [s["name"] for s in spans] == ["pack"]
+    assert spans[0]["attributes"]["convertmesh.member_spans"] == 0

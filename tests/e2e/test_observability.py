@@ -396,6 +396,7 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
         complete(
             job_id,
             ("pack", {}),
+            ("pack member", {}),
             ("apply result", {"result": "SUCCEEDED", "task_id": f"{job_id}.0.pack"}),
         ),
     )
@@ -428,6 +429,33 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     assert trace.parent(trace.parent(pack)).name == "apply result"
     assert "image: task image" in trace.chain(pack)
     assert_rooted_at_the_request(trace, trace.one("pack"))
+    # Each member written into the zip is a span under the pack stage: position and size,
+    # never its name.
+    stage = trace.one("pack")
+    written = trace.named("pack member")
+    assert trace.chain(stage)[:4] == [
+        "archive: pack",
+        "archive: sandbox",
+        "archive: convert",
+        "archive: task archive",
+    ]
+    assert {trace.parent(m).span_id for m in written} == {stage.span_id}
+    assert all(stage.start <= m.start <= m.end <= stage.end for m in written)
+    download = await client.get(job["results"]["files"][0]["downloadUrl"])
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(download.content)) as packed:
+        infos = packed.infolist()
+    assert stage.attributes["convertmesh.entries"] == len(infos) >= 2
+    assert stage.attributes["convertmesh.member_spans"] == len(infos)
+    assert sorted(m.attributes["convertmesh.member_index"] for m in written) == list(
+        range(len(infos))
+    )
+    by_index = {m.attributes["convertmesh.member_index"]: m for m in written}
+    assert [by_index[i].attributes["convertmesh.input_bytes"] for i in range(len(infos))] == [
+        info.file_size for info in infos
+    ]
+    names = [info.filename.rsplit("/", 1)[-1] for info in infos]
+    assert all(name not in value for m in written for value in m.values() for name in names)
 
 
 async def test_a_media_tool_from_a_source_url_is_one_trace_with_the_fetch(
@@ -632,3 +660,52 @@ async def test_the_public_port_serves_no_metrics(client: httpx.AsyncClient) -> N
     response = await client.get("/metrics")
     assert response.status_code == 404
     assert response.json()["code"] == "NOT_FOUND"
+
+
+# --- sampling a share ------------------------------------------------------------------------
+
+
+def test_sampling_a_share_keeps_whole_traces_and_no_orphans(tmp_path: Path) -> None:
+    # parentbased_traceidratio: the gateway's request decides, every hop after it follows. A hop
+    # that dropped the decision (a call without its traceparent) would start traces of its own,
+    # sampled at the ratio: roots outside the gateway. The orchestrator's side of an unsampled
+    # UploadBlob or ReadOutput has no span at all (mesh.tracing.LEAF_RPCS).
+    png = (CORPUS / "pillow/hopper.png").read_bytes()
+    jobs = 16
+    with HttpReceiver() as receiver:
+        with running_mesh(
+            tmp_path / "sampled-mesh",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+            OTEL_TRACES_SAMPLER_ARG="0.5",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+        ) as local:
+
+            async def run() -> None:
+                async with httpx.AsyncClient(base_url=local.http_url, timeout=60) as http:
+                    for _ in range(jobs):
+                        job = await submit(http, [("hopper.png", png)], {"format": "webp"})
+                        download = await http.get(job["results"]["files"][0]["downloadUrl"])
+                        assert download.status_code == 200
+
+            asyncio.run(run())
+        # The services have stopped: their exporters flushed on the way out.
+        spans = receiver.spans()
+    traces: dict[str, list[ReceivedSpan]] = {}
+    for span in spans:
+        traces.setdefault(span.trace_id, []).append(span)
+    for members in traces.values():
+        ids = {s.span_id for s in members}
+        roots = [s for s in members if not s.parent_id]
+        assert [(r.service, r.kind) for r in roots] == [("gateway", SERVER)], [
+            (s.service, s.name) for s in members
+        ]
+        assert all(s.parent_id in ids for s in members if s.parent_id)
+    created = [s for s in spans if s.name == "POST /api/jobs"]
+    assert 0 < len(created) < jobs, len(created)  # all 16 one way: 2 in 65,536
+    # A sampled job's trace has the orchestrator's UploadBlob under the gateway's.
+    uploads = [
+        s for s in spans if s.name == "/mesh.jobs.v1.JobService/UploadBlob" and s.kind == SERVER
+    ]
+    assert len(uploads) == len(created)
+    assert all(s.service == "orchestrator" for s in uploads)

@@ -5,6 +5,7 @@ exporter."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -17,7 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from mesh import logs
 from mesh.settings import SettingsError, load
-from mesh.tracing import TracingSettings, _redact, traced_rpc
+from mesh.tracing import TracingSettings, _redact, traced_rpc, traced_server_rpc
 from tests.otlp import PRODUCER, GrpcReceiver, HttpReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,8 +143,11 @@ def test_spans_reach_a_collector_over_either_protocol_with_the_sandbox_steps(
 
 
 class _Call:
-    def __init__(self, method: str | bytes) -> None:
+    def __init__(
+        self, method: str | bytes, metadata: tuple[tuple[str, str], ...] | None = None
+    ) -> None:
         self.method = method
+        self.invocation_metadata = metadata
 
 
 def test_health_reflection_and_watches_get_no_grpc_span() -> None:
@@ -199,3 +203,99 @@ with tracing.span("x") as span:
 assert tracing.inject({}) == {} and tracing.carrier() == {}
 """
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=60)
+
+
+SAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+UNSAMPLED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_a_leaf_rpc_of_an_unsampled_caller_gets_no_server_span() -> None:
+    upload, read = "/mesh.jobs.v1.JobService/UploadBlob", "/mesh.jobs.v1.JobService/ReadOutput"
+    create = "/mesh.jobs.v1.JobService/CreateJob"
+    for leaf in (upload, read):
+        assert not traced_server_rpc(_Call(leaf, (("traceparent", UNSAMPLED),)))
+        assert not traced_server_rpc(
+            _Call(leaf, (("x", "y"), ("traceparent", UNSAMPLED[:-2] + "02")))
+        )
+        assert traced_server_rpc(_Call(leaf, (("traceparent", SAMPLED),)))
+        # No caller's decision (or none readable): the root of a trace, the sampler decides.
+        assert traced_server_rpc(_Call(leaf, ()))
+        assert traced_server_rpc(_Call(leaf, None))
+        assert traced_server_rpc(_Call(leaf, (("traceparent", "garbage"),)))
+        assert traced_server_rpc(_Call(leaf, (("traceparent", UNSAMPLED[:-2] + "zz"),)))
+    # Its handler starts spans and sends the context on: the unsampled decision must travel.
+    assert traced_server_rpc(_Call(create, (("traceparent", UNSAMPLED),)))
+    assert not traced_server_rpc(_Call("/grpc.health.v1.Health/Check", ()))
+    assert not traced_server_rpc(_Call("/mesh.jobs.v1.JobService/WatchJob", ()))
+
+
+# Real gRPC through the official interceptors with the mesh's filters: what a handler sees.
+GRPC_CHILD = """
+import asyncio, json
+import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from mesh import tracing
+
+seen = []
+
+async def handler(request, context):
+    span = trace.get_current_span()
+    seen.append([span.get_span_context().is_valid, span.is_recording()])
+    return b"ok"
+
+async def main():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    interceptor = aio_server_interceptor(provider, tracing.traced_server_rpc)
+    server = grpc.aio.server(interceptors=[interceptor])
+    methods = {m: grpc.unary_unary_rpc_method_handler(handler) for m in ("UploadBlob", "CreateJob")}
+    service = grpc.method_handlers_generic_handler("mesh.jobs.v1.JobService", methods)
+    server.add_generic_rpc_handlers((service,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(
+        f"127.0.0.1:{port}", interceptors=aio_client_interceptors(provider, tracing.traced_rpc)
+    )
+    tracer = provider.get_tracer("test")
+    unsampled = TracerProvider(sampler=ParentBased(ALWAYS_OFF)).get_tracer("test")
+    for name, parent in (("sampled", tracer), ("unsampled", unsampled)):
+        with parent.start_as_current_span(name):
+            for method in ("UploadBlob", "CreateJob"):
+                await channel.unary_unary(f"/mesh.jobs.v1.JobService/{method}")(b"x")
+    await channel.close()
+    await server.stop(None)
+    spans = [[s.name, s.kind.name] for s in exporter.get_finished_spans()]
+    print(json.dumps({"seen": seen, "spans": spans}))
+
+asyncio.run(main())
+"""
+
+
+def test_through_grpc_an_unsampled_callers_leaf_call_runs_without_a_span() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GRPC_CHILD],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(done.stdout)
+    # (valid context, recording) in the handler: UploadBlob, CreateJob sampled, then unsampled.
+    assert result["seen"] == [[True, True], [True, True], [False, False], [True, False]]
+    upload, create = "/mesh.jobs.v1.JobService/UploadBlob", "/mesh.jobs.v1.JobService/CreateJob"
+    assert sorted(map(tuple, result["spans"])) == sorted(
+        [
+            (upload, "SERVER"),
+            (upload, "CLIENT"),
+            (create, "SERVER"),
+            (create, "CLIENT"),
+            ("sampled", "INTERNAL"),
+        ]
+    )
