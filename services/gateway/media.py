@@ -1,6 +1,8 @@
-"""`POST /api/media/<tool>`: the media tools of API.md, each a job through the same mesh.
+"""`POST /api/media/<tool>`: the media tools of API.md, run by the workers of the same mesh.
 
-Answered synchronously within the sync budget of `/api/convert` (Convertly's `{"files": [...]}`
+A synchronous run over one small file goes to the orchestrator's Convert as `/api/convert`
+does (nothing stored; `services.gateway.inline`), every other run is a job. Answered
+synchronously within the sync budget of `/api/convert` (Convertly's `{"files": [...]}`
 with `data:` URLs, the bytes with `Accept: application/octet-stream`, and for inspect the
 `{"media": {...}}` document), or, with `async=true` (alias `background=true`), 202 with
 `{"jobId", "status": "pending", "tool"}`: the job then shows in `GET /api/jobs` like any other.
@@ -39,10 +41,24 @@ async def run_tool(request: Request, tool: Tool) -> Response:
     )
     until = sync.deadline(settings)
     extra = frozenset({tool.extra_file}) if tool.extra_file else frozenset()
-    read = await submission.read(request, toolforms.parser(tool, budget), limits, extra)
+    holding = sync.Holding(request, budget)
+    read = await submission.read(
+        request, toolforms.parser(tool, budget), limits, extra, store=holding
+    )
+    holder = holding.holder
+    assert holder is not None  # the form's reader asked for the tenant's store
     form = read.form
+    shape = sync.Shape.DOCUMENT if tool.name == "inspect" else None
+    if not form.background:
+        try:
+            answered = await sync.inline(request, read, holder, until, hint=ASYNC_HINT, shape=shape)
+        except MeshError as error:
+            raise sync.over_budget(error, budget, ASYNC_HINT) from None
+        if answered is not None:
+            return answered
+    stored = await sync.stored(read, holder)
     if form.background:
-        submitted = await submission.create(request, read, settings.max_file_bytes)
+        submitted = await submission.create(request, stored, settings.max_file_bytes)
         body: dict[str, Any] = {
             "jobId": submitted.job.job_id,
             "status": "pending",
@@ -53,11 +69,10 @@ async def run_tool(request: Request, tool: Tool) -> Response:
         return JSONResponse(body, status_code=202, headers=submitted.headers)
     try:
         submitted = await submission.create(
-            request, read, budget, fetch_seconds=sync.seconds_left(until)
+            request, stored, budget, fetch_seconds=sync.seconds_left(until)
         )
     except MeshError as error:
         raise sync.over_budget(error, budget, ASYNC_HINT) from None
-    shape = sync.Shape.DOCUMENT if tool.name == "inspect" else None
     return await sync.answer(request, submitted, until, ASYNC_HINT, shape)
 
 

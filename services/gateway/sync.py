@@ -15,7 +15,7 @@ import enum
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -31,6 +31,7 @@ from services.gateway.forms import JobForm, parse_compress_form, parse_convert_f
 from services.gateway.inline import Holder, StoredForm
 from services.gateway.multipart import FormLimits, ParsedForm
 from services.gateway.settings import Settings
+from services.gateway.submission import JobSource
 from services.gateway.uploads import Discard, Upload, discard_uploads
 
 BASE64_BLOCK = 3 * 64 * 1024
@@ -48,6 +49,7 @@ _ITEM_KEYS = (
 
 
 JOBS_HINT = "use POST /api/jobs"
+F = TypeVar("F", bound=JobSource)
 
 
 async def convert(request: Request) -> Response:
@@ -85,39 +87,62 @@ async def _run(
     """One small file goes to the orchestrator's Convert inline (no job stored); anything
     else, or what Convert hands back as `durable`, is a job as before."""
     settings: Settings = request.app.state.settings
-    client: JobClient = request.app.state.client
     budget = settings.sync_max_bytes
     limits = FormLimits(max_files=settings.max_files, max_file_bytes=budget, max_body_bytes=budget)
     until = deadline(settings)
-    holders: list[Holder] = []
-
-    def store(tenant: str) -> tuple[Upload, Discard]:
-        holder = Holder(client, tenant, min(settings.sync_inline_max_bytes, budget))
-        holders.append(holder)
-        return holder.upload, holder.discard
-
+    holding = Holding(request, budget)
     try:
-        read = await submission.read(request, parse, limits, vet=vet, store=store)
-        (holder,) = holders
-        inline = await _inline(request, read, holder, until)
-        if inline is not None:
-            return inline
-        try:
-            ids = await holder.store()
-        except MeshError:
-            await discard_uploads(read.form.uploads, holder.discard)
-            raise
-        stored = submission.Read(read.tenant, StoredForm(read.form, ids))
-        submitted = await submission.create(request, stored, budget, seconds_left(until))
+        read = await submission.read(request, parse, limits, vet=vet, store=holding)
+        holder = holding.holder
+        assert holder is not None  # the form's reader asked for the tenant's store
+        answered = await inline(request, read, holder, until, hint=JOBS_HINT)
+        if answered is not None:
+            return answered
+        submitted = await submission.create(
+            request, await stored(read, holder), budget, seconds_left(until)
+        )
     except MeshError as error:
         raise over_budget(error, budget, JOBS_HINT) from None
     return await answer(request, submitted, until, JOBS_HINT)
 
 
-async def _inline(
-    request: Request, read: submission.Read[JobForm], holder: Holder, until: float
+class Holding:
+    """The store of a synchronous form: its first file held in memory while it is small
+    (SYNC_INLINE_MAX_BYTES, and at most `budget`), every other file uploaded."""
+
+    def __init__(self, request: Request, budget: int) -> None:
+        settings: Settings = request.app.state.settings
+        self._client: JobClient = request.app.state.client
+        self._max_bytes = min(settings.sync_inline_max_bytes, budget)
+        self.holder: Holder | None = None
+
+    def __call__(self, tenant: str) -> tuple[Upload, Discard]:
+        self.holder = Holder(self._client, tenant, self._max_bytes)
+        return self.holder.upload, self.holder.discard
+
+
+async def stored(read: submission.Read[F], holder: Holder) -> submission.Read[StoredForm[F]]:
+    """The form with its held file uploaded, for the job path (what was uploaded is discarded
+    when that fails)."""
+    try:
+        ids = await holder.store()
+    except MeshError:
+        await discard_uploads(read.form.uploads, holder.discard)
+        raise
+    return submission.Read(read.tenant, StoredForm(read.form, ids))
+
+
+async def inline(
+    request: Request,
+    read: submission.Read[F],
+    holder: Holder,
+    until: float,
+    *,
+    hint: str,
+    shape: Shape | None = None,
 ) -> Response | None:
-    """The answer of Convert for a form of one held file, or None: take the job path."""
+    """The answer of Convert for a form of one held file (a conversion, or a media tool's run
+    over it), or None: take the job path."""
     settings: Settings = request.app.state.settings
     client: JobClient = request.app.state.client
     uploads = read.form.uploads
@@ -127,7 +152,7 @@ async def _inline(
     if held is None:
         return None
     job = read.form.job_request()
-    if len(job.files) != 1:
+    if len(job.files) != 1 or job.HasField("extra_file"):
         return None
     job.tenant = read.tenant
     job.files[0].blob_id = ""
@@ -138,7 +163,7 @@ async def _inline(
     answered = await client.convert(converting, seconds_left(until) + 1.0)
     if answered.durable:
         if until - time.monotonic() < 1.0:
-            raise _timed_out(settings, JOBS_HINT, "")
+            raise _timed_out(settings, hint, "")
         return None
 
     async def output(
@@ -146,7 +171,7 @@ async def _inline(
     ) -> tuple[jobs_pb2.OutputHeader, AsyncIterator[bytes]]:
         return answered.header, _once(answered.output)
 
-    return await respond(request, answered.job, {}, read.form.warnings, output)
+    return await respond(request, answered.job, {}, read.form.warnings, output, shape=shape)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -1,6 +1,7 @@
 """The Convert RPC: a small synchronous conversion without the durable job.
 
-The gateway sends one file's bytes with the request CreateJob would get. It is validated and
+The gateway sends one file's bytes with the request CreateJob would get (a conversion or
+compression of that file, or a media tool's run over it). It is validated and
 routed exactly as CreateJob would (the same record is built, with the same typed refusals, the
 tenant's limit of unfinished jobs is checked), then sent to a worker of its service over NATS
 request/reply (`mesh.bus.inline`); the worker's result is applied to the record as the result
@@ -32,14 +33,19 @@ from mesh.formats import SNIFF_BYTES, sniff
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from mesh.tasks.v1 import tasks_pb2
-from services.orchestrator import specs, state, tally
+from services.orchestrator import specs, state, tally, tooljobs
 from services.orchestrator.jobs import JobCreator, job_id_for
 
 log = logging.getLogger(__name__)
 
 DURABLE = jobs_pb2.ConvertResponse(durable=True)
 _TYPES = frozenset(
-    {jobs_pb2.JOB_TYPE_UNSPECIFIED, jobs_pb2.JOB_TYPE_CONVERT, jobs_pb2.JOB_TYPE_COMPRESS}
+    {
+        jobs_pb2.JOB_TYPE_UNSPECIFIED,
+        jobs_pb2.JOB_TYPE_CONVERT,
+        jobs_pb2.JOB_TYPE_COMPRESS,
+        jobs_pb2.JOB_TYPE_TOOL,
+    }
 )
 # Kept back from the caller's deadline: the answer still has to travel.
 _MARGIN_SECONDS = 0.5
@@ -47,7 +53,8 @@ _DEFAULT_SECONDS = 60.0
 
 
 def takes(request: jobs_pb2.CreateJobRequest) -> bool:
-    """Whether a request is one plain conversion of one file this path may run."""
+    """Whether a request is one plain conversion of one file (or a media tool's run over one
+    file, without a second file) this path may run."""
     return (
         request.job_type in _TYPES
         and len(request.files) == 1
@@ -105,7 +112,10 @@ class InlineConversions:
             return DURABLE
         tenant = job_request.tenant
         self._check_admission(tenant)
-        spec = specs.file_spec(record, task)
+        if record.job.job_type == jobs_pb2.JOB_TYPE_TOOL:
+            spec = tooljobs.task_spec(record, task)
+        else:
+            spec = specs.file_spec(record, task)
         seconds = (seconds_left or _DEFAULT_SECONDS) - _MARGIN_SECONDS
         message = tasks_pb2.InlineTask(task=spec.to_proto(), source=source, seconds=seconds)
         if message.ByteSize() > requester.max_payload:

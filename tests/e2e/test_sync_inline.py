@@ -399,3 +399,110 @@ async def test_inline_conversions_count_against_the_tenants_unfinished_jobs(
     # Once they are done, the tenant converts again.
     again = await convert(api, small, {"format": "jpg"}, name="h.png", tenant="globex")
     assert again.status_code == 200, again.text
+
+
+WAV = CORPUS / "go-mediainfo/sample.wav"
+LOGO = CORPUS / "pillow/hopper.png"
+# tool -> (worker service, source, fields, Accept): a media tool's synchronous run over one small
+# file goes the same way as /api/convert.
+TOOL_RUNS = {
+    "transform": ("image", PHOTO, {"format": "webp", "width": "400"}, "application/octet-stream"),
+    "thumbnail": ("image", PHOTO, {"width": "256", "height": "256"}, ""),
+    "inspect": ("media", WAV, {}, ""),
+    "trim": ("media", WAV, {"start": "0", "duration": "1"}, "application/octet-stream"),
+}
+
+
+async def run_tool(
+    api: httpx.AsyncClient,
+    tool: str,
+    source: os.PathLike[str],
+    data: dict[str, str],
+    headers: dict[str, str],
+    *,
+    extra: dict[str, tuple[str, bytes, str]] | None = None,
+) -> httpx.Response:
+    path = CORPUS / source
+    files = [("file", (path.name, path.read_bytes(), "application/octet-stream"))]
+    files += [(field, value) for field, value in (extra or {}).items()]
+    return await api.post(
+        f"/api/media/{tool}", headers={**auth("acme"), **headers}, data=data, files=files
+    )
+
+
+@pytest.mark.usefixtures("warm")
+@pytest.mark.parametrize("tool", list(TOOL_RUNS))
+async def test_a_sync_media_tool_over_one_small_file_is_answered_inline(
+    local: LocalMesh, api: httpx.AsyncClient, tool: str
+) -> None:
+    service, source, data, accept = TOOL_RUNS[tool]
+    headers = {"Accept": accept} if accept else {}
+    port = orchestrator(local)
+
+    async def answered() -> float:
+        return await metric(
+            port, "convertmesh_sync_inline_total", service=service, outcome="converted"
+        )
+
+    converted = await answered()
+    before = await stored(local)
+    inline = await run_tool(api, tool, source, data, headers)
+    assert inline.status_code == 200, inline.text
+    if await answered() == converted:
+        # The worker may not have been listening yet (no responder): then it was a job.
+        assert (await stored(local))["TASKS"] > before["TASKS"]
+        before = await stored(local)
+        inline = await run_tool(api, tool, source, data, headers)
+        assert inline.status_code == 200, inline.text
+    assert await answered() == converted + 1
+    assert await stored(local) == before  # no blob, no KV revision, no task, no result
+    job = await run_tool(api, tool, source, data, {**headers, **durable()})
+    assert job.status_code == 200, job.text
+    assert (await stored(local))["TASKS"] > before["TASKS"]  # that one was a job
+    assert inline.content == job.content
+    for header in ("content-type", "content-length", "content-disposition", "etag"):
+        assert inline.headers.get(header) == job.headers.get(header), header
+    if tool == "transform":
+        image = Image.open(io.BytesIO(inline.content))  # pyvips wrote it, Pillow reads it
+        image.load()
+        assert (image.format, image.width) == ("WEBP", 400)
+    elif tool == "thumbnail":
+        (item,) = inline.json()["files"]
+        mime, output = decode_data_url(item["downloadUrl"])
+        assert mime == item["mimeType"] == "image/jpeg"
+        assert Image.open(io.BytesIO(output)).size == (256, 256)
+    elif tool == "inspect":
+        assert inline.json()["media"]["kind"] == "audio"
+
+
+@pytest.mark.usefixtures("warm")
+async def test_a_tool_with_a_second_file_or_in_the_background_is_a_job(
+    local: LocalMesh, api: httpx.AsyncClient
+) -> None:
+    converted = await inline_count(local, "converted")
+    before = await stored(local)
+    logo = ("hopper.png", LOGO.read_bytes(), "image/png")
+    marked = await run_tool(
+        api,
+        "watermark",
+        PHOTO,
+        {},
+        {"Accept": "application/octet-stream"},
+        extra={"watermarkFile": logo},
+    )
+    assert marked.status_code == 200, marked.text
+    Image.open(io.BytesIO(marked.content)).load()
+    middle = await stored(local)
+    assert middle["TASKS"] > before["TASKS"]
+    queued = await run_tool(api, "transform", PHOTO, {"format": "png", "async": "true"}, {})
+    assert queued.status_code == 202, queued.text
+    job_id = queued.json()["jobId"]
+    assert (await stored(local))["TASKS"] > middle["TASKS"]
+    assert await inline_count(local, "converted") == converted
+
+    async def done() -> bool:
+        job = await api.get(f"/api/jobs/{job_id}", headers=auth("acme"))
+        assert job.status_code == 200, job.text
+        return bool(job.json()["status"] == "completed")
+
+    await eventually(done, 90, "the background tool job completed")
