@@ -109,10 +109,9 @@ def _open_vips(
         )
     except pyvips.Error as error:
         raise corrupt() from error
-    fields = set(header.get_fields())
     if header.get("vips-loader") != VIPS_LOADERS[source_format]:
         raise corrupt()
-    pages = header.get("n-pages") if "n-pages" in fields else 1
+    pages = header.get("n-pages") if has_field(header, "n-pages") else 1
     frames = pages if animate and source_format in ANIMATED_FORMATS and pages > 1 else 1
     check_source(header.width, header.height, frames, limits)
     return VipsFile(
@@ -120,11 +119,11 @@ def _open_vips(
         width=header.width,
         page_height=header.height,
         frames=frames,
-        orientation=_orientation(header, fields),
+        orientation=_orientation(header),
         path=path,
         page=page,
         pages=pages,
-        has_icc="icc-profile-data" in fields,
+        has_icc=has_field(header, "icc-profile-data"),
         bands=header.bands,
         cmyk=header.interpretation == "cmyk",
     )
@@ -136,8 +135,14 @@ def _check_gif_canvas(path: Path, limits: ImageLimits) -> None:
         check_source(width, height, 1, limits)
 
 
-def _orientation(image: pyvips.Image, fields: set[str]) -> int:
-    value = image.get("orientation") if "orientation" in fields else 1
+def has_field(image: pyvips.Image, name: str) -> bool:
+    """Whether the image carries metadata `name`: one lookup, where `get_fields()` lists every
+    field through cffi (150 us on a photo's header, each call)."""
+    return bool(image.get_typeof(name))
+
+
+def _orientation(image: pyvips.Image) -> int:
+    value = image.get("orientation") if has_field(image, "orientation") else 1
     return value if 1 <= value <= 8 else 1
 
 

@@ -234,9 +234,9 @@ def _save_hevc(image: pyvips.Image, path: Path, encoding: Encoding) -> None:
     mode = "RGBA" if image.bands == 4 else "RGB"
     heif = pillow_heif.from_bytes(mode, (image.width, image.height), image.write_to_memory())
     extra: dict[str, object] = {}
-    if "icc-profile-data" in image.get_fields():
+    if image.get_typeof("icc-profile-data"):
         extra["icc_profile"] = image.get("icc-profile-data")
-    if encoding.keep_metadata and "exif-data" in image.get_fields():
+    if encoding.keep_metadata and image.get_typeof("exif-data"):
         extra["exif"] = image.get("exif-data")
     quality = -1 if encoding.lossless else (encoding.quality or 64)
     # x265's default preset is several times slower for a few percent in size.

@@ -34,7 +34,7 @@ from mesh.formats import Family, outputs_of
 from mesh.options import DEFAULT_COMPRESSION, ConversionOptions, Mode, box_for
 from mesh.outcome import Outcome, smaller_or_original
 from services.image import encode, pdfwrite, sourcequality, svgtrace, targetsize
-from services.image.decode import open_source
+from services.image.decode import has_field, open_source
 from services.image.limits import ImageLimits, check_output, check_source, guard_pillow
 from services.image.resize import Plan, per_page, plan
 from services.image.sources import Source, VipsFile, corrupt
@@ -168,7 +168,7 @@ def shape(
     if options.auto_orient:
         image = image.copy()
         for name in _ORIENTATION_FIELDS:
-            if name in image.get_fields():
+            if has_field(image, name):
                 image.remove(name)
     keeps_alpha = target in encode.ENCODERS and encode.ENCODERS[target].alpha
     if image.hasalpha() and not keeps_alpha and not (target == "svg" and not options.mono):
