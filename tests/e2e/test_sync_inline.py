@@ -66,9 +66,9 @@ def orchestrator(local: LocalMesh) -> int:
     return local.config.metrics_ports["orchestrator"]
 
 
-async def inline_count(local: LocalMesh, outcome: str) -> float:
+async def inline_count(local: LocalMesh, outcome: str, service: str = "image") -> float:
     return await metric(
-        orchestrator(local), "convertmesh_sync_inline_total", service="image", outcome=outcome
+        orchestrator(local), "convertmesh_sync_inline_total", service=service, outcome=outcome
     )
 
 
@@ -336,12 +336,9 @@ async def test_media_and_archive_workers_answer_inline_too(
     local: LocalMesh, api: httpx.AsyncClient, service: str
 ) -> None:
     name, content, data = MEDIA_AND_ARCHIVE[service]
-    port = orchestrator(local)
 
     async def answered() -> float:
-        return await metric(
-            port, "convertmesh_sync_inline_total", service=service, outcome="converted"
-        )
+        return await inline_count(local, "converted", service)
 
     converted = await answered()
     before = await stored(local)
@@ -437,12 +434,9 @@ async def test_a_sync_media_tool_over_one_small_file_is_answered_inline(
 ) -> None:
     service, source, data, accept = TOOL_RUNS[tool]
     headers = {"Accept": accept} if accept else {}
-    port = orchestrator(local)
 
     async def answered() -> float:
-        return await metric(
-            port, "convertmesh_sync_inline_total", service=service, outcome="converted"
-        )
+        return await inline_count(local, "converted", service)
 
     converted = await answered()
     before = await stored(local)
