@@ -350,7 +350,18 @@ class Bench:
                 counters[f"stored in {stream['name']}"] = stream["state"]["last_seq"]
         return counters
 
+    def check_alive(self, target: str) -> None:
+        """A mesh service that exited fails the run here, by name: its measured pid is gone,
+        and its requests would wait out their deadlines instead."""
+        if target in ("thumbor", "direct"):
+            return
+        mesh = self.mesh_of(target)
+        if exited := mesh.exited():
+            codes = ", ".join(f"{name} (code {code})" for name, code in exited.items())
+            raise RuntimeError(f"{target}: {codes} exited; logs in {mesh.config.log_dir}")
+
     def run(self, target: str, workload: str, connections: int, seconds: float) -> Run:
+        self.check_alive(target)
         endpoint = self.endpoint(target, workload)
         roles = self.roles[target]
         machine_before = psutil.cpu_times()
@@ -360,6 +371,7 @@ class Bench:
         cpu = {name: seconds - cpu_before[name] for name, seconds in role_cpu(roles).items()}
         machine_after = psutil.cpu_times()
         nats_after = self.nats_counters(target)
+        self.check_alive(target)
         busy = sum(
             getattr(machine_after, f) - getattr(machine_before, f)
             for f in ("user", "system", "nice", "irq", "softirq")

@@ -18,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from launcher.nats import NatsCluster, NatsServer, free_port, start_cluster, start_nats
 from launcher.supervision import RestartPolicy, Restarts
 
@@ -288,21 +291,45 @@ class LocalMesh:
         stopping: Callable[[], bool] = lambda: False,
         say: Callable[[str], None] = print,
     ) -> None:
-        """Waits until /healthz answers 200: gateway, orchestrator and NATS all up; returns
-        early when `stopping` says a stop was asked for meanwhile. A process that exits
-        meanwhile is restarted (`supervise`), until it keeps failing at start."""
+        """Waits until /healthz answers 200 (gateway, orchestrator and NATS all up) and every
+        worker that serves gRPC health on a port of its own is ready (connected to NATS and
+        consuming): a worker that died at start would otherwise leave its tasks waiting after
+        the mesh said it was up. Returns early when `stopping` says a stop was asked for
+        meanwhile. A process that exits meanwhile is restarted (`supervise`), until it keeps
+        failing at start."""
         deadline = time.monotonic() + timeout
+        waiting = ["gateway", *(name for name in self.instances() if self._health_port(name))]
         while time.monotonic() < deadline and not stopping():
             self.supervise(say=say)
-            try:
-                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
+            waiting = [name for name in waiting if not self._ready(name)]
+            if not waiting:
+                return
             time.sleep(0.2)
         if not stopping():
-            raise RuntimeError("the mesh did not become healthy in time")
+            raise RuntimeError(f"the mesh did not become ready in time: {', '.join(waiting)}")
+
+    def _health_port(self, instance: str) -> int:
+        return self.config.health_ports.get(instance, 0)
+
+    def _ready(self, instance: str) -> bool:
+        """The gateway: /healthz answers 200; a worker: its gRPC readiness is SERVING."""
+        if instance == "gateway":  # every gateway replica serves the one HTTP port
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+        process = self.processes.get(instance)
+        if process is None or process.poll() is not None:
+            return False
+        with grpc.insecure_channel(f"127.0.0.1:{self._health_port(instance)}") as channel:
+            try:
+                answer = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1
+                )
+            except grpc.RpcError:
+                return False
+        return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM to every service (gateway first, NATS last), then SIGKILL stragglers."""

@@ -16,9 +16,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import grpc
 import httpx
 import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from launcher.mesh import LocalMesh, MeshConfig
 from launcher.nats import free_port
 from tests.e2e.chaos_support import MixedJob, mixed_job, settled_job, submit_until_answered
 from tests.e2e.conftest import KEYS
@@ -215,3 +218,36 @@ def test_launcher_stops_promptly_when_asked_during_start_up(tmp_path: Path) -> N
     finally:
         if launcher.poll() is None:
             kill_tree(launcher)
+
+
+def test_start_waits_for_a_worker_that_died_at_start_to_be_restarted_and_ready(
+    tmp_path: Path,
+) -> None:
+    """The image worker's health port is taken when the mesh starts, so the worker dies at
+    start; the port is given back once it has. `start` returns only after the worker was
+    restarted and serves readiness: before, it returned on the gateway's /healthz alone and
+    left a dead worker behind it."""
+    config = MeshConfig.ephemeral(tmp_path, f"acme:{KEYS['acme']}")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", config.health_ports["image"]))
+    blocker.listen()
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("image exited"):
+            blocker.close()
+
+    local = LocalMesh(config)
+    try:
+        local.start(ready_timeout=240, say=say)
+        assert any(line.startswith("image exited") for line in lines), lines
+        assert local.processes["image"].poll() is None
+        with grpc.insecure_channel(f"127.0.0.1:{config.health_ports['image']}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=10
+            )
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        local.stop()
+        blocker.close()
