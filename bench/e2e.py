@@ -500,14 +500,22 @@ def mesh_roles(mesh: LocalMesh) -> list[Role]:
 
 @contextlib.contextmanager
 def servers(
-    work: Path, variants: dict[str, dict[str, str]], baselines: bool = True
+    work: Path,
+    variants: dict[str, dict[str, str]],
+    baselines: bool = True,
+    checkouts: dict[str, Path] | None = None,
 ) -> Iterator[Bench]:
-    """The meshes of `variants`, and (with `baselines`) thumbor and pyvips direct."""
+    """The meshes of `variants`, and (with `baselines`) thumbor and pyvips direct. A mesh
+    named in `checkouts` runs that checkout's code (its services start in that directory, so
+    `python -m services.x` imports from there first): code against code in one run."""
     key = secrets.token_urlsafe(24)
     meshes = {}
     for label, env in variants.items():
         shutil.rmtree(work / label, ignore_errors=True)
-        meshes[label] = LocalMesh(MeshConfig.ephemeral(work / label, f"{TENANT}:{key}", **env))
+        config = MeshConfig.ephemeral(work / label, f"{TENANT}:{key}", **env)
+        if checkouts and label in checkouts:
+            config.command_prefix = ["env", f"--chdir={checkouts[label]}"]
+        meshes[label] = LocalMesh(config)
     thumbor_port, direct_port = free_port(), free_port()
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -571,6 +579,10 @@ def conditions(args: argparse.Namespace, load_before: tuple[float, ...]) -> list
         + "; ".join(
             f"`{label}`: {', '.join(f'{k}={v}' for k, v in env.items()) or 'none'}"
             for label, env in args.meshes.items()
+        )
+        + "".join(
+            f"; `{label}` runs the code checked out at commit {_commit(path)}"
+            for label, path in args.checkouts.items()
         ),
         f"- load: wrk, {args.connections} connections ({args.connections} threads), "
         f"{args.seconds:g} s per run, {args.rounds} interleaved rounds (the order rotates each "
@@ -772,9 +784,24 @@ def sub_bench(module: str, *args: str) -> str:
     )
 
 
+def _commit(checkout: Path) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h %s"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()[:72]
+
+
 def parse_mesh(spec: str) -> tuple[str, dict[str, str]]:
     label, _, settings = spec.partition(":")
-    return label, dict(item.split("=", 1) for item in settings.split(",") if item)
+    return label.partition("@")[0], dict(item.split("=", 1) for item in settings.split(",") if item)
+
+
+def parse_checkout(spec: str) -> tuple[str, Path] | None:
+    """`LABEL@PATH[:...]`: the mesh LABEL runs the code checked out at PATH."""
+    label, at, path = spec.partition(":")[0].partition("@")
+    return (label, Path(path).resolve()) if at else None
 
 
 def main() -> None:
@@ -787,13 +814,15 @@ def main() -> None:
     parser.add_argument(
         "--mesh",
         action="append",
-        metavar="LABEL[:NAME=VALUE,...]",
-        help="a mesh to drive, with settings; repeat to compare variants in the same run",
+        metavar="LABEL[@CHECKOUT][:NAME=VALUE,...]",
+        help="a mesh to drive, with settings (and the code of another checkout, with its "
+        "stubs generated); repeat to compare variants in the same run",
     )
     parser.add_argument("--skip-ratios", action="store_true", help="no media/archive benches")
     parser.add_argument("--output", type=Path, default=ROOT / "results.md")
     args = parser.parse_args()
     args.meshes = dict(parse_mesh(spec) for spec in args.mesh or ["mesh"])
+    args.checkouts = dict(found for spec in args.mesh or [] if (found := parse_checkout(spec)))
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make bench-deps` installs it (Debian package wrk)")
     thumbor_binary()
@@ -803,7 +832,7 @@ def main() -> None:
     workloads = args.only or list(WORKLOADS)
     runs: list[Run] = []
     idle: list[Run] = []
-    with servers(work, args.meshes) as bench:
+    with servers(work, args.meshes, checkouts=args.checkouts) as bench:
         targets = bench.targets
         unique: dict[tuple[str, int, str], Role] = {}
         for target, roles in bench.roles.items():
