@@ -16,7 +16,7 @@ compression, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, `OTEL_RESOURCE_ATTRIBUTES`). W
 set nothing is installed: no provider, no instrumentation, and every helper here returns at once.
 
 Spans carry ids, formats, sizes and outcomes: never file content, keys, callback secrets or
-signed-link signatures (the URLs on HTTP spans lose their signatures; see `_redact`).
+signed-link signatures (the URLs on HTTP spans lose their signatures; see `redact`).
 """
 
 from __future__ import annotations
@@ -557,7 +557,7 @@ def stage(
 # --- HTTP spans without secrets -------------------------------------------------------------
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """The URL with the values of secret query parameters replaced."""
     parts = urlsplit(url)
     if not parts.query:
@@ -575,9 +575,9 @@ def _redact_span_urls(target: Span) -> None:
         value = attributes.get(key)
         if isinstance(value, str):
             redacted = (
-                _redact("http://x/?" + value).split("?", 1)[1]
+                redact("http://x/?" + value).split("?", 1)[1]
                 if key == "url.query"
-                else _redact(value)
+                else redact(value)
             )
             if redacted != value:
                 target.set_attribute(key, redacted)
@@ -589,9 +589,3 @@ def _redact_httpx(target: Span, request: Any) -> None:
 
 async def _redact_httpx_async(target: Span, request: Any) -> None:
     _redact_span_urls(target)
-
-
-def redact_server_span(target: Span, scope: Mapping[str, Any]) -> None:
-    """The ASGI instrumentation's request hook: the request's URL without signatures."""
-    if target.is_recording():
-        _redact_span_urls(target)

@@ -18,7 +18,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from mesh import logs
 from mesh.settings import SettingsError, load
-from mesh.tracing import TracingSettings, _redact, traced_rpc, traced_server_rpc
+from mesh.tracing import TracingSettings, redact, traced_rpc, traced_server_rpc
 from tests.otlp import PRODUCER, GrpcReceiver, HttpReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,10 +68,10 @@ def test_unknown_exporters_and_protocols_are_refused_by_name() -> None:
 
 def test_signatures_never_reach_a_span() -> None:
     url = "http://gw/api/jobs/1/files/0?expires=17&signature=c2VjcmV0&limit=2"
-    redacted = _redact(url)
+    redacted = redact(url)
     assert "c2VjcmV0" not in redacted
     assert "signature=REDACTED" in redacted and "expires=17" in redacted and "limit=2" in redacted
-    assert _redact("http://gw/api/jobs") == "http://gw/api/jobs"
+    assert redact("http://gw/api/jobs") == "http://gw/api/jobs"
 
 
 def test_log_lines_carry_the_current_trace_and_span() -> None:
