@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -89,10 +91,11 @@ def disabled_costs() -> list[tuple[str, float]]:
 
 
 class _EncodingExporter(SpanExporter):
-    """Encodes each batch as the OTLP exporters do (protobuf) and sends it nowhere."""
+    """Encodes each batch as the mesh's OTLP exporters do (`mesh.tracing.encode_spans`, to
+    protobuf) and sends it nowhere."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        encode_spans(spans).SerializeToString()
+        tracing.encode_spans(spans).SerializePartialToString()
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -112,6 +115,10 @@ JOBS = "mesh.jobs.v1.JobService"
 UPLOAD_CHUNK = 256 * 1024
 PHOTO_BYTES = 347 * 1024  # bench.e2e's photo
 THUMBNAIL_BYTES = 40 * 1024
+HTTP_PART = "HTTP request (the gateway's request spans)"
+CONVERT_PART = "gRPC Convert (client and server; the photo in, the thumbnail out)"
+SPAN_PART = "one of the mesh's own spans"
+SYNC_PARTS = (HTTP_PART, CONVERT_PART)
 
 
 async def _upload(requests: AsyncIterator[bytes], context: Any) -> bytes:
@@ -123,6 +130,26 @@ async def _upload(requests: AsyncIterator[bytes], context: Any) -> bytes:
 
 async def _create(request: bytes, context: Any) -> bytes:
     return b"job"
+
+
+async def _convert(request: bytes, context: Any) -> bytes:
+    return b"t" * THUMBNAIL_BYTES
+
+
+def _parent(sampled: bool) -> Context:
+    """The context the gateway's calls are made in: its request's span, sampled or not."""
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    span = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD, 0xB7AD6B71, True, flags))
+    return trace.set_span_in_context(span)
+
+
+def _carried(parent: Context | None) -> tuple[tuple[str, str], ...] | None:
+    """What `mesh.tracing.metadata()` gives a call made in `parent` (None: tracing off)."""
+    if parent is None:
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=parent)
+    return tuple(carrier.items())
 
 
 async def _read(request: bytes, context: Any) -> AsyncIterator[bytes]:
@@ -137,8 +164,10 @@ async def _watch(request: bytes, context: Any) -> AsyncIterator[bytes]:
 async def _grpc_calls(
     providers: dict[str, TracerProvider | None],
 ) -> tuple[dict[str, dict[str, Callable[[], Awaitable[None]]]], list[Any]]:
-    """A JobService look-alike (bytes in, bytes out) per mode: a server and a channel, with the
-    instrumentations' interceptors and the mesh's filter (mesh.tracing.traced_rpc) or none."""
+    """A JobService look-alike (bytes in, bytes out) per mode: a server and a channel, as the
+    mesh has them: the server instrumentation with the mesh's filter
+    (`mesh.tracing.traced_server_rpc`), no client instrumentation, each call's metadata carrying
+    the context of a request span (`mesh.tracing.metadata()`), sampled or not as the mode says."""
     calls: dict[str, dict[str, Callable[[], Awaitable[None]]]] = {}
     opened: list[Any] = []
     handlers = grpc.method_handlers_generic_handler(
@@ -146,6 +175,7 @@ async def _grpc_calls(
         {
             "UploadBlob": grpc.stream_unary_rpc_method_handler(_upload),
             "CreateJob": grpc.unary_unary_rpc_method_handler(_create),
+            "Convert": grpc.unary_unary_rpc_method_handler(_convert),
             "ReadOutput": grpc.unary_stream_rpc_method_handler(_read),
             "WatchJob": grpc.unary_stream_rpc_method_handler(_watch),
         },
@@ -153,21 +183,19 @@ async def _grpc_calls(
     photo = b"p" * PHOTO_BYTES
     for mode, provider in providers.items():
         server_side: list[Any] = []
-        client_side: list[Any] | None = None
+        parent: Context | None = None
         if provider is not None:
             server_side = [aio_server_interceptor(provider, tracing.traced_server_rpc)]  # type: ignore[no-untyped-call]
-            client_side = aio_client_interceptors(provider, tracing.traced_rpc)  # type: ignore[no-untyped-call]
+            parent = _parent(sampled=mode == "sampled")
         server = grpc.aio.server(interceptors=server_side)
         server.add_generic_rpc_handlers((handlers,))
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        channel = grpc.aio.insecure_channel(
-            f"127.0.0.1:{port}",
-            interceptors=client_side,
-        )
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         opened.append((channel, server))
         upload = channel.stream_unary(f"/{JOBS}/UploadBlob")
         create = channel.unary_unary(f"/{JOBS}/CreateJob")
+        convert = channel.unary_unary(f"/{JOBS}/Convert")
         read = channel.unary_stream(f"/{JOBS}/ReadOutput")
         watch = channel.unary_stream(f"/{JOBS}/WatchJob")
 
@@ -176,21 +204,25 @@ async def _grpc_calls(
             for start in range(0, len(photo), UPLOAD_CHUNK):
                 yield photo[start : start + UPLOAD_CHUNK]
 
-        async def call_upload(upload: Any = upload) -> None:
-            await upload(chunks())
+        async def call_upload(upload: Any = upload, parent: Context | None = parent) -> None:
+            await upload(chunks(), metadata=_carried(parent))
 
-        async def call_create(create: Any = create) -> None:
-            await create(b"request")
+        async def call_create(create: Any = create, parent: Context | None = parent) -> None:
+            await create(b"request", metadata=_carried(parent))
 
-        async def call_read(read: Any = read) -> None:
-            async for _ in read(b"request"):
+        async def call_convert(convert: Any = convert, parent: Context | None = parent) -> None:
+            await convert(photo, metadata=_carried(parent))
+
+        async def call_read(read: Any = read, parent: Context | None = parent) -> None:
+            async for _ in read(b"request", metadata=_carried(parent)):
                 pass
 
         async def call_watch(watch: Any = watch) -> None:
-            async for _ in watch(b"request"):
+            async for _ in watch(b"request"):  # the gateway's WatchJob carries no context
                 pass
 
         calls[mode] = {
+            CONVERT_PART: call_convert,
             "gRPC UploadBlob (client and server; 1 + 2 messages)": call_upload,
             "gRPC CreateJob (client and server)": call_create,
             "gRPC ReadOutput (client and server; 1 message)": call_read,
@@ -278,9 +310,9 @@ async def _parts(rounds: int, block: int) -> dict[str, dict[str, float]]:
     asgi = _asgi_calls(providers)
     spans = _span_calls(providers)
     operations: dict[str, dict[str, Callable[[], Awaitable[None]]]] = {
-        "HTTP request (ASGI middleware)": asgi,
+        HTTP_PART: asgi,
         **{name: {m: grpc_calls[m][name] for m in MODES} for name in grpc_calls["plain"]},
-        "one of the mesh's own spans": spans,
+        SPAN_PART: spans,
     }
     samples: dict[str, dict[str, list[float]]] = {
         name: {m: [] for m in MODES} for name in operations
@@ -348,9 +380,12 @@ def _never(details: Any) -> bool:
 # Interceptors (client, server) per setup: none; grpc.aio's machinery alone (interceptors that
 # only pass the call on); the official ones with a filter that refuses every call (what
 # WatchJob and health checks cost); the official ones, unsampled, on one side or on both, with
-# `traced_rpc` on both; and the mesh's (`traced_server_rpc` on the server: a leaf RPC whose
-# caller is not sampled gets no server span).
-def _attribution_setups(provider: TracerProvider) -> dict[str, tuple[list[Any], list[Any]]]:
+# `traced_rpc` on both; and the mesh's: no client interceptor, the context in each call's
+# metadata (`mesh.tracing.metadata()`, here an unsampled request's), `traced_server_rpc` on the
+# server (a leaf RPC whose caller is not sampled gets no server span).
+def _attribution_setups(
+    provider: TracerProvider,
+) -> dict[str, tuple[list[Any], list[Any], Context | None]]:
     def client(keep: Any = tracing.traced_rpc) -> list[Any]:
         return list(aio_client_interceptors(provider, keep))  # type: ignore[no-untyped-call]
 
@@ -358,16 +393,21 @@ def _attribution_setups(provider: TracerProvider) -> dict[str, tuple[list[Any], 
         return [aio_server_interceptor(provider, keep)]  # type: ignore[no-untyped-call]
 
     return {
-        "none": ([], []),
+        "none": ([], [], None),
         "pass-through interceptors": (
             [_PassUnaryUnary(), _PassUnaryStream(), _PassStreamUnary()],
             [_PassServer()],
+            None,
         ),
-        "official, filtered out": (client(_never), server(_never)),
-        "official client only": (client(), []),
-        "official server only": ([], server(tracing.traced_rpc)),
-        "official, both sides": (client(), server(tracing.traced_rpc)),
-        "the mesh's: leaf calls skip the server": (client(), server()),
+        "official, filtered out": (client(_never), server(_never), None),
+        "official client only": (client(), [], None),
+        "official server only": ([], server(tracing.traced_rpc), None),
+        "official, both sides": (client(), server(tracing.traced_rpc), None),
+        "the mesh's: context in metadata, leaf calls skip the server": (
+            [],
+            server(),
+            _parent(sampled=False),
+        ),
     }
 
 
@@ -391,7 +431,7 @@ async def _attribution(rounds: int, block: int) -> dict[str, dict[str, float]]:
 
     calls: dict[str, dict[str, Callable[[], Awaitable[None]]]] = {}
     opened: list[Any] = []
-    for name, (client_side, server_side) in setups.items():
+    for name, (client_side, server_side, parent) in setups.items():
         server = grpc.aio.server(interceptors=server_side)
         server.add_generic_rpc_handlers((handlers,))
         port = server.add_insecure_port("127.0.0.1:0")
@@ -402,15 +442,15 @@ async def _attribution(rounds: int, block: int) -> dict[str, dict[str, float]]:
         read = channel.unary_stream(f"/{JOBS}/ReadOutput")
         upload = channel.stream_unary(f"/{JOBS}/UploadBlob")
 
-        async def call_create(create: Any = create) -> None:
-            await create(b"request")
+        async def call_create(create: Any = create, parent: Context | None = parent) -> None:
+            await create(b"request", metadata=_carried(parent))
 
-        async def call_read(read: Any = read) -> None:
-            async for _ in read(b"request"):
+        async def call_read(read: Any = read, parent: Context | None = parent) -> None:
+            async for _ in read(b"request", metadata=_carried(parent)):
                 pass
 
-        async def call_upload(upload: Any = upload) -> None:
-            await upload(chunks())
+        async def call_upload(upload: Any = upload, parent: Context | None = parent) -> None:
+            await upload(chunks(), metadata=_carried(parent))
 
         calls[name] = {"CreateJob": call_create, "ReadOutput": call_read, "UploadBlob": call_upload}
     names = list(setups)
@@ -460,7 +500,8 @@ def write_attribution(costs: dict[str, dict[str, float]]) -> list[str]:
         "that gets a (non-recording) span: starting the spans, the context put into the "
         "metadata and read back, the status the client interceptor awaits. `official, both "
         "sides` filters with `traced_rpc` on both (the mesh before `LEAF_RPCS`); the last "
-        "column is the mesh's, whose server skips a leaf RPC (UploadBlob, ReadOutput) of an "
+        "column is the mesh's: no client interceptor (the gateway puts the context in each "
+        "call's metadata), and a server that skips a leaf RPC (UploadBlob, ReadOutput) of an "
         "unsampled caller: CreateJob is its control.",
         "",
         "| call | " + " | ".join(setups) + " |",
@@ -489,9 +530,10 @@ VARIANTS = {
 }
 COMPARED = ("control", "traced", "sampled")
 FLOWS = ("sync", "async")
-# A sync request's spans that are not the mesh's own: the request's (ASGI) and UploadBlob's,
-# CreateJob's and ReadOutput's (client and server each).
-HTTP_AND_GRPC_SPANS = 7
+# A sync request (one small file, answered inline through Convert) has 8 spans: the request's,
+# the orchestrator's Convert, and these 6 of the mesh's own: dispatch, task, sandbox, decode,
+# process, encode.
+SYNC_OWN_SPANS = 6
 
 
 def main() -> None:
@@ -678,9 +720,10 @@ def write_parts(
         "",
         "CPU per operation (every thread of this process: the spans' OTLP encoding included, "
         "their sending not), the median of interleaved blocks, with no instrumentation, with "
-        "the mesh's (its gRPC filter, its ASGI middleware settings) sampling every span, and "
-        "with nothing sampled. gRPC: a JobService look-alike over loopback, client and server "
-        "in this process, the sizes of a thumbnail request's messages.",
+        "the mesh's (its request spans, its gRPC server instrumentation and filter, the "
+        "context in each call's metadata) sampling every span, and with nothing sampled. gRPC: "
+        "a JobService look-alike over loopback, client and server in this process, the sizes "
+        "of a thumbnail request's messages.",
         "",
         "| operation | plain us | sampled us | (added) | unsampled us | (added) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -692,20 +735,16 @@ def write_parts(
             f"{by_mode['sampled'] - plain:+.0f} | {by_mode['unsampled']:.0f} | "
             f"{by_mode['unsampled'] - plain:+.0f} |"
         )
-    own = max(spans_per_request["traced"] - HTTP_AND_GRPC_SPANS, 0.0)
+    own = SYNC_OWN_SPANS
     for mode in ("sampled", "unsampled"):
-        # A part that came out cheaper than plain (noise: WatchJob has no span) counts as 0.
-        added = sum(
-            max(by_mode[mode] - by_mode["plain"], 0.0)
-            for name, by_mode in parts.items()
-            if name != "one of the mesh's own spans"
-        )
-        span_cost = parts["one of the mesh's own spans"][mode]
+        # A part that came out cheaper than plain (noise) counts as 0.
+        added = sum(max(parts[name][mode] - parts[name]["plain"], 0.0) for name in SYNC_PARTS)
+        span_cost = parts[SPAN_PART][mode]
         total = added + own * span_cost
         out.append("")
         out.append(
-            f"- a sync request, {mode}: the HTTP request and its four gRPC calls "
-            f"{added / 1000:.2f} ms, plus {own:.1f} of the mesh's own spans "
+            f"- a sync request (answered inline), {mode}: the HTTP request and its Convert call "
+            f"{added / 1000:.2f} ms, plus {own} of the mesh's own spans "
             f"{own * span_cost / 1000:.2f} ms: {total / 1000:.2f} ms, "
             f"{total / 1000 / untraced_ms * 100:.1f} % of `untraced-sync`'s "
             f"{untraced_ms:.1f} ms per request in this run (left out: NATS header injection and "

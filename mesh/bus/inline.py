@@ -39,7 +39,7 @@ from opentelemetry.trace import SpanKind
 
 from mesh import scratch, telemetry, tracing
 from mesh.bus import tasks as results
-from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, _as_task_error, _stage
+from mesh.bus.runtime import Handler, RuntimeSettings, TaskContext, _as_task_error, _converting
 from mesh.bus.tasks import TaskSpec
 from mesh.tasks.v1 import tasks_pb2
 
@@ -226,7 +226,7 @@ class InlineServer:
         context = TaskContext(task, source, output, folder, _ignore_progress, _no_fetch, _no_store)
         try:
             async with scratch.quota(folder, s.task_scratch_bytes):
-                with _stage(s.service, "convert", "convert"):
+                with _converting(s.service):
                     outcome = await self._handler(context)
             if outcome.entries is not None:
                 raise _DurableError("the handler stored its outputs itself")

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from mesh import tracing
 from mesh.errors import MeshError, Reason, from_grpc_error
 from mesh.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -82,7 +83,9 @@ class JobClient:
                 for start in range(0, len(chunk), UPLOAD_CHUNK):
                     yield jobs_pb2.UploadBlobRequest(chunk=chunk[start : start + UPLOAD_CHUNK])
 
-        call = self._stub.UploadBlob(requests(), timeout=self._upload_timeout)
+        call = self._stub.UploadBlob(
+            requests(), timeout=self._upload_timeout, metadata=tracing.metadata()
+        )
         first = _FirstStatus(call)
         try:
             response: jobs_pb2.UploadBlobResponse = await call
@@ -113,7 +116,7 @@ class JobClient:
         what an orchestrator without Convert, during a rolling upgrade, asks for)."""
         try:
             response: jobs_pb2.ConvertResponse = await self._stub.Convert(
-                request, timeout=deadline_seconds
+                request, timeout=deadline_seconds, metadata=tracing.metadata()
             )
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED and not rpc_status.from_call(error):
@@ -180,7 +183,7 @@ class JobClient:
             request.offset = byte_range.offset
             request.length = byte_range.length
             request.suffix_length = byte_range.suffix_length
-        call = self._stub.ReadOutput(request)
+        call = self._stub.ReadOutput(request, metadata=tracing.metadata())
         try:
             first = await call.read()
         except grpc.RpcError as error:
@@ -208,7 +211,9 @@ class JobClient:
         deadline_seconds: float | None = None,
     ) -> Any:
         try:
-            return await method(request, timeout=deadline_seconds or self._timeout)
+            return await method(
+                request, timeout=deadline_seconds or self._timeout, metadata=tracing.metadata()
+            )
         except grpc.RpcError as error:
             raise from_grpc_error(error) from None
 

@@ -17,8 +17,9 @@ result is not smaller, unless a resize or `stripMetadata` asked for something th
 not.
 
 Pure and synchronous: the worker runs `convert` in a sandboxed child process. Each step is a
-span of the task's trace (`mesh.tracing.stage`): probe, decode, process, encode. libvips is
-lazy: "decode" and "process" build the pipeline and the pixels flow during "encode".
+span of the task's trace (`mesh.tracing.stage`): decode (the header read and its checks, then
+the load), process, encode. libvips is lazy: "decode" and "process" build the pipeline and the
+pixels flow during "encode".
 """
 
 from __future__ import annotations
@@ -59,17 +60,26 @@ def convert(
     """Converts one image file; raises MeshError with the reason for every failure."""
     guard_pillow(limits)
     target = _output_format(options.format or source_format, source_format)
-    with tracing.stage("probe", source_format=source_format) as step:
+    # Reading the header and checking the limits, then loading: one span (two would add a
+    # span's cost per image for a header read that takes a millisecond).
+    with tracing.stage("decode", source_format=source_format) as step:
         opened = open_source(source, source_format, limits, animate=target in _MULTI_FRAME_OUTPUTS)
         tracing.set_attributes(step, {"convertmesh.frames": opened.frames})
+        try:
+            pages = opened if target == "pdf" and _multipage_tiff(opened) else None
+            if pages is None:
+                resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
+                check_output(resize.width, resize.height, opened.frames, limits)
+                tracing.set_attributes(
+                    step, {"convertmesh.width": resize.width, "convertmesh.height": resize.height}
+                )
+                image = opened.load(resize, options.auto_orient)
+        except pyvips.Error as error:
+            raise corrupt() from error
     try:
-        if target == "pdf" and _multipage_tiff(opened):
-            with tracing.stage("encode", output_format="pdf", pages=opened.pages):
-                return _tiff_pages_to_pdf(source, output, opened, options, limits)
-        resize = plan(box_for(options), *opened.oriented_size(options.auto_orient))
-        check_output(resize.width, resize.height, opened.frames, limits)
-        with tracing.stage("decode", width=resize.width, height=resize.height):
-            image = opened.load(resize, options.auto_orient)
+        if pages is not None:
+            with tracing.stage("encode", output_format="pdf", pages=pages.pages):
+                return _tiff_pages_to_pdf(source, output, pages, options, limits)
         with tracing.stage("process"):
             image = shape(image, resize, opened, target, options)
         with tracing.stage("encode", output_format=target):

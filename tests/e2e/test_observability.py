@@ -33,7 +33,7 @@ from tests.otlp import CLIENT, CONSUMER, PRODUCER, SERVER, HttpReceiver, Receive
 
 SECRET = "whsec_observability_0123456789"
 SANDBOX_STAGES = {
-    "image": {"probe", "decode", "process", "encode"},
+    "image": {"decode", "process", "encode"},
     "media": {"probe", "transcode", "measure"},
 }
 
@@ -166,8 +166,10 @@ def assert_task_chain(trace: Trace, service: str, task: ReceivedSpan) -> None:
     assert (dispatch.service, dispatch.name) == ("orchestrator", f"dispatch {service}")
     assert dispatch.attributes["convertmesh.task_id"] == task.attributes["convertmesh.task_id"]
     stages = {s.name: s for s in trace.children(task)}
-    assert {"fetch source", "convert", "store output"} <= set(stages)
-    (sandbox,) = [s for s in trace.children(stages["convert"]) if s.name == "sandbox"]
+    # The sandbox span is the convert stage (no span of its own around it).
+    assert {"fetch source", "sandbox", "store output"} <= set(stages)
+    assert "convert" not in stages
+    sandbox = stages["sandbox"]
     # Progress results are published from inside the sandbox span, and applied under it.
     steps = [s for s in trace.children(sandbox) if s.name != "apply result"]
     assert SANDBOX_STAGES[service] <= {s.name for s in steps}, steps
@@ -181,9 +183,9 @@ def assert_task_chain(trace: Trace, service: str, task: ReceivedSpan) -> None:
 
 def assert_rooted_at_the_request(trace: Trace, span: ReceivedSpan) -> None:
     chain = trace.chain(span)
-    assert chain[-3:] == [
+    # The gateway's call carries its request's context; the orchestrator's span is the call's.
+    assert chain[-2:] == [
         "orchestrator: /mesh.jobs.v1.JobService/CreateJob",
-        "gateway: /mesh.jobs.v1.JobService/CreateJob",
         "gateway: POST /api/jobs",
     ], chain
     roots = [s for s in trace.spans if not s.parent_id]
@@ -231,12 +233,13 @@ async def test_an_image_job_is_one_trace_from_the_request_to_the_callback(
     assert trace.chain(encode)[:4] == [
         "image: encode",
         "image: sandbox",
-        "image: convert",
         "image: task image",
+        "orchestrator: dispatch image",
     ]
     assert_rooted_at_the_request(trace, encode)
-    upload = trace.one("/mesh.jobs.v1.JobService/UploadBlob", "gateway")
-    assert upload.kind == CLIENT and trace.parent(upload).name == "POST /api/jobs"
+    upload = trace.one("/mesh.jobs.v1.JobService/UploadBlob", "orchestrator")
+    assert upload.kind == SERVER and trace.parent(upload).name == "POST /api/jobs"
+    assert not [s for s in trace.spans if s.service == "gateway" and s.kind == CLIENT]
 
     # The result that finished the job queued the callback; its delivery's HTTP request is a
     # child span, and the receiver got the same trace in `traceparent`.
@@ -347,12 +350,11 @@ def test_sync_conversions_on_one_connection_are_one_trace_each(
         assert trace.chain(task)[1:] == [
             "orchestrator: dispatch image",
             "orchestrator: /mesh.jobs.v1.JobService/Convert",
-            "gateway: /mesh.jobs.v1.JobService/Convert",
             "gateway: POST /api/convert",
         ]
         assert (task.kind, trace.parent(task).kind) == (CONSUMER, PRODUCER)
-        (convert,) = [s for s in trace.children(task) if s.name == "convert"]
-        (sandbox,) = [s for s in trace.children(convert) if s.name == "sandbox"]
+        (sandbox,) = [s for s in trace.children(task) if s.name == "sandbox"]
+        assert {s.name for s in trace.children(task)} == {"sandbox"}
         assert SANDBOX_STAGES["image"] <= {s.name for s in trace.children(sandbox)}
         assert not trace.named("/mesh.jobs.v1.JobService/ReadOutput")
         assert task.attributes["convertmesh.output_bytes"] in sizes
@@ -407,8 +409,8 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     assert trace.chain(extract)[:4] == [
         "archive: extract",
         "archive: sandbox",
-        "archive: convert",
         "archive: task archive",
+        "orchestrator: dispatch archive",
     ]
     assert extract.attributes["convertmesh.entries"] == 2
     unpacked = next(
@@ -420,7 +422,7 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     for member in members:
         assert trace.parent(trace.parent(member)).span_id == unpacked.span_id
         assert_task_chain(trace, "image", member)
-        assert trace.chain(member)[-5:-3] == [
+        assert trace.chain(member)[-4:-2] == [
             "archive: task archive",
             "orchestrator: dispatch archive",
         ]
@@ -436,8 +438,8 @@ async def test_an_archive_job_and_its_fan_out_to_the_image_worker_are_one_trace(
     assert trace.chain(stage)[:4] == [
         "archive: pack",
         "archive: sandbox",
-        "archive: convert",
         "archive: task archive",
+        "orchestrator: dispatch archive",
     ]
     assert {trace.parent(m).span_id for m in written} == {stage.span_id}
     assert all(stage.start <= m.start <= m.end <= stage.end for m in written)
@@ -490,7 +492,6 @@ async def test_a_media_tool_from_a_source_url_is_one_trace_with_the_fetch(
     fetched = trace.one("fetch source", "orchestrator")
     assert trace.chain(fetched)[1:] == [
         "orchestrator: /mesh.jobs.v1.JobService/CreateJob",
-        "gateway: /mesh.jobs.v1.JobService/CreateJob",
         "gateway: POST /api/media/poster-frame",
     ]
     assert fetched.attributes["convertmesh.input_bytes"] == len(mp4)
@@ -504,13 +505,13 @@ async def test_a_media_tool_from_a_source_url_is_one_trace_with_the_fetch(
     assert task.attributes["convertmesh.tool"] == "poster-frame"
     assert task.attributes["convertmesh.task_kind"] == "tool"
     stages = {s.name for s in trace.children(task)}
-    assert {"fetch source", "convert", "store output"} <= stages
+    assert {"fetch source", "sandbox", "store output"} <= stages
     tool = trace.one("tool")
     assert trace.chain(tool)[:4] == [
         "media: tool",
         "media: sandbox",
-        "media: convert",
         "media: task media",
+        "orchestrator: dispatch media",
     ]
     assert tool.attributes["convertmesh.output_format"] == job["results"]["files"][0]["format"]
     after = await asyncio.to_thread(lambda: parse(scrape_text(port)))
