@@ -219,15 +219,19 @@ async def quota(folder: Path, max_bytes: int | None) -> AsyncIterator[None]:
 
     async def watch() -> None:
         nonlocal exceeded
+        # The first walk after one interval: a task that ends sooner (a thumbnail) is never
+        # walked, which spared it a thread hand-off and a scan of what it had only begun to
+        # write (a source over the quota is refused before it is fetched).
+        pause = _QUOTA_MIN_INTERVAL
         while True:
+            await asyncio.sleep(pause)
             began = time.monotonic()
             used = await asyncio.to_thread(usage, folder)
             if used > max_bytes:
                 exceeded = True
                 body.cancel()
                 return
-            spent = time.monotonic() - began
-            await asyncio.sleep(max(_QUOTA_MIN_INTERVAL, _QUOTA_DUTY * spent))
+            pause = max(_QUOTA_MIN_INTERVAL, _QUOTA_DUTY * (time.monotonic() - began))
 
     watcher = asyncio.create_task(watch())
     try:
