@@ -30,7 +30,7 @@ BASE_IMAGE ?= python:3.11-slim-bookworm
 
 .PHONY: run test test-slow lint format bench bench-io bench-deps bench-media bench-archive \
 	bench-image bench-compress stubs install system-deps clean k8s-check k8s-tools image \
-	image-smoke bench-tools bench-tracing bench-threshold chaos
+	image-smoke bench-tools bench-tracing bench-threshold bench-sandbox chaos
 
 run: $(RUNTIME)
 	$(PY) -m launcher
@@ -113,7 +113,7 @@ bench-deps:
 bench-tracing: $(STUBS_STAMP) system-deps bench-deps
 	$(PY) -m bench.tracing $(BENCH_ARGS)
 
-bench-media bench-archive bench-image bench-compress bench-tools bench-threshold: bench-%: $(STUBS_STAMP) system-deps
+bench-media bench-archive bench-image bench-compress bench-tools bench-threshold bench-sandbox: bench-%: $(STUBS_STAMP) system-deps
 	$(PY) -m bench.$*
 
 install: $(INSTALLED)
