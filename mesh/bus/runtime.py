@@ -261,13 +261,14 @@ class Worker:
     async def _fetch_source(self, blob: str, path: Path) -> None:
         """Fetches the source once it is known to fit: in the task's quota (else the task
         fails) and on the disk (else it is tried again later)."""
-        size = (await blobs.info(self._js, streams.BLOBS_BUCKET, blob)).size
+        known = await blobs.info(self._js, streams.BLOBS_BUCKET, blob)
+        size = known.size
         quota = self._settings.task_scratch_bytes
         if quota and size > quota:
             raise scratch.quota_error(quota)
         if scratch.free_bytes(path.parent) < size + scratch.DISK_RESERVE_BYTES:
             raise scratch.disk_full_error()
-        await self._fetch(blob, path)
+        await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, blob, path, known=known)
 
     async def _fetch(self, blob: str, path: Path) -> None:
         await blobs.read_to_file(self._js, streams.BLOBS_BUCKET, blob, path)
