@@ -96,21 +96,32 @@ async def ensure_bucket(
         raise unavailable(error) from error
 
 
-async def _last(js: JetStreamContext, stream: str, subject: str, direct: bool) -> api.RawStreamMsg:
+async def _last(
+    js: JetStreamContext, stream: str, subject: str, direct: bool, confirm_miss: bool = True
+) -> api.RawStreamMsg:
     """The newest message on `subject`. `direct`: a direct get, which any replica answers
     without a JetStream API call; a replica that has not caught up yet may not have it, so a
-    direct miss is asked again of the stream leader (STREAM.MSG.GET) before it counts."""
+    direct miss is asked again of the stream leader (STREAM.MSG.GET) before it counts, unless
+    `confirm_miss` is off."""
     if direct:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
+        try:
             return await js.get_last_msg(stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            if not confirm_miss:
+                raise
     return await js.get_last_msg(stream, subject)
 
 
 async def _meta(
-    js: JetStreamContext, bucket: str, name: str, *, direct: bool = False
+    js: JetStreamContext,
+    bucket: str,
+    name: str,
+    *,
+    direct: bool = False,
+    confirm_miss: bool = True,
 ) -> api.ObjectInfo | None:
     try:
-        msg = await _last(js, _stream(bucket), _meta_subject(bucket, name), direct)
+        msg = await _last(js, _stream(bucket), _meta_subject(bucket, name), direct, confirm_miss)
     except nats.js.errors.NotFoundError:
         return None
     except nats.errors.Error as error:
@@ -223,7 +234,10 @@ async def write_stream(
 
     `chunk_size` is free per blob (readers take any); larger chunks mean fewer broker fsyncs.
     """
-    old = await _meta(js, bucket, name)
+    # The blob this one replaces, whose chunks go once this one is complete. Usually there is
+    # none (a fresh name): one direct get, no API call. A replica behind that misses it leaves
+    # its chunks, which no meta record names then, to `sweep_orphan_chunks`.
+    old = await _meta(js, bucket, name, direct=True, confirm_miss=False)
     nuid = _nuid.next().decode()
     subject = _chunk_subject(bucket, nuid)
     digest = hashlib.sha256()

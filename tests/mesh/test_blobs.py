@@ -293,6 +293,17 @@ async def test_a_one_chunk_blob_reads_without_a_consumer_or_api_call(
     assert (await stream_state(js, bucket))[1] == 0
 
 
+async def test_writing_a_new_blob_makes_no_api_call(
+    js: JetStreamContext, bucket: str, server: NatsServer
+) -> None:
+    # The look-up of a blob it would replace is a direct get; the chunks and the meta record
+    # are publishes. (Replacing one purges the old chunks: test_overwrite_purges_old_chunks.)
+    before = await _api_calls(server)
+    await blobs.write_stream(js, bucket, "fresh", random_blocks(2 * CHUNK + 1))
+    assert await _api_calls(server) == before
+    assert (await blobs.info(js, bucket, "fresh")).chunks == 3
+
+
 async def test_a_known_info_is_read_without_the_meta_record(
     js: JetStreamContext, bucket: str
 ) -> None:
