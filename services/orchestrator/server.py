@@ -145,6 +145,16 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
             requester, self._creator, self._check_admission, settings.max_upload_bytes
         )
 
+    async def _output(self, request: jobs_pb2.ReadOutputRequest) -> tuple[str, str, str]:
+        """The output asked for. A completed file's output (or zip) never changes, so a
+        remembered record that has it completed answers without reading the bucket."""
+        remembered = self._store.remembered(request.tenant, request.job_id)
+        found = _remembered_output(remembered, request)
+        if found is not None:
+            return found
+        record, _ = await self._store.get(request.tenant, request.job_id)
+        return _output_of(record, request)
+
     async def _shared_watches(self) -> JobWatches:
         if not self._watches_started:
             async with self._watches_lock:
@@ -321,8 +331,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def ReadOutput(  # noqa: N802
         self, request: jobs_pb2.ReadOutputRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[jobs_pb2.ReadOutputResponse]:
-        record, _ = await self._store.get(request.tenant, request.job_id)
-        name, filename, mime_type = _output_of(record, request)
+        name, filename, mime_type = await self._output(request)
         info = await blobs.info(self._js, streams.BLOBS_BUCKET, name)
         start, count = byte_range(request, info.size)
         yield jobs_pb2.ReadOutputResponse(
@@ -376,6 +385,17 @@ async def ranged(chunks: AsyncIterator[bytes], start: int, count: int) -> AsyncI
         position = following
         if position >= end:
             return
+
+
+def _remembered_output(
+    record: state_pb2.JobRecord | None, request: jobs_pb2.ReadOutputRequest
+) -> tuple[str, str, str] | None:
+    if record is None:
+        return None
+    try:
+        return _output_of(record, request)
+    except MeshError:
+        return None
 
 
 def _output_of(

@@ -73,6 +73,12 @@ class JobStore:
         while len(self._known) > self._known_entries:
             self._known.popitem(last=False)
 
+    def remembered(self, tenant: str, job_id: str) -> state_pb2.JobRecord | None:
+        """The record last read or written here, if remembered: possibly stale, so only for
+        what cannot have changed since (a completed file's output)."""
+        known = self._known.get(streams.job_key(tenant, job_id))
+        return state_pb2.JobRecord.FromString(known[0]) if known is not None else None
+
     async def create(self, record: state_pb2.JobRecord) -> None:
         key = streams.job_key(record.job.tenant, record.job.job_id)
         data = record.SerializeToString()

@@ -17,12 +17,14 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launcher.nats import NatsServer, start_nats
+from mesh import blobs
 from mesh.bus import streams
 from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from services.orchestrator.store import JobStore
 from services.orchestrator.watches import JobWatches
+from tests.orchestrator.conftest import Orchestrator
 
 TENANT = "acme"
 DONE = jobs_pb2.JOB_STATUS_COMPLETED
@@ -310,3 +312,66 @@ async def test_a_store_that_remembers_nothing_reads_before_every_write(
         assert len(gets) == 3
         for sub in subs:
             await sub.unsubscribe()
+
+
+async def _download(orchestrator: Orchestrator, job_id: str) -> bytes:
+    parts = orchestrator.stub.ReadOutput(
+        jobs_pb2.ReadOutputRequest(tenant=TENANT, job_id=job_id, index=0)
+    )
+    return b"".join([part.chunk async for part in parts if part.WhichOneof("part") == "chunk"])
+
+
+def _one_file(job_id: str, blob: str, status: int) -> state_pb2.JobRecord:
+    job = jobs_pb2.Job(tenant=TENANT, job_id=job_id, status=jobs_pb2.JOB_STATUS_PROCESSING)
+    job.files.add(
+        filename="a.png",
+        status=status,
+        output_format="jpg",
+        mime_type="image/jpeg",
+        output_filename="a.jpg",
+    )
+    record = state_pb2.JobRecord(job=job)
+    record.tasks.add(index=0, task_id=f"{job_id}.0", output_blob=blob)
+    return record
+
+
+async def test_a_remembered_completed_output_is_read_without_the_job_record(
+    orchestrator: Orchestrator,
+) -> None:
+    js, nc = orchestrator.js, orchestrator.nc
+    await blobs.write_stream(js, streams.BLOBS_BUCKET, "out/remembered/0", _chunks(b"done"))
+    await orchestrator.store.create(
+        _one_file("remembered", "out/remembered/0", jobs_pb2.FILE_STATUS_COMPLETED)
+    )
+    gets: list[str] = []
+
+    async def counted(msg: nats.aio.msg.Msg) -> None:
+        gets.append(msg.subject)
+
+    subs = await _reads(nc, counted)
+    await nc.flush()
+    assert await _download(orchestrator, "remembered") == b"done"
+    await nc.flush()
+    assert gets == []
+    # Remembered before its file completed (another replica applied the result): the
+    # remembered record has no output, so the bucket's is read.
+    await blobs.write_stream(js, streams.BLOBS_BUCKET, "out/stale/0", _chunks(b"later"))
+    await orchestrator.store.create(_one_file("stale", "out/stale/0", jobs_pb2.FILE_STATUS_PENDING))
+    other = await JobStore.open(js)
+
+    def complete(record: state_pb2.JobRecord) -> bool:
+        record.job.files[0].status = jobs_pb2.FILE_STATUS_COMPLETED
+        return True
+
+    await other.mutate(TENANT, "stale", complete)
+    await nc.flush()
+    gets.clear()
+    assert await _download(orchestrator, "stale") == b"later"
+    await nc.flush()
+    assert len(gets) == 1
+    for sub in subs:
+        await sub.unsubscribe()
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
