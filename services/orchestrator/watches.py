@@ -73,6 +73,7 @@ class JobWatches:
         self._watchers: dict[str, set[_Watcher]] = {}
         self._last_sequence = 0
         self._renew = asyncio.Event()
+        self._stopping = False
         self._started = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.subscriptions = 0  # how many times the shared watch was created (tests, logs)
@@ -83,6 +84,10 @@ class JobWatches:
         await self._started.wait()
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: Python 3.11's asyncio.timeout can swallow a cancel
+        # that lands as its own deadline passes, and the loop must end all the same.
+        self._stopping = True
+        self._renew.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -161,7 +166,7 @@ class JobWatches:
         return True
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 self._renew.clear()
                 sub = await self._subscribe()
@@ -177,6 +182,8 @@ class JobWatches:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._check_seconds):
                             await self._renew.wait()
+                    if self._stopping:
+                        break
                     if self._renew.is_set():
                         log.info("nats reconnected: re-creating the shared job watch")
                         break
