@@ -22,11 +22,10 @@ Length: the defaults, 8 rounds of 8 s per target (8 targets: 8.5 minutes of load
 meshes' start, the warm-ups and the parts), are what a result to trust needs on a shared machine:
 in 5 rounds of 3 s, `control`'s per-round ratio against `untraced` (two identical meshes: the
 noise floor) ranged over 0.90-1.49 (the `bench/tracing.md` of that run), far more than the 5 %
-being measured. Runs are no longer bounded by the jobs a mesh can take: the consumer behind
-each WatchJob is removed 5 s after the watch ends (`WATCH_LINGER_SECONDS` in the orchestrator;
-with nats-py's 5 minute default, JetStream's 1000 consumers per stream stopped a mesh after
-about 1000 jobs), so at 20-30 requests a second a mesh holds about 30 x 5 = 150 at most, however
-long the run.
+being measured. Runs are not bounded by the jobs a mesh can take: every WatchJob of an
+orchestrator is served by its one shared watch of the jobs bucket (`services/orchestrator/
+watches.py`; a consumer per watch, kept 5 minutes by nats-py's default, once stopped a mesh at
+JetStream's 1000 consumers per stream after about 1000 jobs), however long the run.
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ class WorkerSettings:
                 scratch_dir=Path(scratch_dir) if scratch_dir else None,
                 drain_seconds=env.number("TASK_DRAIN_SECONDS", 20.0, minimum=0),
                 task_scratch_bytes=int(scratch_mb * 1024 * 1024) if scratch_mb > 0 else None,
+                started_grace_seconds=env.number("TASK_STARTED_GRACE_SECONDS", 0.5, minimum=0),
             ),
             task_seconds=env.number(f"{prefix}_TASK_SECONDS", task_seconds, positive=True),
             task_memory_bytes=int(memory_mb * 1024 * 1024) if memory_mb > 0 else None,

@@ -24,14 +24,19 @@ from services.orchestrator.server import SERVICE_NAME, JobService, create_server
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import JobStore
 from services.orchestrator.sweeper import sweep_forever
+from services.orchestrator.watches import JobWatches
 
 log = logging.getLogger("orchestrator")
 
 
 async def serve(settings: Settings) -> None:
     health = HealthServicer()
+    watching: list[JobWatches] = []
 
     async def on_nats_state(connected: bool) -> None:
+        if connected:
+            for watches in watching:
+                watches.reconnected()
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if connected
@@ -49,12 +54,15 @@ async def serve(settings: Settings) -> None:
     except streams.ReplicasError:
         await connection.close(nc)
         raise
-    store = await JobStore.open(js)
+    store = await JobStore.open(js, settings.job_record_cache)
     index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
+    watches = JobWatches(js, store, keep=settings.job_watch_keep)
+    await watches.start()
+    watching.append(watches)
     requester = InlineRequester(nc, settings.sync_inline_silence_seconds)
     await requester.start()
-    servicer = JobService(js, store, index, settings, requester)
+    servicer = JobService(js, store, index, settings, requester, watches=watches)
     server, port = create_server(servicer, health, settings.grpc_host, settings.grpc_port)
     await server.start()
     log.info("orchestrator listening", extra={"port": port})
@@ -80,6 +88,7 @@ async def serve(settings: Settings) -> None:
     await deliverer
     await redispatcher
     await sweeper
+    await watches.stop()
     await index.stop()
     await connection.close(nc)
 

@@ -6,6 +6,7 @@ by method and status code; a call that fails says why on its span.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -36,6 +37,7 @@ from services.orchestrator.jobs import JobCreator
 from services.orchestrator.settings import Settings
 from services.orchestrator.sources import Sources
 from services.orchestrator.store import JobStore
+from services.orchestrator.watches import JobWatches
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +119,17 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         index: JobIndex,
         settings: Settings,
         requester: InlineRequester | None = None,
+        *,
+        watches: JobWatches | None = None,
     ) -> None:
         self._js = js
         self._store = store
+        # The replica's shared job watch; without one given, one is started at the first
+        # WatchJob call (the service's own process then has no reconnect signal to give it,
+        # and relies on the watch's consumer check).
+        self._watches = watches
+        self._watches_started = watches is not None
+        self._watches_lock = asyncio.Lock()
         self._index = index
         self._settings = settings
         self._creator = JobCreator(
@@ -134,6 +144,30 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
         self._inline = InlineConversions(
             requester, self._creator, self._check_admission, settings.max_upload_bytes
         )
+
+    async def _output(self, request: jobs_pb2.ReadOutputRequest) -> tuple[str, str, str]:
+        """The output asked for. A completed file's output (or zip) never changes, so a
+        remembered record that has it completed answers without reading the bucket."""
+        remembered = self._store.remembered(request.tenant, request.job_id)
+        found = _remembered_output(remembered, request)
+        if found is not None:
+            return found
+        record, _ = await self._store.get(request.tenant, request.job_id)
+        return _output_of(record, request)
+
+    async def _shared_watches(self) -> JobWatches:
+        if not self._watches_started:
+            async with self._watches_lock:
+                if self._watches is None:
+                    self._watches = JobWatches(self._js, self._store)
+                    await self._watches.start()
+                self._watches_started = True
+        assert self._watches is not None
+        return self._watches
+
+    async def stop_watches(self) -> None:
+        if self._watches is not None:
+            await self._watches.stop()
 
     @property
     def creator(self) -> JobCreator:
@@ -285,18 +319,19 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
     async def WatchJob(  # noqa: N802
         self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[jobs_pb2.Job]:
-        await self._store.get(request.tenant, request.job_id)
-        async for record in self._store.watch(request.tenant, request.job_id):
-            yield record.job
-            if state.is_terminal(record.job):
-                return
+        watches = await self._shared_watches()
+        # aclosing: the watch leaves the shared watch's fan-out as soon as this call ends.
+        async with contextlib.aclosing(watches.watch(request.tenant, request.job_id)) as records:
+            async for record in records:
+                yield record.job
+                if state.is_terminal(record.job):
+                    return
 
     @streaming
     async def ReadOutput(  # noqa: N802
         self, request: jobs_pb2.ReadOutputRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[jobs_pb2.ReadOutputResponse]:
-        record, _ = await self._store.get(request.tenant, request.job_id)
-        name, filename, mime_type = _output_of(record, request)
+        name, filename, mime_type = await self._output(request)
         info = await blobs.info(self._js, streams.BLOBS_BUCKET, name)
         start, count = byte_range(request, info.size)
         yield jobs_pb2.ReadOutputResponse(
@@ -309,7 +344,7 @@ class JobService(jobs_pb2_grpc.JobServiceServicer):
                 range_length=count,
             )
         )
-        chunks = blobs.read_stream(self._js, streams.BLOBS_BUCKET, name)
+        chunks = blobs.read_stream(self._js, streams.BLOBS_BUCKET, name, known=info)
         async with contextlib.aclosing(chunks):
             async for piece in ranged(chunks, start, count):
                 telemetry.DOWNLOAD_BYTES.inc(len(piece))
@@ -350,6 +385,17 @@ async def ranged(chunks: AsyncIterator[bytes], start: int, count: int) -> AsyncI
         position = following
         if position >= end:
             return
+
+
+def _remembered_output(
+    record: state_pb2.JobRecord | None, request: jobs_pb2.ReadOutputRequest
+) -> tuple[str, str, str] | None:
+    if record is None:
+        return None
+    try:
+        return _output_of(record, request)
+    except MeshError:
+        return None
 
 
 def _output_of(

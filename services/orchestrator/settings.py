@@ -49,6 +49,12 @@ class Settings:
     # A synchronous conversion sent straight to a worker (POST /api/convert of a small file)
     # whose worker says nothing for this long is taken to have died: it goes the durable way.
     sync_inline_silence_seconds: float = 5.0
+    # Jobs whose last record and revision the store remembers, so that changing one writes
+    # (compare-and-set) without reading it first (0: always read first).
+    job_record_cache: int = 4096
+    # Revisions of its job one WatchJob call holds while its caller is slow to take them; the
+    # oldest are dropped past it (each is the whole record: the end is never lost).
+    job_watch_keep: int = 16
     # sourceUrl fetches: at most the upload limit, within these times.
     fetch: FetchLimits = field(default_factory=lambda: FetchLimits(max_bytes=2 * 1024**3))
 
@@ -93,6 +99,8 @@ class Settings:
                 cls.sync_inline_silence_seconds,
                 minimum=3 * inline.BEAT_SECONDS,
             ),
+            job_record_cache=env.integer("JOB_RECORD_CACHE", cls.job_record_cache, minimum=0),
+            job_watch_keep=env.integer("JOB_WATCH_KEEP", cls.job_watch_keep, minimum=1),
             fetch=FetchLimits(
                 max_bytes=max_upload_bytes,
                 total_seconds=env.number(

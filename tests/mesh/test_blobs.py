@@ -7,6 +7,7 @@ import os
 import random
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -256,6 +257,80 @@ async def test_damaged_blob_fails_at_the_end(js: JetStreamContext, bucket: str) 
     await blobs.write_stream(js, bucket, "bad", random_blocks(2 * CHUNK))
     store = await js.object_store(bucket)
     meta = await store.get_info("bad")
+    meta.digest = "SHA-256=" + "A" * 43 + "="
+    meta_subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(b'bad').decode()}"
+    await js.publish(meta_subject, json.dumps(meta.as_dict()).encode(), headers=blobs.ROLLUP)
+    with pytest.raises(MeshError) as damaged:
+        await read_all(js, bucket, "bad")
+    assert damaged.value.reason is Reason.INTERNAL
+
+
+async def _api_calls(server: NatsServer) -> int:
+    url = f"http://127.0.0.1:{server.monitor_port}/jsz"
+
+    def read() -> int:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(json.load(response)["api"]["total"])
+
+    return await asyncio.to_thread(read)
+
+
+async def test_a_one_chunk_blob_reads_without_a_consumer_or_api_call(
+    js: JetStreamContext, bucket: str, server: NatsServer, tmp_path: Path
+) -> None:
+    # Direct gets of the meta record and of the chunk: no consumer to create and delete, and
+    # no JetStream API request at all (the server's own count of them stays where it was).
+    data = os.urandom(CHUNK - 3)
+    written = await blobs.write_stream(js, bucket, "small", pieces(data, 70_000))
+    assert written.chunks == 1
+    before = await _api_calls(server)
+    known = await blobs.info(js, bucket, "small")
+    assert b"".join([c async for c in blobs.read_stream(js, bucket, "small", known=known)]) == data
+    assert await read_all(js, bucket, "small") == data
+    assert await blobs.read_to_file(js, bucket, "small", tmp_path / "small") == written
+    assert (tmp_path / "small").read_bytes() == data
+    assert await _api_calls(server) == before
+    assert (await stream_state(js, bucket))[1] == 0
+
+
+async def test_writing_a_new_blob_makes_no_api_call(
+    js: JetStreamContext, bucket: str, server: NatsServer
+) -> None:
+    # The look-up of a blob it would replace is a direct get; the chunks and the meta record
+    # are publishes. (Replacing one purges the old chunks: test_overwrite_purges_old_chunks.)
+    before = await _api_calls(server)
+    await blobs.write_stream(js, bucket, "fresh", random_blocks(2 * CHUNK + 1))
+    assert await _api_calls(server) == before
+    assert (await blobs.info(js, bucket, "fresh")).chunks == 3
+
+
+async def test_a_known_info_is_read_without_the_meta_record(
+    js: JetStreamContext, bucket: str
+) -> None:
+    # `known` is taken as it is: the reader goes straight to the chunks it names.
+    data = os.urandom(2 * CHUNK + 9)
+    known = await blobs.write_stream(js, bucket, "two", pieces(data, CHUNK))
+    await js.purge_stream(f"OBJ_{bucket}", subject=f"$O.{bucket}.M.>")
+    with pytest.raises(MeshError):
+        await read_all(js, bucket, "two")
+    chunks = blobs.read_stream(js, bucket, "two", known=known)
+    assert b"".join([chunk async for chunk in chunks]) == data
+
+
+async def test_a_one_chunk_blob_replaced_under_its_reader_is_unavailable(
+    js: JetStreamContext, bucket: str
+) -> None:
+    await blobs.write_stream(js, bucket, "swap", pieces(b"first", CHUNK))
+    known = await blobs.info(js, bucket, "swap")
+    await blobs.write_stream(js, bucket, "swap", pieces(b"second", CHUNK))
+    with pytest.raises(MeshError) as changed:
+        await anext(blobs.read_stream(js, bucket, "swap", known=known))
+    assert changed.value.reason is Reason.UNAVAILABLE
+
+
+async def test_a_damaged_one_chunk_blob_fails(js: JetStreamContext, bucket: str) -> None:
+    await blobs.write_stream(js, bucket, "bad", pieces(b"x" * 1000, CHUNK))
+    meta = await (await js.object_store(bucket)).get_info("bad")
     meta.digest = "SHA-256=" + "A" * 43 + "="
     meta_subject = f"$O.{bucket}.M.{base64.urlsafe_b64encode(b'bad').decode()}"
     await js.publish(meta_subject, json.dumps(meta.as_dict()).encode(), headers=blobs.ROLLUP)

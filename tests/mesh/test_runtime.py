@@ -94,6 +94,8 @@ async def run_worker(
             drain_seconds=2,
             task_scratch_bytes=int(settings.get("scratch_bytes", 0)) or None,
             scratch_dir=settings.get("scratch_dir"),
+            # STARTED at once unless a test says otherwise: the results these tests expect.
+            started_grace_seconds=settings.get("started_grace", 0.0),
         ),
         handler,
     )
@@ -151,6 +153,43 @@ async def test_success_publishes_the_result_then_acks(bus: tuple[Client, JetStre
     assert found[-1].output_blob.startswith("out/ok/0/d")
     info = await blobs.info(js, streams.BLOBS_BUCKET, found[-1].output_blob)
     assert info.size == len(b"converted")
+
+
+async def _convert_ok(context: TaskContext) -> Outcome:
+    context.output.write_bytes(b"converted")
+    return Outcome("jpg", "image/jpeg", width=1, height=1)
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["succeeds", "fails"])
+async def test_a_task_done_within_the_grace_publishes_no_started(
+    bus: tuple[Client, JetStreamContext], fails: bool
+) -> None:
+    nc, js = bus
+
+    async def refuse(context: TaskContext) -> Outcome:
+        raise MeshError(Reason.CORRUPT_INPUT, "Not an image.")
+
+    await dispatch(js, f"quick-{fails}".lower())  # a name per case: claims outlive a test
+    await run_worker(nc, js, refuse if fails else _convert_ok, started_grace=60.0)
+    assert kinds(await results(js)) == (["FAILED"] if fails else ["SUCCEEDED"])
+
+
+async def test_a_task_running_past_the_grace_publishes_started_first(
+    bus: tuple[Client, JetStreamContext],
+) -> None:
+    nc, js = bus
+
+    async def slow(context: TaskContext) -> Outcome:
+        # Works until its STARTED is in the results stream (no fixed wait).
+        deadline = time.monotonic() + 60
+        while not (await js.stream_info(streams.RESULTS_STREAM)).state.messages:
+            assert time.monotonic() < deadline, "no STARTED while the task ran"
+            await asyncio.sleep(0.02)
+        return await _convert_ok(context)
+
+    await dispatch(js, "past-grace")
+    await run_worker(nc, js, slow, started_grace=0.1)
+    assert kinds(await results(js)) == ["STARTED", "SUCCEEDED"]
 
 
 async def test_permanent_failure_is_reported_once_and_termed(

@@ -21,6 +21,7 @@ from services.orchestrator.index import JobIndex
 from services.orchestrator.server import JobService, create_server
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import JobStore
+from services.orchestrator.watches import JobWatches
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ class Orchestrator:
     store: JobStore
     index: JobIndex
     stub: jobs_pb2_grpc.JobServiceStub
+    watches: JobWatches
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +49,21 @@ async def orchestrator(nats_server: NatsServer) -> AsyncIterator[Orchestrator]:
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, 3600)
     await index.start()
+    watches = JobWatches(js, store)
+    await watches.start()
     settings = Settings(max_active_jobs_per_tenant=3, max_files_per_job=4)
     server, port = create_server(
-        JobService(js, store, index, settings), HealthServicer(), "127.0.0.1", 0
+        JobService(js, store, index, settings, watches=watches), HealthServicer(), "127.0.0.1", 0
     )
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield Orchestrator(nc, js, store, index, jobs_pb2_grpc.JobServiceStub(channel))
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        yield Orchestrator(nc, js, store, index, stub, watches)
     finally:
         await channel.close()
         await server.stop(0)
+        await watches.stop()
         await index.stop()
         await nc.close()
 

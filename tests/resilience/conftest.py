@@ -25,6 +25,7 @@ from services.orchestrator.index import JobIndex
 from services.orchestrator.server import JobService, create_server
 from services.orchestrator.settings import Settings
 from services.orchestrator.store import JobStore
+from services.orchestrator.watches import JobWatches
 
 KEY = "k-resilience-0123"
 TENANT = "acme"
@@ -55,9 +56,12 @@ async def stack(nats_server: NatsServer) -> AsyncIterator[Stack]:
 async def orchestrator(nats_server: NatsServer, settings: Settings) -> AsyncIterator[Stack]:
     """An in-process orchestrator with these settings on the nats-server."""
     reconnected = asyncio.Event()
+    watching: list[JobWatches] = []
 
     async def on_reconnect() -> None:
         reconnected.set()
+        for watches in watching:
+            watches.reconnected()
 
     nc = await nats.connect(
         nats_server.url,
@@ -70,14 +74,18 @@ async def orchestrator(nats_server: NatsServer, settings: Settings) -> AsyncIter
     store = await JobStore.open(js)
     index = JobIndex(store.jobs_bucket, 3600)
     await index.start()
+    watches = JobWatches(js, store)
+    await watches.start()
+    watching.append(watches)
     server, port = create_server(
-        JobService(js, store, index, settings), HealthServicer(), "127.0.0.1", 0
+        JobService(js, store, index, settings, watches=watches), HealthServicer(), "127.0.0.1", 0
     )
     await server.start()
     try:
         yield Stack(nats_server, nc, f"127.0.0.1:{port}")
     finally:
         await server.stop(0)
+        await watches.stop()
         await index.stop()
         # A test that killed the broker restarted it; the client may still be reconnecting.
         if not nc.is_connected:
