@@ -786,11 +786,11 @@ def sub_bench(module: str, *args: str) -> str:
 
 def _commit(checkout: Path) -> str:
     return subprocess.run(
-        ["git", "-C", str(checkout), "log", "-1", "--format=%h %s"],
+        ["git", "-C", str(checkout), "log", "-1", "--format=%h"],
         check=False,
         capture_output=True,
         text=True,
-    ).stdout.strip()[:72]
+    ).stdout.strip()
 
 
 def parse_mesh(spec: str) -> tuple[str, dict[str, str]]:
