@@ -289,11 +289,15 @@ class Worker:
     ) -> bool:
         """Claims the task for `result`, publishes it and acks; False when another delivery
         (or the orchestrator) had the last word first, whose outputs then stand."""
+        # From here the claim may stand even when its reply is lost (a NATS node dies under
+        # it): what this delivery stored may be the result a later delivery publishes again,
+        # so an error from here on leaves it. Only a claim known to be lost deletes it.
+        outputs.pledge()
         standing = await self._bus_claims.claim(result)
         if not standing.open:
             log.warning("task claimed elsewhere meanwhile", extra={"task": task.task_id})
             telemetry.TASKS.labels(self._settings.service, "skipped").inc()
-            await outputs.discard()
+            await outputs.discard(lost=True)
             await self._settle(message, task, standing)
             return False
         await self._publish(result, f"{task.task_id}.end")
@@ -448,6 +452,7 @@ class _Outputs:
         self._js = js
         self._service = service
         self._confirmed = False
+        self._pledged = False
         self._stored: list[str] = []
 
     async def confirm(self) -> None:
@@ -467,8 +472,17 @@ class _Outputs:
         telemetry.TASK_OUTPUT_BYTES.labels(self._service, output_format).inc(info.size)
         return info.size
 
-    async def discard(self) -> None:
-        """Best effort: a blob left behind expires with the bucket's retention."""
+    def pledge(self) -> None:
+        """The outputs are about to be named in a claim: an error no longer deletes them."""
+        self._pledged = True
+
+    async def discard(self, *, lost: bool = False) -> None:
+        """Deletes what this delivery stored, unless it was pledged to a claim that may have
+        taken effect (`lost`: the claim is known to be another's). Best effort: a blob left
+        behind expires with the bucket's retention, or goes with the winner's clean-up of the
+        deliveries before it."""
+        if self._pledged and not lost:
+            return
         for blob in self._stored:
             with contextlib.suppress(Exception):
                 await blobs.delete(self._js, streams.BLOBS_BUCKET, blob)

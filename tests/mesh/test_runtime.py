@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from launcher.nats import NatsServer
 from mesh import blobs, telemetry
 from mesh.bus import streams
+from mesh.bus.claims import Claims
 from mesh.bus.runtime import RuntimeSettings, TaskContext, Worker
 from mesh.bus.tasks import TaskSpec
 from mesh.errors import MeshError, Reason
@@ -319,6 +320,53 @@ async def test_a_delivery_that_loses_the_claim_deletes_its_output_and_publishes_
     # The winner's result, published again in case its worker died before publishing it.
     assert found[-1].output_blob == "out/lost/0/d9.2"
     assert written and not await blobs.exists(js, streams.BLOBS_BUCKET, written[0])
+
+
+@pytest.mark.parametrize("lost", ["claim reply", "publish"])
+async def test_a_claim_whose_reply_is_lost_keeps_its_output_for_the_next_delivery(
+    bus: tuple[Client, JetStreamContext], monkeypatch: pytest.MonkeyPatch, lost: str
+) -> None:
+    """A NATS node dying under the claim: it took effect, but this delivery saw an error
+    (the claim's reply, or the result's publish after it). The next delivery publishes the
+    claimed result, so the blob it names must still be there."""
+    nc, js = bus
+    task = await dispatch(js, f"reply-{lost.replace(' ', '-')}")
+    real_claim = Claims.claim
+    real_publish = Worker._publish
+    failed: list[str] = []
+
+    async def claim_then_lose_the_reply(self: Claims, result: tasks_pb2.Result) -> Any:
+        standing = await real_claim(self, result)
+        if lost == "claim reply" and not failed:
+            failed.append(result.output_blob)
+            raise nats.errors.TimeoutError
+        return standing
+
+    async def publish_fails_once(self: Worker, result: tasks_pb2.Result, msg_id: Any) -> None:
+        if lost == "publish" and not failed and result.kind == tasks_pb2.RESULT_KIND_SUCCEEDED:
+            failed.append(result.output_blob)
+            raise nats.js.errors.NoStreamResponseError
+        await real_publish(self, result, msg_id)
+
+    monkeypatch.setattr(Claims, "claim", claim_then_lose_the_reply)
+    monkeypatch.setattr(Worker, "_publish", publish_fails_once)
+    runs = 0
+
+    async def convert(context: TaskContext) -> Outcome:
+        nonlocal runs
+        runs += 1
+        context.output.write_bytes(b"converted")
+        return Outcome("jpg", "image/jpeg")
+
+    await run_worker(nc, js, convert)
+    assert failed, "the fault was not injected"
+    assert runs == 1  # the second delivery finds the claim and does not convert again
+    found = await results(js)
+    assert kinds(found)[-1] == "SUCCEEDED"
+    assert found[-1].output_blob == failed[0]
+    assert found[-1].task_id == task.task_id
+    stored = blobs.read_stream(js, streams.BLOBS_BUCKET, failed[0])
+    assert b"".join([chunk async for chunk in stored]) == b"converted"
 
 
 async def test_the_winning_delivery_removes_what_an_interrupted_one_stored(
