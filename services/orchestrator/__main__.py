@@ -54,7 +54,7 @@ async def serve(settings: Settings) -> None:
     except streams.ReplicasError:
         await connection.close(nc)
         raise
-    store = await JobStore.open(js, settings.job_record_cache)
+    store = await JobStore.open(js, settings.job_record_cache, settings.dispatch_mark_seconds)
     index = JobIndex(store.jobs_bucket, settings.retention.seconds)
     await index.start()
     watches = JobWatches(js, store, keep=settings.job_watch_keep)
@@ -88,6 +88,7 @@ async def serve(settings: Settings) -> None:
     await deliverer
     await redispatcher
     await sweeper
+    await store.close()
     await watches.stop()
     await index.stop()
     await connection.close(nc)

@@ -294,14 +294,8 @@ class JobCreator:
                 spec = specs.file_spec(record, task)
             await publish_task(self._js, task.service, spec)
         if record.undispatched:
-            await self._store.mutate(job.tenant, job.job_id, _dispatched)
+            await self._store.mark_dispatched(job.tenant, job.job_id)
         log.info("job dispatched", extra={"job": job.job_id, "files": len(record.tasks)})
-
-
-def _dispatched(record: state_pb2.JobRecord) -> bool:
-    changed = record.undispatched
-    record.undispatched = False
-    return changed
 
 
 def _copy(request: jobs_pb2.CreateJobRequest) -> jobs_pb2.CreateJobRequest:

@@ -6,7 +6,9 @@ would ever work on: it would sit at `processing` forever and count against its t
 active jobs. Every replica therefore looks, at start and then every `interval`, for jobs still
 marked some time after their creation, and dispatches their files that have not started;
 JetStream drops a task that did go out (`Nats-Msg-Id`), which is why the wait stays well inside
-the duplicate window. A retry of the request with the same Idempotency-Key completes the
+the duplicate window. (The mark may also be held for a moment after the publishes, to ride on
+the job's next write: `JobStore.mark_dispatched`; DISPATCH_MARK_SECONDS stays under half of
+the wait.) A retry of the request with the same Idempotency-Key completes the
 dispatch at once (`JobCreator._existing`).
 """
 

@@ -33,6 +33,11 @@ class Settings:
     # How often every replica looks for jobs whose dispatch was interrupted, and how old such
     # a job must be: well inside the task stream's duplicate window (see `redispatch`).
     redispatch_seconds: float = 15.0
+    # How long a job's dispatched mark is held to ride on its next write (its result, for a
+    # quick job) before it is written alone (`store.JobStore.mark_dispatched`); 0: at once.
+    # At most half of `redispatch_seconds`, so the sweep does not take a held mark for an
+    # interrupted dispatch.
+    dispatch_mark_seconds: float = 2.0
     # How long an UploadBlob stream may send nothing before it is ended (408) and what it
     # stored removed: more than the gateway's UPLOAD_IDLE_SECONDS, the longest pause it lets a
     # client make.
@@ -70,6 +75,7 @@ class Settings:
             "UPLOAD_STREAM_IDLE_SECONDS", cls.upload_idle_seconds, positive=True
         )
         defaults = FetchLimits(max_bytes=max_upload_bytes)
+        redispatch_seconds = _redispatch_seconds(env, retention)
         return cls(
             nats_url=env.text("NATS_URL", cls.nats_url),
             grpc_host=env.text("GRPC_HOST", cls.grpc_host),
@@ -83,7 +89,8 @@ class Settings:
             log_level=env.text("LOG_LEVEL", cls.log_level),
             nats_replicas=read_replicas(env),
             rar_available=env.flag("RAR_OUTPUT_ENABLED"),
-            redispatch_seconds=_redispatch_seconds(env, retention),
+            redispatch_seconds=redispatch_seconds,
+            dispatch_mark_seconds=_dispatch_mark_seconds(env, redispatch_seconds),
             upload_idle_seconds=upload_idle,
             orphan_grace_seconds=env.number(
                 "ORPHAN_CHUNK_GRACE_SECONDS",
@@ -125,5 +132,17 @@ def _redispatch_seconds(env: Env, retention: Retention) -> float:
             "REDISPATCH_SECONDS",
             f"must be at most a quarter of the {window:g} s duplicate window, so that a task "
             "dispatched again is recognised as a repeat",
+        )
+    return seconds
+
+
+def _dispatch_mark_seconds(env: Env, redispatch_seconds: float) -> float:
+    default = min(Settings.dispatch_mark_seconds, redispatch_seconds / 2)
+    seconds = env.number("DISPATCH_MARK_SECONDS", default, minimum=0)
+    if seconds > redispatch_seconds / 2:
+        env.problem(
+            "DISPATCH_MARK_SECONDS",
+            f"must be at most half of REDISPATCH_SECONDS ({redispatch_seconds:g} s), so that "
+            "the sweep does not take a held mark for an interrupted dispatch",
         )
     return seconds

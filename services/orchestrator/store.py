@@ -9,6 +9,15 @@ The store remembers the record and revision it last read or wrote for the most r
 is still a compare-and-set against that revision, and a conflict (another replica wrote
 meanwhile) or a change that does nothing to the remembered record reads the bucket as before.
 
+A job is created marked `undispatched` and the mark is cleared once all its tasks went out
+(`mark_dispatched`). With `mark_seconds`, clearing it costs no write of its own when the job
+is written again soon: the mark is held here and rides on the job's next write from this
+replica (its result, for a job that takes less than that), and is written alone only when
+nothing else was written by then, or when the store closes. Until it is written the record
+says `undispatched`, as it does while a dispatch is under way: an orchestrator that dies
+meanwhile leaves the job to the redispatch sweep, whose repeats JetStream drops
+(`Nats-Msg-Id`), as after a crash between the publishes and the mark.
+
 Workers never read job records: what they need to know, that a task is no longer wanted, is
 one key per task in the `settled` bucket (`settle`).
 """
@@ -16,6 +25,8 @@ one key per task in the `settled` bucket (`settle`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
@@ -28,6 +39,8 @@ from mesh.errors import MeshError, Reason
 from mesh.jobs.v1 import jobs_pb2
 from mesh.state.v1 import state_pb2
 from services.orchestrator import tally
+
+log = logging.getLogger(__name__)
 
 MAX_CAS_ATTEMPTS = 50
 # Jobs whose last record and revision the store remembers (a few hundred bytes each).
@@ -45,6 +58,7 @@ class JobStore:
         uploads: KeyValue,
         settled: KeyValue,
         known_entries: int = KNOWN_ENTRIES,
+        mark_seconds: float = 0.0,
     ) -> None:
         self._jobs = jobs
         self._uploads = uploads
@@ -52,15 +66,73 @@ class JobStore:
         # key -> (serialized record, its revision), least recently used first.
         self._known: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
         self._known_entries = known_entries
+        self._mark_seconds = mark_seconds
+        # key -> (tenant, job id, the timer that writes the held dispatched mark on its own).
+        self._marks: dict[str, tuple[str, str, asyncio.TimerHandle]] = {}
+        self._mark_writes: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, js: JetStreamContext, known_entries: int = KNOWN_ENTRIES) -> JobStore:
+    async def open(
+        cls, js: JetStreamContext, known_entries: int = KNOWN_ENTRIES, mark_seconds: float = 0.0
+    ) -> JobStore:
         return cls(
             await js.key_value(streams.JOBS_BUCKET),
             await js.key_value(streams.UPLOADS_BUCKET),
             await js.key_value(streams.SETTLED_BUCKET),
             known_entries,
+            mark_seconds,
         )
+
+    async def mark_dispatched(self, tenant: str, job_id: str) -> None:
+        """Clears the job's `undispatched` mark: every task of it went out. Only a caller that
+        has published them all may call this."""
+        if self._mark_seconds <= 0:
+            await self.mutate(tenant, job_id, _dispatched)
+            return
+        key = streams.job_key(tenant, job_id)
+        if key not in self._marks:
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(self._mark_seconds, self._mark_due, tenant, job_id)
+            self._marks[key] = (tenant, job_id, timer)
+
+    def marks_held(self) -> int:
+        """Dispatched marks held, not written yet."""
+        return len(self._marks)
+
+    def _mark_due(self, tenant: str, job_id: str) -> None:
+        write = asyncio.create_task(self._write_mark(tenant, job_id))
+        self._mark_writes.add(write)
+        write.add_done_callback(self._mark_writes.discard)
+
+    async def _write_mark(self, tenant: str, job_id: str) -> None:
+        key = streams.job_key(tenant, job_id)
+        try:
+            await self.mutate(tenant, job_id, _dispatched)
+        except MeshError as error:
+            # Gone (deleted or expired), or NATS unreachable: the sweep redispatches what is
+            # still marked, and JetStream drops the repeats.
+            if error.reason is not Reason.NOT_FOUND:
+                log.warning(
+                    "dispatched mark not written", extra={"job": job_id, "reason": error.reason}
+                )
+        except Exception:
+            log.exception("dispatched mark not written", extra={"job": job_id})
+        finally:
+            self._drop_mark(key)
+
+    def _drop_mark(self, key: str) -> None:
+        held = self._marks.pop(key, None)
+        if held is not None:
+            held[2].cancel()
+
+    async def close(self) -> None:
+        """Writes the dispatched marks still held (the orchestrator is stopping)."""
+        for tenant, job_id, timer in list(self._marks.values()):
+            timer.cancel()
+            self._mark_due(tenant, job_id)
+        if self._mark_writes:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*self._mark_writes, return_exceptions=True)
 
     def _remember(self, key: str, data: bytes, revision: int) -> None:
         if self._known_entries <= 0:
@@ -115,7 +187,11 @@ class JobStore:
             else:
                 record, revision = await self.get(tenant, job_id)
             before = tally.snapshot(record)
-            if not change(record):
+            changed = change(record)
+            if key in self._marks and record.undispatched:
+                record.undispatched = False  # the held mark rides on this write
+                changed = True
+            if not changed:
                 if known is not None:
                     known = None
                     continue
@@ -130,6 +206,8 @@ class JobStore:
                 await asyncio.sleep(0)
                 continue
             self._remember(key, data, written)
+            if not record.undispatched:
+                self._drop_mark(key)
             tally.changed(before, record)
             return record, True
         raise MeshError(Reason.UNAVAILABLE, "The job is too busy to update; retry.")
@@ -172,3 +250,9 @@ class JobStore:
 
     async def delete_upload(self, blob_id: str) -> None:
         await self._uploads.purge(streams.upload_key(blob_id))
+
+
+def _dispatched(record: state_pb2.JobRecord) -> bool:
+    changed = record.undispatched
+    record.undispatched = False
+    return changed
